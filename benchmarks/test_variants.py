@@ -1,0 +1,40 @@
+"""One test per registered variant: build (cached) -> accuracy -> latency -> gates."""
+
+from __future__ import annotations
+
+import pytest
+
+from quant.variants import REGISTRY
+
+
+@pytest.fixture(scope="session", params=list(REGISTRY))
+def variant(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def artifact(variant, bench):
+    """The variant's artifact, built once per cache key and reused across runs."""
+    reason = bench.skip_reason(variant)
+    if reason:
+        pytest.skip(reason)
+    return bench.suite.artifact(variant)
+
+
+def test_variant(variant, artifact, bench, benchmark):
+    run, x = bench.suite.runner(variant), bench.suite.sample_input()
+    benchmark.group = "batch-1 model call"
+    if benchmark.disabled:
+        from quant.latency import measure
+
+        lat = measure(run, x, bench.rounds, bench.warmup)
+        latency_ms, rounds = lat.median_ms, lat.rounds
+    else:
+        benchmark.pedantic(run, args=(x,), rounds=bench.rounds, warmup_rounds=bench.warmup, iterations=1)
+        latency_ms, rounds = 1000 * benchmark.stats.stats.median, bench.rounds
+    row = bench.row(variant, latency_ms, rounds)
+    failures = bench.gate(variant)
+    benchmark.extra_info.update({k: row[k] for k in (
+        "precision_P", "recall", "map50", "map50_95", "size_mb", "preprocess_ms", "postprocess_ms", "int8_share",
+        "cached", "config", "status")})
+    assert not failures, "; ".join(failures)

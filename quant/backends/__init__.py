@@ -1,0 +1,22 @@
+"""One module per backend. Each exposes:
+
+- ``unavailable() -> str | None``: why the backend cannot run here (None when it can);
+- ``build(variant, ctx, out_dir) -> (artifact_path, info)``: make the artifact inside ``out_dir``
+  (``ctx`` is a :class:`quant.suite.Suite`: weights, data, imgsz, other variants' artifacts);
+- ``runner(artifact, ctx) -> callable(np.ndarray) -> outputs``: the bare model call at batch 1,
+  the thing latency is measured on.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_MODULES = {"pytorch": "quant.backends.pytorch", "onnxruntime": "quant.backends.onnxruntime"}
+
+
+def get(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(_MODULES[name])
+    except KeyError:
+        raise ValueError(f"unknown backend '{name}'") from None

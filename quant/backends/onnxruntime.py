@@ -1,0 +1,84 @@
+"""ONNX Runtime on CPU: the FP32 export and static Q/DQ INT8 models.
+
+INT8 = ranges from :mod:`quant.calibration` (the variant's method), written as an ONNX Runtime
+calibration cache, then ``quantize_static`` places Q/DQ pairs everywhere except the variant's
+float scope. Ultralytics' metadata survives (ONNX Runtime keeps ``metadata_props``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from quant.errors import QuantError
+
+_QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+
+
+def unavailable() -> str | None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        return f"onnxruntime is not installed ({e})"
+    return None
+
+
+def load_onnx(path):
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001  (protobuf DecodeError, ValidationError, OSError)
+        raise QuantError(f"ONNX model '{path}' is corrupt or invalid ({type(e).__name__}: {e})") from None
+    return model
+
+
+def build(variant, ctx, out_dir: Path):
+    out = out_dir / "model.onnx"
+    if variant.precision == "fp32":
+        from quant.model import export_onnx
+
+        export_onnx(ctx.weights, out, ctx.imgsz, opset=variant.setting("opset", 13))
+        return out, {}
+    if variant.precision == "int8":
+        return quantize_qdq(ctx.artifact(variant.source), out, variant, ctx)
+    raise ValueError(f"onnxruntime backend cannot build precision '{variant.precision}'")
+
+
+def quantize_qdq(src: Path, out: Path, variant, ctx):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    from quant.calibration import collect_ranges, make_method
+
+    model = load_onnx(src)
+    float_nodes = variant.float_scope.resolve(model) if variant.float_scope else []
+    reader = ctx.calibration_reader(model.graph.input[0].name)
+    ranges = collect_ranges(src, reader, make_method(variant.calibration))
+    table = TensorsData(CalibrationMethod.MinMax, {
+        k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
+    calib_json = out.parent / "calibration.json"
+    save_tensors_data(table, calib_json)
+    quantize_static(
+        str(src), str(out), calibration_data_reader=None, calibration_cache_path=str(calib_json),
+        calibrate_method=CalibrationMethod.MinMax,  # ranges come from the cache above, whatever the method
+        quant_format=QuantFormat.QDQ,
+        activation_type=getattr(QuantType, _QTYPES[variant.setting("activation_type", "uint8")]),
+        weight_type=getattr(QuantType, _QTYPES[variant.setting("weight_type", "int8")]),
+        per_channel=variant.setting("per_channel", True), reduce_range=variant.setting("reduce_range", False),
+        nodes_to_exclude=float_nodes,
+        extra_options={"ActivationSymmetric": variant.setting("activation_type") == "int8", "WeightSymmetric": True},
+    )
+    quantized = sum(1 for n in model.graph.node if n.op_type == "Conv" and n.name not in set(float_nodes))
+    return out, {"float_nodes": float_nodes, "calibration_images": len(reader),
+                 "int8_convs": quantized, "convs": sum(1 for n in model.graph.node if n.op_type == "Conv")}
+
+
+def runner(artifact: Path, ctx):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: x})

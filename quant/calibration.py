@@ -1,0 +1,228 @@
+"""Calibration: images -> letterboxed tensors -> activation statistics -> per-tensor ranges.
+
+One reader protocol (ONNX Runtime's ``CalibrationDataReader``: ``get_next()`` / ``rewind()``),
+one class per range method (``MinMax``, ``Entropy``, ``Percentile``), one ``collect_ranges``
+entry. The ranges are computed here rather than by ``onnxruntime.quantization.quantize_static``,
+whose Entropy/Percentile calibrators ignore their histogram settings; each method really
+computes its own ranges (see tests/test_calibration.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from quant.data import list_images
+from quant.errors import QuantError
+
+
+def letterbox(image_bgr: np.ndarray, imgsz: int, stride: int = 32) -> np.ndarray:
+    """Exactly Ultralytics' inference preprocessing for a fixed-size model: BGR uint8 HWC -> RGB float32 NCHW."""
+    from ultralytics.data.augment import LetterBox
+
+    im = LetterBox((imgsz, imgsz), auto=False, stride=stride)(image=image_bgr)
+    im = im[..., ::-1].transpose(2, 0, 1)  # BGR->RGB, HWC->CHW
+    return (np.ascontiguousarray(im, dtype=np.float32) / 255.0)[None]
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise QuantError(f"calibration image '{path}' cannot be read as an image")
+    return im
+
+
+class CalibrationReader:
+    """Feeds letterboxed images to a model, one at a time (ONNX Runtime ``CalibrationDataReader`` protocol)."""
+
+    def __init__(self, images: str | os.PathLike | Iterable, imgsz: int, input_name: str = "images",
+                 limit: int | None = None, stride: int = 32) -> None:
+        files = list_images(images) if isinstance(images, (str, os.PathLike)) else [Path(p) for p in images]
+        if not files:
+            raise QuantError("calibration image list is empty")
+        self.files = files[:limit] if limit else files
+        self.imgsz, self.input_name, self.stride = imgsz, input_name, stride
+        self._cache: list[np.ndarray] | None = None
+        self._it: Iterator | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def tensors(self) -> list[np.ndarray]:
+        if self._cache is None:  # letterbox once; reused by every pass and method
+            self._cache = [letterbox(read_image(f), self.imgsz, self.stride) for f in self.files]
+        return self._cache
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return ({self.input_name: x} for x in self.tensors())
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._it is None:
+            self._it = iter(self)
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+@dataclass
+class TensorStats:
+    """Running statistics of one activation tensor over the calibration set."""
+
+    lo: float = math.inf
+    hi: float = -math.inf
+    hist: np.ndarray | None = None  # histogram of |x| over [0, amax]
+
+    @property
+    def amax(self) -> float:
+        return max(abs(self.lo), abs(self.hi))
+
+
+@dataclass(frozen=True)
+class MinMax:
+    """Observed min and max (TensorRT's IInt8MinMaxCalibrator, ORT's MinMax)."""
+
+    name = "minmax"
+    needs_histogram = False
+
+    def range(self, s: TensorStats) -> tuple[float, float]:
+        return s.lo, s.hi
+
+
+def _clip(s: TensorStats, t: float) -> tuple[float, float]:
+    """Symmetric threshold t applied to the observed range (keeps a one-sided range one-sided)."""
+    return max(s.lo, -t), min(s.hi, t)
+
+
+@dataclass(frozen=True)
+class Percentile:
+    """Clip |x| at a percentile of its histogram (ORT/ModelOpt 'percentile')."""
+
+    percentile: float = 99.99
+    num_bins: int = 2048
+    name = "percentile"
+    needs_histogram = True
+
+    def range(self, s: TensorStats) -> tuple[float, float]:
+        if s.hist is None or s.hist.sum() == 0 or s.amax == 0:
+            return s.lo, s.hi
+        cdf = np.cumsum(s.hist) / s.hist.sum()
+        i = int(np.searchsorted(cdf, self.percentile / 100.0))
+        return _clip(s, s.amax * min(i + 1, len(s.hist)) / len(s.hist))
+
+
+@dataclass(frozen=True)
+class Entropy:
+    """Threshold of least KL divergence between the |x| histogram and its INT8 version (TensorRT entropy)."""
+
+    num_bins: int = 2048
+    num_quantized_bins: int = 128
+    name = "entropy"
+    needs_histogram = True
+
+    def range(self, s: TensorStats) -> tuple[float, float]:
+        if s.hist is None or s.hist.sum() == 0 or s.amax == 0:
+            return s.lo, s.hi
+        i = kl_threshold_bin(s.hist, self.num_quantized_bins)
+        return _clip(s, s.amax * i / len(s.hist))
+
+
+def kl_threshold_bin(hist: np.ndarray, num_quantized_bins: int = 128) -> int:
+    """Number of histogram bins to keep (threshold = edge of that bin) minimising KL(P || Q)."""
+    hist = hist.astype(np.float64)
+    n = len(hist)
+    tail = np.concatenate([np.cumsum(hist[::-1])[::-1], [0.0]])  # tail[i] = sum(hist[i:])
+    best_kl, best_i = math.inf, n
+    for i in range(num_quantized_bins, n + 1):
+        ref = hist[:i]
+        p = ref.copy()
+        p[-1] += tail[i]  # outliers clipped into the last bin
+        nonzero = ref > 0
+        idx = np.arange(i) * num_quantized_bins // i  # which quantized bin each fine bin falls into
+        qsum = np.bincount(idx, weights=ref, minlength=num_quantized_bins)
+        qcnt = np.bincount(idx, weights=nonzero, minlength=num_quantized_bins)
+        q = np.where(nonzero, qsum[idx] / np.maximum(qcnt[idx], 1), 0.0)
+        ps, qs = p / p.sum(), q / max(q.sum(), 1e-30)
+        m = ps > 0
+        kl = float(np.sum(ps[m] * np.log(ps[m] / np.maximum(qs[m], 1e-10))))
+        if kl < best_kl:
+            best_kl, best_i = kl, i
+    return best_i
+
+
+METHODS = {"minmax": MinMax, "entropy": Entropy, "percentile": Percentile}
+
+
+def make_method(name: str, **params):
+    try:
+        return METHODS[name](**params)
+    except KeyError:
+        raise QuantError(f"unknown calibration method '{name}' (choose from {', '.join(METHODS)})") from None
+
+
+def float_tensors(model) -> list[str]:
+    """Names of every float activation of an ONNX model (graph inputs and node outputs)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    names += [o for n in model.graph.node for o in n.output if o]
+    return [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
+
+
+def collect_stats(model_path: str | os.PathLike, reader: CalibrationReader, histogram_bins: int = 0,
+                  tensors: list[str] | None = None) -> dict[str, TensorStats]:
+    """Run the FP32 model over the reader, exposing every float activation; return running stats.
+
+    Pass 1 records min/max; pass 2 (only if ``histogram_bins``) a histogram of |x| over [0, amax].
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(model_path))
+    names = tensors or float_tensors(model)
+    existing = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in existing:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every tensor stays visible
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    stats = {n: TensorStats() for n in names}
+    for feed in reader:
+        for name, x in zip(names, sess.run(names, feed)):
+            s = stats[name]
+            if x.size:
+                s.lo, s.hi = min(s.lo, float(x.min())), max(s.hi, float(x.max()))
+    if histogram_bins:
+        for feed in reader:
+            for name, x in zip(names, sess.run(names, feed)):
+                s = stats[name]
+                h, _ = np.histogram(np.abs(x), bins=histogram_bins, range=(0.0, s.amax or 1.0))
+                s.hist = h if s.hist is None else s.hist + h
+    return stats
+
+
+def compute_ranges(stats: dict[str, TensorStats], method) -> dict[str, tuple[float, float]]:
+    """Per-tensor (low, high) by the method; always contains 0 so that zero is exactly representable."""
+    out = {}
+    for name, s in stats.items():
+        if not math.isfinite(s.lo):
+            continue
+        lo, hi = method.range(s)
+        out[name] = (min(lo, 0.0), max(hi, 0.0))
+    return out
+
+
+def collect_ranges(model_path: str | os.PathLike, reader: CalibrationReader, method) -> dict[str, tuple[float, float]]:
+    bins = getattr(method, "num_bins", 0) if method.needs_histogram else 0
+    return compute_ranges(collect_stats(model_path, reader, bins), method)

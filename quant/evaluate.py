@@ -1,0 +1,42 @@
+"""Accuracy of any artifact Ultralytics can load, with Ultralytics' own validator.
+
+Every format is validated the same way: batch 1, square letterbox (``rect=False``; .pt and ONNX
+then see identical inputs and agree exactly), CPU unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: int, project: str | os.PathLike,
+             name: str = "val", device: str = "cpu") -> Accuracy:
+    from quant.offline import ultralytics_yolo
+
+    YOLO = ultralytics_yolo()
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        m = YOLO(str(artifact), task="detect").val(
+            data=str(data_yaml), imgsz=imgsz, batch=1, rect=False, device=device, plots=False, verbose=False,
+            save_json=False, project=str(Path(project).resolve()), name=name, exist_ok=True, workers=0)
+    s = m.speed
+    return Accuracy(float(m.box.mp), float(m.box.mr), float(m.box.map50), float(m.box.map),
+                    float(s.get("preprocess", 0.0)), float(s.get("inference", 0.0)), float(s.get("postprocess", 0.0)))

@@ -1,0 +1,110 @@
+"""Structure of an exported YOLO ONNX graph, and "what stays float" as a value.
+
+The box decode at the end of the detection head (DFL softmax, box arithmetic, concat with the
+class sigmoid) must stay float: quantized, box pixels and class scores share one INT8 scale and
+mAP collapses. Both the decode and the head are found from the graph, not from hard-coded names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from quant.errors import QuantError
+
+_PASS_THROUGH = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
+
+
+def _producers(model) -> dict[str, object]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def _is_distribution_conv(node, producers) -> bool:
+    """The DFL 'conv' is a fixed expectation over a softmax: its input comes from a Softmax."""
+    x = producers.get(node.input[0])
+    while x is not None and x.op_type in _PASS_THROUGH:
+        x = producers.get(x.input[0])
+    return x is not None and x.op_type == "Softmax"
+
+
+def decode_nodes(model) -> list[str]:
+    """Nodes between the head's last learned convolutions and the graph outputs (box decode)."""
+    producers = _producers(model)
+    seen: dict[str, None] = {}
+    stack = [producers[o.name] for o in model.graph.output if o.name in producers]
+    while stack:
+        node = stack.pop()
+        if node.name in seen:
+            continue
+        if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and not _is_distribution_conv(node, producers):
+            continue  # a learned layer: the decode starts after it
+        seen[node.name] = None
+        stack.extend(producers[i] for i in node.input if i in producers)
+    if not seen:
+        raise QuantError("ONNX graph has no nodes between its outputs and the head's convolutions")
+    return list(seen)
+
+
+_SCOPE = re.compile(r"^/?(model\.\d+)/")
+
+
+def head_scope(model) -> str:
+    """Module scope of the detection head, e.g. 'model.22' for YOLOv8, 'model.23' for YOLO11."""
+    counts: dict[str, int] = defaultdict(int)
+    for name in decode_nodes(model):
+        m = _SCOPE.match(name)
+        if m:
+            counts[m.group(1)] += 1
+    if not counts:
+        raise QuantError("cannot find the detection head: ONNX node names carry no 'model.N' module scope")
+    return max(counts, key=counts.get)
+
+
+def head_nodes(model) -> list[str]:
+    scope = head_scope(model)
+    return [n.name for n in model.graph.node if _SCOPE.match(n.name) and _SCOPE.match(n.name).group(1) == scope]
+
+
+def conv_layers(model) -> list[str]:
+    """Learned convolution nodes, in graph order: the units of quantization sensitivity."""
+    producers = _producers(model)
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and not _is_distribution_conv(n, producers)]
+
+
+@dataclass(frozen=True)
+class FloatScope:
+    """Which nodes stay float in an INT8 model (cf. NNCF's IgnoredScope), as a value.
+
+    ``presets``: 'decode' (box decode) and/or 'head' (the whole detection head), found from the
+    graph; ``names``: exact node names; ``patterns``: fnmatch patterns on node names;
+    ``types``: op types.
+    """
+
+    presets: tuple[str, ...] = ("decode",)
+    names: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {k: list(v) for k, v in self.__dict__.items() if v}
+
+    def resolve(self, model) -> list[str]:
+        chosen: dict[str, None] = {}
+        for preset in self.presets:
+            if preset not in PRESETS:
+                raise QuantError(f"unknown float-scope preset '{preset}' (choose from {', '.join(PRESETS)})")
+            chosen.update(dict.fromkeys(PRESETS[preset](model)))
+        all_names = [n.name for n in model.graph.node]
+        missing = [n for n in self.names if n not in set(all_names)]
+        if missing:
+            raise QuantError(f"float scope names nodes that are not in the model: {', '.join(missing[:3])}")
+        chosen.update(dict.fromkeys(self.names))
+        for n in model.graph.node:
+            if n.op_type in self.types or any(fnmatch.fnmatchcase(n.name, p) for p in self.patterns):
+                chosen[n.name] = None
+        return list(chosen)
+
+
+PRESETS = {"decode": decode_nodes, "head": head_nodes}

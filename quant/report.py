@@ -1,0 +1,61 @@
+"""The comparison table (like the reference report's) as text, JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tabulate import tabulate
+
+COLUMNS = [  # (key in a row, header)
+    ("variant", "variant"), ("format", "format"), ("precision", "precision"), ("latency_ms", "ms/img"),
+    ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("precision_P", "P"), ("recall", "R"),
+    ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"), ("size_mb", "size MB"),
+    ("int8_share", "INT8 convs"), ("status", "status"),
+]
+
+
+def _fmt(key: str, v):
+    if v is None:
+        return "-"
+    if key in ("latency_ms", "preprocess_ms", "postprocess_ms", "size_mb"):
+        return f"{v:.1f}" if key != "size_mb" else f"{v:.2f}"
+    if key in ("precision_P", "recall", "map50", "map50_95"):
+        return f"{100 * v:.1f}"
+    if key == "delta_points":
+        return f"{v:+.2f}"
+    return str(v)
+
+
+def with_deltas(rows: list[dict], baseline: str) -> list[dict]:
+    base = next((r for r in rows if r["variant"] == baseline and r.get("map50_95") is not None), None)
+    out = []
+    for r in rows:
+        r = dict(r)
+        if base is not None and r.get("map50_95") is not None:
+            r["delta_points"] = round(100 * (r["map50_95"] - base["map50_95"]), 3)
+            r["latency_ratio"] = round(r["latency_ms"] / base["latency_ms"], 3) if r.get("latency_ms") else None
+        out.append(r)
+    return out
+
+
+def table(rows: list[dict], fmt: str = "simple") -> str:
+    body = [[_fmt(k, r.get(k)) for k, _ in COLUMNS] for r in rows]
+    return tabulate(body, headers=[h for _, h in COLUMNS], tablefmt=fmt, disable_numparse=True)
+
+
+def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[Path, Path]:
+    """report.json (everything) and report.md (the table), written atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {out / "report.json": json.dumps({**header, "rows": rows}, indent=1, default=str) + "\n",
+             out / "report.md": "# YOLO quantization benchmark\n\n"
+             + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
+             + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
+             + table(rows, "github") + "\n"}
+    for path, text in files.items():
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return out / "report.json", out / "report.md"

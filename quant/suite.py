@@ -1,0 +1,98 @@
+"""A benchmark session's inputs and the steps every variant goes through: build -> validate -> time."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from quant import backends
+from quant.cache import ArtifactCache, cache_key, library_versions
+from quant.calibration import CalibrationReader, letterbox, read_image
+from quant.data import DataSpec, list_images
+from quant.evaluate import Accuracy, validate
+from quant.model import check_imgsz, file_sha256, load_weights, model_stride
+from quant.variants import REGISTRY, Variant
+
+
+@dataclass
+class Suite:
+    weights: Path
+    data: DataSpec
+    imgsz: int
+    cache: ArtifactCache
+    calib_images: int = 64
+    _manifests: dict = field(default_factory=dict, repr=False)
+    _reader: CalibrationReader | None = field(default=None, repr=False)
+    _calib_digest: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, weights, data_yaml, imgsz: int, cache_dir, calib_images: int = 64) -> "Suite":
+        model = load_weights(weights)  # fails early, one line, on bad weights
+        imgsz = check_imgsz(imgsz, model_stride(model))
+        data = DataSpec.from_yaml(data_yaml)
+        if int(calib_images) < 1:
+            from quant.errors import QuantError
+
+            raise QuantError(f"--calib-images must be at least 1, got {calib_images}")
+        return cls(Path(weights).resolve(), data, imgsz, ArtifactCache(cache_dir), int(calib_images))
+
+    # ---- inputs -----------------------------------------------------------------------------
+    def calibration_files(self) -> list[Path]:
+        return list_images(self.data.calib)[: self.calib_images]
+
+    def calibration_reader(self, input_name: str = "images") -> CalibrationReader:
+        if self._reader is None or self._reader.input_name != input_name:
+            self._reader = CalibrationReader(self.calibration_files(), self.imgsz, input_name)
+        return self._reader
+
+    def calibration_digest(self) -> str:
+        if self._calib_digest is None:
+            h = hashlib.sha256()
+            for f in self.calibration_files():
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+            self._calib_digest = h.hexdigest()
+        return self._calib_digest
+
+    def sample_input(self) -> np.ndarray:
+        """The first val image, letterboxed: what latency is measured on (batch 1)."""
+        return letterbox(read_image(list_images(self.data.val)[0]), self.imgsz)
+
+    # ---- build ------------------------------------------------------------------------------
+    def key_inputs(self, v: Variant) -> dict:
+        inputs = {"variant": v.config(), "weights_sha256": file_sha256(self.weights), "imgsz": self.imgsz,
+                  "versions": library_versions()}
+        if v.calibration:
+            inputs["calibration"] = {"images": len(self.calibration_files()), "sha256": self.calibration_digest()}
+        if v.source:
+            inputs["source"] = self.manifest(v.source)["key"]
+        return inputs
+
+    def manifest(self, name: str) -> dict:
+        if name not in self._manifests:
+            self.artifact(name)
+        return self._manifests[name]
+
+    def artifact(self, name: str) -> Path:
+        """Build the variant (and what it is built from) or take it from the cache."""
+        v = REGISTRY[name]
+        if name in self._manifests:
+            m = self._manifests[name]
+            return self.cache.folder(name, m["key"]) / m["artifact"]
+        backend = backends.get(v.backend)
+        inputs = self.key_inputs(v)
+        key = cache_key(inputs)
+        path, manifest, cached = self.cache.get_or_build(name, key, inputs, lambda tmp: backend.build(v, self, tmp))
+        self._manifests[name] = {**manifest, "cached": cached}
+        return path
+
+    # ---- measure ----------------------------------------------------------------------------
+    def accuracy(self, name: str) -> Accuracy:
+        return validate(self.artifact(name), self.data.yaml, self.imgsz, self.cache.root / "runs", name)
+
+    def runner(self, name: str):
+        return backends.get(REGISTRY[name].backend).runner(self.artifact(name), self)

@@ -1,0 +1,63 @@
+"""The variant registry: every export/quantization variant is a value here, nothing else.
+
+A variant names its backend (one module under ``quant/backends``), its precision, and the
+settings that backend reads. Adding a variant is adding an entry; the benchmarks parametrize
+over ``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from quant.graph import FloatScope
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    backend: str  # module in quant.backends
+    precision: str  # fp32 | fp16 | int8
+    format: str  # artifact format: pt | onnx | engine | openvino
+    calibration: str | None = None  # minmax | entropy | percentile (INT8 only)
+    float_scope: FloatScope | None = None  # what stays float in an INT8 model
+    settings: tuple[tuple[str, Any], ...] = ()  # backend-specific, hashable
+    source: str | None = None  # variant whose artifact this one is built from
+    peer: bool = False  # a yardstick (e.g. Ultralytics' own export), gated only for "did not crash"
+    description: str = ""
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return dict(self.settings).get(key, default)
+
+    def config(self) -> dict:
+        d = asdict(self)
+        d["float_scope"] = self.float_scope.to_dict() if self.float_scope else None
+        d["settings"] = dict(self.settings)
+        d.pop("description")
+        return d
+
+
+BASELINE = "onnx-fp32"  # gates compare against this variant, measured in the same run
+REGISTRY: dict[str, Variant] = {}
+
+
+def register(v: Variant) -> Variant:
+    if v.name in REGISTRY:
+        raise ValueError(f"variant '{v.name}' registered twice")
+    REGISTRY[v.name] = v
+    return v
+
+
+# ONNX Runtime CPU INT8: static Q/DQ, per-channel symmetric INT8 weights, asymmetric UINT8
+# activations (ORT's fast path on x86 CPUs).
+_ORT_INT8 = (("activation_type", "uint8"), ("weight_type", "int8"), ("per_channel", True), ("reduce_range", False))
+
+register(Variant("pt-fp32", "pytorch", "fp32", "pt", description="PyTorch (Ultralytics .pt), CPU"))
+register(Variant("onnx-fp32", "onnxruntime", "fp32", "onnx", description="ONNX Runtime CPU, FP32 (the baseline)"))
+for _method in ("minmax", "entropy", "percentile"):
+    register(Variant(f"onnx-int8-{_method}", "onnxruntime", "int8", "onnx", calibration=_method,
+                     float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8, source="onnx-fp32",
+                     description=f"ONNX Runtime Q/DQ INT8, {_method} calibration, box decode float"))
+register(Variant("onnx-int8-minmax-headfloat", "onnxruntime", "int8", "onnx", calibration="minmax",
+                 float_scope=FloatScope(presets=("head",)), settings=_ORT_INT8, source="onnx-fp32",
+                 description="ONNX Runtime Q/DQ INT8, minmax, whole detection head float"))
