@@ -123,37 +123,48 @@ class Entropy:
 
     num_bins: int = 2048
     num_quantized_bins: int = 128
+    stride: int = 8  # coarse-to-fine threshold search (see kl_threshold_bin)
     name = "entropy"
     needs_histogram = True
 
     def range(self, s: TensorStats) -> tuple[float, float]:
         if s.hist is None or s.hist.sum() == 0 or s.amax == 0:
             return s.lo, s.hi
-        i = kl_threshold_bin(s.hist, self.num_quantized_bins)
+        i = kl_threshold_bin(s.hist, self.num_quantized_bins, self.stride)
         return _clip(s, s.amax * i / len(s.hist))
 
 
-def kl_threshold_bin(hist: np.ndarray, num_quantized_bins: int = 128) -> int:
-    """Number of histogram bins to keep (threshold = edge of that bin) minimising KL(P || Q)."""
+def _kl_at(hist: np.ndarray, tail: np.ndarray, i: int, num_quantized_bins: int) -> float:
+    """KL(P || Q) for a threshold at bin i: P = hist[:i] with the tail clipped in, Q = P in INT8 bins."""
+    ref = hist[:i]
+    p = ref.copy()
+    p[-1] += tail[i]  # outliers clipped into the last bin
+    nonzero = ref > 0
+    idx = np.arange(i) * num_quantized_bins // i  # which quantized bin each fine bin falls into
+    qsum = np.bincount(idx, weights=ref, minlength=num_quantized_bins)
+    qcnt = np.bincount(idx, weights=nonzero, minlength=num_quantized_bins)
+    q = np.where(nonzero, qsum[idx] / np.maximum(qcnt[idx], 1), 0.0)
+    ps, qs = p / p.sum(), q / max(q.sum(), 1e-30)
+    m = ps > 0
+    return float(np.sum(ps[m] * np.log(ps[m] / np.maximum(qs[m], 1e-10))))
+
+
+def kl_threshold_bin(hist: np.ndarray, num_quantized_bins: int = 128, stride: int = 1) -> int:
+    """Number of histogram bins to keep (threshold = edge of that bin) minimising KL(P || Q).
+
+    ``stride`` > 1 scans every stride-th threshold, then every threshold within one stride of
+    the best: ~stride times faster. KL over the threshold is bumpy, so this can settle in a
+    neighbouring local minimum (measured: within 10 % of the exhaustive KL; tests check it).
+    """
     hist = hist.astype(np.float64)
     n = len(hist)
     tail = np.concatenate([np.cumsum(hist[::-1])[::-1], [0.0]])  # tail[i] = sum(hist[i:])
-    best_kl, best_i = math.inf, n
-    for i in range(num_quantized_bins, n + 1):
-        ref = hist[:i]
-        p = ref.copy()
-        p[-1] += tail[i]  # outliers clipped into the last bin
-        nonzero = ref > 0
-        idx = np.arange(i) * num_quantized_bins // i  # which quantized bin each fine bin falls into
-        qsum = np.bincount(idx, weights=ref, minlength=num_quantized_bins)
-        qcnt = np.bincount(idx, weights=nonzero, minlength=num_quantized_bins)
-        q = np.where(nonzero, qsum[idx] / np.maximum(qcnt[idx], 1), 0.0)
-        ps, qs = p / p.sum(), q / max(q.sum(), 1e-30)
-        m = ps > 0
-        kl = float(np.sum(ps[m] * np.log(ps[m] / np.maximum(qs[m], 1e-10))))
-        if kl < best_kl:
-            best_kl, best_i = kl, i
-    return best_i
+    coarse = list(range(num_quantized_bins, n + 1, stride))
+    if coarse[-1] != n:
+        coarse.append(n)
+    best = min(coarse, key=lambda i: (_kl_at(hist, tail, i, num_quantized_bins), i))
+    fine = range(max(num_quantized_bins, best - stride + 1), min(n, best + stride - 1) + 1)
+    return min(fine, key=lambda i: (_kl_at(hist, tail, i, num_quantized_bins), i))
 
 
 METHODS = {"minmax": MinMax, "entropy": Entropy, "percentile": Percentile}

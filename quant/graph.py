@@ -108,3 +108,36 @@ class FloatScope:
 
 
 PRESETS = {"decode": decode_nodes, "head": head_nodes}
+
+
+def remove_qdq_before(model, node_names) -> int:
+    """Feed the named nodes the float tensor instead of its Q->DQ copy; drop Q/DQ left unused.
+
+    ``quantize_static`` quantizes a quantized conv's output even when every consumer is excluded,
+    so the float decode would start from INT8 logits. Returns the number of rewired inputs.
+    """
+    targets = set(node_names)
+    producers = _producers(model)
+    rewired = 0
+    for node in model.graph.node:
+        if node.name not in targets:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producers.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producers.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue  # a quantized initializer, not an activation
+            node.input[k] = q.input[0]
+            rewired += 1
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    while True:  # prune Q/DQ whose outputs nobody reads any more
+        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+        used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    return rewired

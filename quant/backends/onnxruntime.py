@@ -71,9 +71,18 @@ def quantize_qdq(src: Path, out: Path, variant, ctx):
         nodes_to_exclude=float_nodes,
         extra_options={"ActivationSymmetric": variant.setting("activation_type") == "int8", "WeightSymmetric": True},
     )
-    quantized = sum(1 for n in model.graph.node if n.op_type == "Conv" and n.name not in set(float_nodes))
-    return out, {"float_nodes": float_nodes, "calibration_images": len(reader),
-                 "int8_convs": quantized, "convs": sum(1 for n in model.graph.node if n.op_type == "Conv")}
+    import onnx
+
+    from quant.graph import conv_layers, remove_qdq_before
+
+    qmodel = onnx.load(str(out))
+    if remove_qdq_before(qmodel, float_nodes):
+        tmp = out.with_suffix(".rewired.onnx")
+        onnx.save(qmodel, str(tmp))
+        tmp.replace(out)
+    convs = conv_layers(model)
+    return out, {"float_nodes": float_nodes, "calibration_images": len(reader), "convs": len(convs),
+                 "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
 
 
 def runner(artifact: Path, ctx):

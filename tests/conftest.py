@@ -1,0 +1,56 @@
+"""Shared, seeded, small fixtures: a tiny untrained YOLOv8n, a small shapes data set, their ONNX."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import quant  # noqa: F401  (offline switches)
+
+TINY_IMGSZ = 96
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    import torch
+
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    from fixtures import shapes
+
+    root = tmp_path_factory.mktemp("data") / "shapes-mini"
+    return shapes.generate(root, {"val": (6, 11), "calib": (6, 12)})
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """YOLOv8n from its YAML (no download), 5 classes, random init: fast to export and run."""
+    import torch
+
+    from quant.offline import ultralytics_yolo
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = ultralytics_yolo()("yolov8n.yaml", task="detect")
+    model.model = DetectionModel("yolov8n.yaml", nc=5, verbose=False)
+    model.model.names = {i: n for i, n in enumerate(("circle", "rectangle", "triangle", "star", "cross"))}
+    model.model.args = {"imgsz": TINY_IMGSZ}
+    model.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_weights, tmp_path_factory) -> Path:
+    from quant.model import export_onnx
+
+    return export_onnx(tiny_weights, tmp_path_factory.mktemp("onnx") / "tiny.onnx", TINY_IMGSZ)
