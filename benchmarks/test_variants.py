@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from quant.errors import QuantError
 from quant.variants import REGISTRY
 
 
@@ -18,7 +19,10 @@ def artifact(variant, bench):
     reason = bench.skip_reason(variant)
     if reason:
         pytest.skip(reason)
-    return bench.suite.artifact(variant)
+    try:
+        return bench.suite.artifact(variant)
+    except QuantError as e:  # bad input: one line, no traceback
+        pytest.fail(f"{variant}: {e}", pytrace=False)
 
 
 def test_variant(variant, artifact, bench, benchmark):

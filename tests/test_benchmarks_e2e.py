@@ -1,0 +1,84 @@
+"""`pytest benchmarks/` end to end on a tiny model: table, report, cache reuse, gates, histories."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quant.variants import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+PERMISSIVE = """
+[defaults]
+max_drop_points = 100
+max_latency_ratio = 100
+"""
+
+
+def _run(args, timeout=900):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", *args],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def common(tiny_weights, tiny_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    (tmp / "t.toml").write_text(PERMISSIVE)
+    return tmp, ["--weights", str(tiny_weights), "--data", str(tiny_data), "--imgsz", "96", "--calib-images", "4",
+                 "--latency-rounds", "3", "--latency-warmup", "1", "--cache-dir", str(tmp / "cache"),
+                 "--thresholds", str(tmp / "t.toml"), "--benchmark-storage", f"file://{tmp / 'hist'}"]
+
+
+@pytest.mark.slow
+def test_full_run_then_cached_rerun_with_history(common):
+    tmp, args = common
+    first = _run([*args, "--report-dir", str(tmp / "r1"), "--benchmark-autosave"])
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "YOLO quantization benchmark" in first.stdout and "Δ mAP50-95" in first.stdout
+    report = json.loads((tmp / "r1" / "report.json").read_text())
+    assert [r["variant"] for r in report["rows"]] == list(REGISTRY)
+    assert report["network_attempts"] == []
+    assert all(r["status"] == "pass" and r["latency_ms"] > 0 for r in report["rows"])
+    assert not any(r["cached"] for r in report["rows"])
+    assert "| onnx-int8-minmax " in (tmp / "r1" / "report.md").read_text()
+
+    saved = list((tmp / "hist").rglob("*.json"))
+    assert len(saved) == 1
+    bench = json.loads(saved[0].read_text())["benchmarks"]
+    info = {b["name"]: b["extra_info"] for b in bench}
+    assert set(info["test_variant[onnx-int8-entropy]"]) >= {"map50_95", "map50", "precision_P", "recall", "size_mb", "config"}
+    assert info["test_variant[onnx-int8-entropy]"]["config"]["calibration"] == "entropy"
+
+    second = _run([*args, "--report-dir", str(tmp / "r2"), "--benchmark-compare", "--benchmark-compare-fail=min:10000%"])
+    assert second.returncode == 0, second.stdout[-3000:]
+    rows = json.loads((tmp / "r2" / "report.json").read_text())["rows"]
+    assert all(r["cached"] for r in rows)  # the rerun builds nothing
+
+
+@pytest.mark.slow
+def test_breached_gate_fails_with_a_clear_message(common):
+    tmp, args = common
+    (tmp / "strict.toml").write_text('[variants."onnx-fp32"]\nmin_map50_95 = 0.99\n')
+    args = [a if a != str(tmp / "t.toml") else str(tmp / "strict.toml") for a in args]
+    out = _run([*args, "-k", "onnx-fp32", "--report-dir", str(tmp / "r3")])
+    assert out.returncode == 1
+    assert "onnx-fp32: mAP50-95 0.0" in out.stdout and "< floor 0.9900" in out.stdout
+
+
+def test_bad_option_is_a_one_line_usage_error(tmp_path):
+    out = _run(["--weights", str(tmp_path / "missing.pt")], timeout=300)
+    assert out.returncode == 4
+    assert f"ERROR: weights '{tmp_path / 'missing.pt'}' not found" in out.stderr
+
+
+def test_only_a_selected_int8_variant_still_gates_against_the_baseline(common):
+    tmp, args = common
+    out = _run([*args, "-k", "int8-minmax and not headfloat", "--report-dir", str(tmp / "r4"), "--benchmark-disable"])
+    assert out.returncode == 0, out.stdout[-3000:]
+    rows = {r["variant"]: r for r in json.loads((tmp / "r4" / "report.json").read_text())["rows"]}
+    assert set(rows) == {"onnx-fp32", "onnx-int8-minmax"}
+    assert rows["onnx-fp32"]["status"] == "baseline only" and rows["onnx-int8-minmax"]["status"] == "pass"

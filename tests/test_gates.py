@@ -1,0 +1,79 @@
+import pytest
+
+from quant.errors import QuantError
+from quant.gates import Result, Thresholds, check
+
+GOOD = """
+[defaults]
+max_drop_points = 1.0
+max_latency_ratio = 1.5
+
+[variants."onnx-int8-*"]
+max_drop_points = 5.0
+
+[variants."onnx-int8-minmax"]
+max_drop_points = 3.0
+
+[embedded.variants."*"]
+min_map50_95 = 0.5
+
+[profiles.ci.variants."onnx-fp32"]
+max_latency_ms = 40
+"""
+
+
+def _load(tmp_path, text):
+    p = tmp_path / "t.toml"
+    p.write_text(text)
+    return Thresholds.load(p)
+
+
+def test_most_specific_match_wins(tmp_path):
+    t = _load(tmp_path, GOOD)
+    assert t.for_variant("onnx-int8-minmax")["max_drop_points"] == 3.0
+    assert t.for_variant("onnx-int8-entropy")["max_drop_points"] == 5.0
+    assert t.for_variant("pt-fp32") == {"max_drop_points": 1.0, "max_latency_ratio": 1.5}
+    assert t.for_variant("pt-fp32", embedded=True)["min_map50_95"] == 0.5
+    assert t.for_variant("onnx-fp32", profile="ci")["max_latency_ms"] == 40
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[defaults\nmax_drop_points = 1", "not valid TOML"),
+    ("[defaults]\nmax_drop = 1", "unknown key 'max_drop'"),
+    ("[defaults]\nmax_drop_points = 'one'", "must be a non-negative number"),
+    ("[defaults]\nmax_drop_points = -1", "must be a non-negative number"),
+    ("[limits]\nx = 1", "unknown section"),
+    ('[variants."a"]\nmin_map50_95 = true', "must be a non-negative number"),
+    ("[profiles.x]\ny = 1", "profiles.NAME"),
+])
+def test_malformed_files_give_one_line_errors(tmp_path, text, message):
+    with pytest.raises(QuantError, match=message) as e:
+        _load(tmp_path, text)
+    assert "\n" not in str(e.value) and "t.toml" in str(e.value)
+
+
+def test_missing_file_and_unknown_profile(tmp_path):
+    with pytest.raises(QuantError, match="not found"):
+        Thresholds.load(tmp_path / "nope.toml")
+    with pytest.raises(QuantError, match="device profile 'gpu'"):
+        _load(tmp_path, GOOD).for_variant("x", profile="gpu")
+
+
+def test_check_names_variant_metric_value_and_threshold():
+    base = Result("onnx-fp32", 0.9, 0.70, 20.0)
+    bad = Result("onnx-int8-minmax", 0.8, 0.60, 30.0)
+    msgs = check(bad, {"max_drop_points": 3.0, "max_latency_ratio": 1.2, "min_map50_95": 0.65, "max_latency_ms": 25},
+                 base)
+    assert len(msgs) == 4
+    assert any("onnx-int8-minmax: mAP50-95 drop 10.00 points" in m and "> max 3.00" in m for m in msgs)
+    assert any("1.50x onnx-fp32" in m and "max ratio 1.20" in m for m in msgs)
+    assert any("mAP50-95 0.6000 < floor 0.6500" in m for m in msgs)
+    assert any("latency 30.00 ms > ceiling 25.00 ms" in m for m in msgs)
+    assert check(Result("x", 0.9, 0.695, 21.0), {"max_drop_points": 1.0, "max_latency_ratio": 1.2}, base) == []
+
+
+def test_repository_thresholds_file_is_valid():
+    from pathlib import Path
+
+    t = Thresholds.load(Path(__file__).resolve().parents[1] / "thresholds.toml")
+    assert t.for_variant("onnx-int8-minmax")["max_latency_ratio"] <= 1.2  # INT8 must not be slower than FP32

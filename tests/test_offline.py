@@ -1,0 +1,58 @@
+"""Nothing is downloaded at run time: Ultralytics' switches are set and the network guard holds."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from quant.offline import NetworkGuard
+
+
+def test_offline_switches_are_set():
+    assert os.environ["YOLO_OFFLINE"] == "1"
+    assert os.environ["YOLO_AUTOINSTALL"] == "False"
+    from ultralytics.utils import ONLINE, USER_CONFIG_DIR
+
+    assert ONLINE is False
+    assert (USER_CONFIG_DIR / "Arial.ttf").is_file()  # no font download
+
+
+def test_guard_blocks_and_records():
+    with NetworkGuard() as g:
+        with pytest.raises(OSError):
+            socket.getaddrinfo("example.com", 443)
+        with pytest.raises(OSError), socket.socket() as s:
+            s.connect(("93.184.215.14", 443))
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))  # loopback stays allowed
+        srv.listen()
+        with socket.socket() as c:
+            c.connect(srv.getsockname())
+        srv.close()
+    assert len(g.attempts) == 2
+    socket.getaddrinfo("localhost", 80)  # restored
+
+
+def test_export_and_validation_touch_no_network(tiny_weights, tiny_data, tmp_path):
+    """A fresh process (cold Ultralytics settings) exports, quantizes and validates with sockets blocked."""
+    code = f"""
+import sys, json
+from quant.offline import NetworkGuard
+with NetworkGuard() as g:
+    from quant.suite import Suite
+    s = Suite.create({str(tiny_weights)!r}, {str(tiny_data)!r}, 96, {str(tmp_path / 'cache')!r}, calib_images=2)
+    s.accuracy("onnx-int8-minmax")
+    from quant.offline import ultralytics_yolo
+    ultralytics_yolo()({str(tiny_weights)!r}).predict({str(next((tiny_data.parent / 'val' / 'images').glob('*.png')))!r}, imgsz=96, verbose=False)
+print(json.dumps(g.attempts))
+"""
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "cfg"), "PYTHONPATH": os.getcwd()}
+    cmd = [sys.executable, "-c", code]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        cmd = ["unshare", "-n", *cmd]  # and no network namespace either, where we may
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-1000:]
