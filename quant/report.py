@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 COLUMNS = [  # (key in a row, header)
     ("variant", "variant"), ("format", "format"), ("precision", "precision"), ("latency_ms", "ms/img"),
+    ("latency_ratio", "× FP32"),
     ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("precision_P", "P"), ("recall", "R"),
     ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"), ("size_mb", "size MB"),
     ("int8_share", "INT8 convs"), ("status", "status"),
@@ -25,6 +26,8 @@ def _fmt(key: str, v):
         return f"{100 * v:.1f}"
     if key == "delta_points":
         return f"{v:+.2f}"
+    if key == "latency_ratio":
+        return f"{v:.2f}"
     return str(v)
 
 
