@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant import backends, gates, report
-from quant.cache import library_versions
+from quant.cache import artifact_size, library_versions
 from quant.latency import measure
 from quant.suite import Suite
 from quant.variants import BASELINE, REGISTRY
@@ -25,7 +25,7 @@ class BenchSession:
     rows: dict[str, dict] = field(default_factory=dict)
 
     def skip_reason(self, name: str) -> str | None:
-        reason = backends.get(REGISTRY[name].backend).unavailable()
+        reason = backends.get(REGISTRY[name].backend).unavailable(REGISTRY[name])
         return f"{name}: {reason}" if reason else None
 
     def row(self, name: str, latency_ms: float, rounds: int) -> dict:
@@ -40,7 +40,7 @@ class BenchSession:
                "preprocess_ms": acc.preprocess_ms, "postprocess_ms": acc.postprocess_ms,
                "val_inference_ms": acc.inference_ms,
                "precision_P": acc.precision, "recall": acc.recall, "map50": acc.map50, "map50_95": acc.map50_95,
-               "size_mb": path.stat().st_size / 1e6, "artifact": str(path), "cached": m["cached"],
+               "size_mb": artifact_size(path) / 1e6, "artifact": str(path), "cached": m["cached"],
                "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
                "config": v.config(), "peer": v.peer, "status": "measured"}
         self.rows[name] = row
@@ -70,7 +70,7 @@ class BenchSession:
     def table_rows(self) -> list[dict]:
         order = {n: i for i, n in enumerate(REGISTRY)}
         rows = sorted(self.rows.values(), key=lambda r: order.get(r["variant"], 1 << 30))
-        return report.with_deltas(rows, BASELINE)
+        return report.with_peer_comparison(report.with_deltas(rows, BASELINE))
 
     def header(self) -> dict:
         s = self.suite

@@ -30,6 +30,12 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def artifact_size(path: str | os.PathLike) -> int:
+    """Bytes of a file, or of every file in a folder artifact (e.g. an OpenVINO IR folder)."""
+    p = Path(path)
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+
+
 def cache_key(inputs: dict) -> str:
     """SHA-256 of the canonical JSON of the inputs (order-independent)."""
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()

@@ -74,3 +74,10 @@ def export_onnx(weights: str | os.PathLike, out: str | os.PathLike, imgsz: int, 
             format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, batch=1, device="cpu")
         os.replace(produced, out)
     return out
+
+
+def onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """Ultralytics' metadata as the ONNX export stores it (string values, parsed by Ultralytics on load)."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}

@@ -13,7 +13,7 @@ COLUMNS = [  # (key in a row, header)
     ("latency_ratio", "× FP32"),
     ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("precision_P", "P"), ("recall", "R"),
     ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"), ("size_mb", "size MB"),
-    ("int8_share", "INT8 convs"), ("status", "status"),
+    ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("status", "status"),
 ]
 
 
@@ -28,6 +28,8 @@ def _fmt(key: str, v):
         return f"{v:+.2f}"
     if key == "latency_ratio":
         return f"{v:.2f}"
+    if key == "vs_peer":
+        return f"{v['delta_points']:+.2f} pts {v['latency_ratio']:.2f}× {'ahead' if v['ahead'] else 'behind'}"
     return str(v)
 
 
@@ -39,6 +41,25 @@ def with_deltas(rows: list[dict], baseline: str) -> list[dict]:
         if base is not None and r.get("map50_95") is not None:
             r["delta_points"] = round(100 * (r["map50_95"] - base["map50_95"]), 3)
             r["latency_ratio"] = round(r["latency_ms"] / base["latency_ms"], 3) if r.get("latency_ms") else None
+        out.append(r)
+    return out
+
+
+def with_peer_comparison(rows: list[dict]) -> list[dict]:
+    """Next to each of our INT8 rows: the best (highest mAP50-95) peer INT8 row, and whether we are
+    ahead of it on both accuracy and latency."""
+    peers = [r for r in rows if r.get("peer") and r.get("precision") == "int8" and r.get("map50_95") is not None]
+    if not peers:
+        return rows
+    best = max(peers, key=lambda r: (r["map50_95"], -r["latency_ms"]))
+    out = []
+    for r in rows:
+        if not r.get("peer") and r.get("precision") == "int8" and r.get("map50_95") is not None:
+            d = 100 * (r["map50_95"] - best["map50_95"])
+            ratio = r["latency_ms"] / best["latency_ms"]
+            r = {**r, "vs_peer": {"peer": best["variant"], "peer_map50_95": best["map50_95"],
+                                  "peer_latency_ms": best["latency_ms"], "delta_points": round(d, 3),
+                                  "latency_ratio": round(ratio, 3), "ahead": d >= 0 and ratio <= 1}}
         out.append(r)
     return out
 

@@ -27,7 +27,7 @@ class Suite:
     calib_images: int = 64
     _manifests: dict = field(default_factory=dict, repr=False)
     _reader: CalibrationReader | None = field(default=None, repr=False)
-    _calib_digest: str | None = field(default=None, repr=False)
+    _digests: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, weights, data_yaml, imgsz: int, cache_dir, calib_images: int = 64) -> "Suite":
@@ -49,14 +49,18 @@ class Suite:
             self._reader = CalibrationReader(self.calibration_files(), self.imgsz, input_name)
         return self._reader
 
-    def calibration_digest(self) -> str:
-        if self._calib_digest is None:
+    def calibration_inputs(self, v: Variant) -> dict:
+        """The images a variant calibrates on, for its cache key. Ultralytics' own INT8 exports
+        calibrate on the val split (their default), the suite's variants on the calibration split."""
+        files = list_images(self.data.val) if v.calibration == "ultralytics-val" else self.calibration_files()
+        key = tuple(map(str, files))
+        if key not in self._digests:
             h = hashlib.sha256()
-            for f in self.calibration_files():
+            for f in files:
                 h.update(f.name.encode())
                 h.update(f.read_bytes())
-            self._calib_digest = h.hexdigest()
-        return self._calib_digest
+            self._digests[key] = h.hexdigest()
+        return {"images": len(files), "sha256": self._digests[key]}
 
     def sample_input(self) -> np.ndarray:
         """The first val image, letterboxed: what latency is measured on (batch 1)."""
@@ -67,7 +71,7 @@ class Suite:
         inputs = {"variant": v.config(), "weights_sha256": file_sha256(self.weights), "imgsz": self.imgsz,
                   "versions": library_versions()}
         if v.calibration:
-            inputs["calibration"] = {"images": len(self.calibration_files()), "sha256": self.calibration_digest()}
+            inputs["calibration"] = self.calibration_inputs(v)
         if v.source:
             inputs["source"] = self.manifest(v.source)["key"]
         return inputs

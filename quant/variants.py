@@ -20,7 +20,7 @@ class Variant:
     backend: str  # module in quant.backends
     precision: str  # fp32 | fp16 | int8
     format: str  # artifact format: pt | onnx | engine | openvino
-    calibration: str | None = None  # minmax | entropy | percentile (INT8 only)
+    calibration: str | None = None  # minmax | entropy | percentile | nncf | ultralytics-val (INT8 only)
     float_scope: FloatScope | None = None  # what stays float in an INT8 model
     settings: tuple[tuple[str, Any], ...] = ()  # backend-specific, hashable
     source: str | None = None  # variant whose artifact this one is built from
@@ -64,3 +64,24 @@ for _method in ("minmax", "entropy", "percentile"):
 register(Variant("onnx-int8-minmax-headfloat", "onnxruntime", "int8", "onnx", calibration="minmax",
                  float_scope=FloatScope(presets=("head",)), settings=_ORT_INT8, source="onnx-fp32",
                  description="ONNX Runtime Q/DQ INT8, minmax, whole detection head float"))
+
+# OpenVINO CPU: FP32 IR, and NNCF INT8 (preset MIXED, full bias correction) with the box decode
+# (or the whole head) as an ignored scope.
+_NNCF = (("preset", "mixed"), ("fast_bias_correction", False))
+register(Variant("ov-fp32", "openvino", "fp32", "openvino", source="onnx-fp32",
+                 description="OpenVINO CPU, FP32 IR"))
+register(Variant("ov-int8", "openvino", "int8", "openvino", calibration="nncf",
+                 float_scope=FloatScope(presets=("decode",)), settings=_NNCF, source="onnx-fp32",
+                 description="OpenVINO CPU, NNCF INT8, box decode ignored"))
+register(Variant("ov-int8-headfloat", "openvino", "int8", "openvino", calibration="nncf",
+                 float_scope=FloatScope(presets=("head",)), settings=_NNCF, source="onnx-fp32",
+                 description="OpenVINO CPU, NNCF INT8, whole detection head ignored"))
+
+# Peers: Ultralytics' own exports, as a user calls them (settings = export() arguments).
+register(Variant("ul-onnx", "ultralytics", "fp32", "onnx", settings=(("format", "onnx"),), peer=True,
+                 description="Ultralytics export(format='onnx')"))
+register(Variant("ul-onnx-int8", "ultralytics", "int8", "onnx", calibration="ultralytics-val", settings=(("format", "onnx"), ("quantize", 8)),
+                 peer=True, description="Ultralytics export(format='onnx', quantize=8)"))
+register(Variant("ul-openvino-int8", "ultralytics", "int8", "openvino", calibration="ultralytics-val",
+                 settings=(("format", "openvino"), ("quantize", 8)), peer=True,
+                 description="Ultralytics export(format='openvino', quantize=8)"))

@@ -1,6 +1,6 @@
 """One module per backend. Each exposes:
 
-- ``unavailable() -> str | None``: why the backend cannot run here (None when it can);
+- ``unavailable(variant) -> str | None``: why this variant cannot run here (None when it can);
 - ``build(variant, ctx, out_dir) -> (artifact_path, info)``: make the artifact inside ``out_dir``
   (``ctx`` is a :class:`quant.suite.Suite`: weights, data, imgsz, other variants' artifacts);
 - ``runner(artifact, ctx) -> callable(np.ndarray) -> outputs``: the bare model call at batch 1,
@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-_MODULES = {"pytorch": "quant.backends.pytorch", "onnxruntime": "quant.backends.onnxruntime"}
+_MODULES = {"pytorch": "quant.backends.pytorch", "onnxruntime": "quant.backends.onnxruntime",
+            "openvino": "quant.backends.openvino", "ultralytics": "quant.backends.ultralytics"}
 
 
 def get(name: str) -> ModuleType:

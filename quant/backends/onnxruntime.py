@@ -16,7 +16,7 @@ from quant.errors import QuantError
 _QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 
 
-def unavailable() -> str | None:
+def unavailable(variant=None) -> str | None:
     try:
         import onnxruntime  # noqa: F401
     except ImportError as e:

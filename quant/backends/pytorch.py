@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 
-def unavailable() -> str | None:
+def unavailable(variant=None) -> str | None:
     return None
 
 

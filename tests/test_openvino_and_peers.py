@@ -1,0 +1,72 @@
+"""OpenVINO/NNCF variants and Ultralytics peer rows (skipped, with the reason, without the extra)."""
+
+import pytest
+
+from quant.report import with_peer_comparison
+
+
+def test_ov_names_map_from_onnx_nodes():
+    from quant.backends.openvino import ov_names_of
+
+    ov = {"/m/conv/Conv", "/m/conv/Conv/WithoutBiases", "/m/act/Mul", "/x/Conv/WithoutBiases"}
+    assert ov_names_of(["/m/conv/Conv", "/m/act/Mul", "/m/act/Sigmoid"], ov) == [
+        "/m/act/Mul", "/m/conv/Conv", "/m/conv/Conv/WithoutBiases"]
+
+
+def test_best_peer_is_shown_next_to_our_int8_rows():
+    rows = [
+        {"variant": "onnx-fp32", "precision": "fp32", "map50_95": 0.70, "latency_ms": 20.0},
+        {"variant": "onnx-int8-minmax", "precision": "int8", "map50_95": 0.69, "latency_ms": 12.0},
+        {"variant": "ov-int8", "precision": "int8", "map50_95": 0.60, "latency_ms": 9.0},
+        {"variant": "ul-onnx-int8", "precision": "int8", "map50_95": 0.50, "latency_ms": 40.0, "peer": True},
+        {"variant": "ul-openvino-int8", "precision": "int8", "map50_95": 0.65, "latency_ms": 10.0, "peer": True},
+    ]
+    out = {r["variant"]: r.get("vs_peer") for r in with_peer_comparison(rows)}
+    assert out["onnx-fp32"] is None and out["ul-onnx-int8"] is None
+    assert out["onnx-int8-minmax"]["peer"] == "ul-openvino-int8"
+    assert out["onnx-int8-minmax"]["delta_points"] == pytest.approx(4.0)
+    assert out["onnx-int8-minmax"]["ahead"] is False  # more accurate but slower: not ahead on both
+    assert out["ov-int8"]["ahead"] is False and out["ov-int8"]["latency_ratio"] == pytest.approx(0.9)
+    rows[2]["map50_95"] = 0.66
+    assert {r["variant"]: r.get("vs_peer") for r in with_peer_comparison(rows)}["ov-int8"]["ahead"] is True
+
+
+@pytest.fixture(scope="module")
+def suite(tiny_weights, tiny_data, tmp_path_factory):
+    pytest.importorskip("openvino", reason="openvino not installed (pip install -e '.[openvino]')")
+    pytest.importorskip("nncf", reason="nncf not installed (pip install -e '.[openvino]')")
+    from quant.suite import Suite
+
+    return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
+
+
+def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, tiny_data):
+    import openvino as ov
+
+    folder = suite.artifact("ov-int8")
+    assert (folder / "metadata.yaml").is_file() and (folder / "model.xml").is_file()
+    model = ov.Core().read_model(str(folder / "model.xml"))
+    fq = [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
+    assert len(fq) > 50
+    assert not any("/dfl/" in op.get_friendly_name() or op.get_friendly_name().startswith("/model.22/Sigmoid")
+                   for op in fq)
+    head = suite.artifact("ov-int8-headfloat")
+    hmodel = ov.Core().read_model(str(head / "model.xml"))
+    assert not any(op.get_friendly_name().startswith("/model.22/") for op in hmodel.get_ops()
+                   if op.get_type_name() == "FakeQuantize")
+    acc = suite.accuracy("ov-int8")  # Ultralytics' validator loads the folder through its metadata.yaml
+    assert 0.0 <= acc.map50_95 <= 1.0 and acc.inference_ms > 0
+    out = suite.runner("ov-int8")(suite.sample_input())
+    assert out[0].shape == suite.runner("onnx-fp32")(suite.sample_input())[0].shape
+
+
+def test_ultralytics_peer_exports_build_offline(suite):
+    from quant.offline import NetworkGuard
+
+    with NetworkGuard() as g:
+        onnx_int8 = suite.artifact("ul-onnx-int8")
+        ov_int8 = suite.artifact("ul-openvino-int8")
+    assert g.attempts == []
+    assert onnx_int8.suffix == ".onnx" and ov_int8.is_dir()
+    assert sorted(p.name for p in onnx_int8.parent.iterdir()) == ["manifest.json", onnx_int8.name]
+    assert suite.manifest("ul-onnx-int8")["inputs"]["calibration"]["images"] == 6  # the val split, their default
