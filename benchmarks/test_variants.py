@@ -8,7 +8,8 @@ from quant.errors import QuantError
 from quant.variants import REGISTRY
 
 
-@pytest.fixture(scope="session", params=list(REGISTRY))
+@pytest.fixture(scope="session", params=[
+    pytest.param(name, marks=[getattr(pytest.mark, m) for m in v.markers]) for name, v in REGISTRY.items()])
 def variant(request) -> str:
     return request.param
 

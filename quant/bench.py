@@ -35,14 +35,15 @@ class BenchSession:
         acc = self.suite.accuracy(name)
         m = self.suite.manifest(name)
         convs, int8 = m.get("convs"), m.get("int8_convs")
-        row = {"variant": name, "backend": v.backend, "format": v.format, "precision": v.precision,
+        fmt = "onnx" if path.suffix == ".onnx" else v.format  # e.g. a TensorRT variant without an engine here
+        row = {"variant": name, "backend": v.backend, "format": fmt, "precision": v.precision,
                "latency_ms": latency_ms, "latency_rounds": rounds,
                "preprocess_ms": acc.preprocess_ms, "postprocess_ms": acc.postprocess_ms,
                "val_inference_ms": acc.inference_ms,
                "precision_P": acc.precision, "recall": acc.recall, "map50": acc.map50, "map50_95": acc.map50_95,
                "size_mb": artifact_size(path) / 1e6, "artifact": str(path), "cached": m["cached"],
                "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
-               "config": v.config(), "peer": v.peer, "status": "measured"}
+               "engine": m.get("engine"), "config": v.config(), "peer": v.peer, "status": "measured"}
         self.rows[name] = row
         return row
 
@@ -62,9 +63,12 @@ class BenchSession:
         b = self.baseline()
         as_result = lambda row: gates.Result(row["variant"], row["map50"], row["map50_95"], row["latency_ms"])  # noqa: E731
         limits = self.thresholds.for_variant(name, embedded=self.embedded, profile=self.profile)
+        proxy = str(r.get("engine") or "").startswith("not built")
+        if proxy:  # timed on the CPU stand-in for the engine: accuracy is gated, latency is not
+            limits = {k: val for k, val in limits.items() if not k.startswith("max_latency")}
         failures = gates.check(as_result(r), limits, as_result(b))
         r["limits"] = limits
-        r["status"] = "FAIL" if failures else "pass"
+        r["status"] = "FAIL" if failures else "pass (accuracy; no engine)" if proxy else "pass"
         return failures
 
     def table_rows(self) -> list[dict]:

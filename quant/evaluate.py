@@ -28,14 +28,14 @@ class Accuracy:
 
 
 def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: int, project: str | os.PathLike,
-             name: str = "val", device: str = "cpu") -> Accuracy:
+             name: str = "val", device: str = "cpu", half: bool = False) -> Accuracy:
     from quant.offline import ultralytics_yolo
 
     YOLO = ultralytics_yolo()
 
     with contextlib.redirect_stdout(io.StringIO()):
         m = YOLO(str(artifact), task="detect").val(
-            data=str(data_yaml), imgsz=imgsz, batch=1, rect=False, device=device, plots=False, verbose=False,
+            data=str(data_yaml), imgsz=imgsz, batch=1, rect=False, device=device, half=half, plots=False, verbose=False,
             save_json=False, project=str(Path(project).resolve()), name=name, exist_ok=True, workers=0)
     s = m.speed
     return Accuracy(float(m.box.mp), float(m.box.mr), float(m.box.map50), float(m.box.map),

@@ -13,7 +13,7 @@ COLUMNS = [  # (key in a row, header)
     ("latency_ratio", "× FP32"),
     ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("precision_P", "P"), ("recall", "R"),
     ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"), ("size_mb", "size MB"),
-    ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("status", "status"),
+    ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("engine", "engine"), ("status", "status"),
 ]
 
 
@@ -28,6 +28,8 @@ def _fmt(key: str, v):
         return f"{v:+.2f}"
     if key == "latency_ratio":
         return f"{v:.2f}"
+    if key == "engine":
+        return "built" if v.startswith("built") else "ONNX only"
     if key == "vs_peer":
         return f"{v['delta_points']:+.2f} pts {v['latency_ratio']:.2f}× {'ahead' if v['ahead'] else 'behind'}"
     return str(v)

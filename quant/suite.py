@@ -74,6 +74,9 @@ class Suite:
             inputs["calibration"] = self.calibration_inputs(v)
         if v.source:
             inputs["source"] = self.manifest(v.source)["key"]
+        extras = getattr(backends.get(v.backend), "key_extras", None)
+        if extras:
+            inputs.update(extras(v))
         return inputs
 
     def manifest(self, name: str) -> dict:
@@ -96,7 +99,10 @@ class Suite:
 
     # ---- measure ----------------------------------------------------------------------------
     def accuracy(self, name: str) -> Accuracy:
-        return validate(self.artifact(name), self.data.yaml, self.imgsz, self.cache.root / "runs", name)
+        v, path = REGISTRY[name], self.artifact(name)
+        eval_args = getattr(backends.get(v.backend), "eval_args", lambda v, p: {})(v, path)
+        return validate(path, self.data.yaml, self.imgsz, self.cache.root / "runs", name, **eval_args)
 
     def runner(self, name: str):
-        return backends.get(REGISTRY[name].backend).runner(self.artifact(name), self)
+        v = REGISTRY[name]
+        return backends.get(v.backend).runner(v, self.artifact(name), self)

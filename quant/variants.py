@@ -25,6 +25,7 @@ class Variant:
     settings: tuple[tuple[str, Any], ...] = ()  # backend-specific, hashable
     source: str | None = None  # variant whose artifact this one is built from
     peer: bool = False  # a yardstick (e.g. Ultralytics' own export), gated only for "did not crash"
+    markers: tuple[str, ...] = ()  # pytest markers of its benchmark (e.g. "gpu")
     description: str = ""
 
     def setting(self, key: str, default: Any = None) -> Any:
@@ -35,6 +36,7 @@ class Variant:
         d["float_scope"] = self.float_scope.to_dict() if self.float_scope else None
         d["settings"] = dict(self.settings)
         d.pop("description")
+        d.pop("markers")
         return d
 
 
@@ -56,6 +58,8 @@ _ORT_INT8 = (("activation_type", "uint8"), ("weight_type", "int8"), ("per_channe
              ("reduce_range", x86_without_vnni()))
 
 register(Variant("pt-fp32", "pytorch", "fp32", "pt", description="PyTorch (Ultralytics .pt), CPU"))
+register(Variant("pt-fp16", "pytorch", "fp16", "pt", settings=(("device", "cuda"),), markers=("gpu",),
+                 description="PyTorch FP16 on CUDA: the framework baseline on GPU"))
 register(Variant("onnx-fp32", "onnxruntime", "fp32", "onnx", description="ONNX Runtime CPU, FP32 (the baseline)"))
 for _method in ("minmax", "entropy", "percentile"):
     register(Variant(f"onnx-int8-{_method}", "onnxruntime", "int8", "onnx", calibration=_method,
@@ -85,3 +89,26 @@ register(Variant("ul-onnx-int8", "ultralytics", "int8", "onnx", calibration="ult
 register(Variant("ul-openvino-int8", "ultralytics", "int8", "openvino", calibration="ultralytics-val",
                  settings=(("format", "openvino"), ("quantize", 8)), peer=True,
                  description="Ultralytics export(format='openvino', quantize=8)"))
+
+# TensorRT: the ONNX each engine is built from is made (and scored with ONNX Runtime) on CPU; the
+# engine where TensorRT >= 10 and a GPU exist. Explicit INT8 = Q/DQ at convolution inputs only,
+# symmetric INT8 activations, float biases (TensorRT's placement; it fuses Conv+bias+SiLU).
+_TRT_INT8 = (("activation_type", "int8"), ("weight_type", "int8"), ("per_channel", True), ("reduce_range", False),
+             ("op_types", ("Conv",)), ("no_output_qdq", ("Conv",)), ("quantize_bias", False))
+_GPU = ("gpu", "tensorrt")
+register(Variant("trt-fp32", "tensorrt", "fp32", "engine", source="onnx-fp32", markers=_GPU,
+                 description="TensorRT FP32 engine"))
+register(Variant("trt-fp16", "tensorrt", "fp16", "engine", source="onnx-fp32", markers=_GPU,
+                 float_scope=FloatScope(presets=("decode",)),
+                 description="TensorRT FP16 (FP16 ONNX, box decode FP32, strongly typed)"))
+for _method in ("minmax", "entropy", "percentile"):
+    register(Variant(f"trt-int8-{_method}", "tensorrt", "int8", "engine", calibration=_method,
+                     float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8, source="onnx-fp32",
+                     markers=_GPU, description=f"TensorRT explicit Q/DQ INT8, {_method}, box decode float"))
+register(Variant("trt-int8-headfloat", "tensorrt", "int8", "engine", calibration="minmax",
+                 float_scope=FloatScope(presets=("head",)), settings=_TRT_INT8, source="onnx-fp32", markers=_GPU,
+                 description="TensorRT explicit Q/DQ INT8, minmax, detection head float"))
+for _calib in ("minmax", "entropy2", "entropy", "legacy"):  # the reference report's implicit path
+    register(Variant(f"trt10-int8-{_calib}-implicit", "tensorrt", "int8", "engine", calibration=f"trt-{_calib}",
+                     settings=(("implicit", _calib),), source="onnx-fp32", markers=_GPU,
+                     description=f"TensorRT <= 10 implicit INT8, {_calib} calibrator, box decode FP32"))

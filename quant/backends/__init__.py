@@ -3,8 +3,11 @@
 - ``unavailable(variant) -> str | None``: why this variant cannot run here (None when it can);
 - ``build(variant, ctx, out_dir) -> (artifact_path, info)``: make the artifact inside ``out_dir``
   (``ctx`` is a :class:`quant.suite.Suite`: weights, data, imgsz, other variants' artifacts);
-- ``runner(artifact, ctx) -> callable(np.ndarray) -> outputs``: the bare model call at batch 1,
-  the thing latency is measured on.
+- ``runner(variant, artifact, ctx) -> callable(np.ndarray) -> outputs``: the bare model call at
+  batch 1, the thing latency is measured on.
+
+Optional: ``key_extras(variant) -> dict`` (more cache-key inputs, e.g. the GPU an engine was
+tuned on) and ``eval_args(variant, artifact) -> dict`` (device/half for the validator).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import importlib
 from types import ModuleType
 
 _MODULES = {"pytorch": "quant.backends.pytorch", "onnxruntime": "quant.backends.onnxruntime",
-            "openvino": "quant.backends.openvino", "ultralytics": "quant.backends.ultralytics"}
+            "openvino": "quant.backends.openvino", "ultralytics": "quant.backends.ultralytics",
+            "tensorrt": "quant.backends.tensorrt"}
 
 
 def get(name: str) -> ModuleType:

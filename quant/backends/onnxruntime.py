@@ -68,8 +68,10 @@ def quantize_qdq(src: Path, out: Path, variant, ctx):
         activation_type=getattr(QuantType, _QTYPES[variant.setting("activation_type", "uint8")]),
         weight_type=getattr(QuantType, _QTYPES[variant.setting("weight_type", "int8")]),
         per_channel=variant.setting("per_channel", True), reduce_range=variant.setting("reduce_range", False),
-        nodes_to_exclude=float_nodes,
-        extra_options={"ActivationSymmetric": variant.setting("activation_type") == "int8", "WeightSymmetric": True},
+        nodes_to_exclude=float_nodes, op_types_to_quantize=list(variant.setting("op_types", ())) or None,
+        extra_options={"ActivationSymmetric": variant.setting("activation_type") == "int8", "WeightSymmetric": True,
+                       "OpTypesToExcludeOutputQuantization": list(variant.setting("no_output_qdq", ())),
+                       "QuantizeBias": variant.setting("quantize_bias", True)},
     )
     import onnx
 
@@ -85,7 +87,7 @@ def quantize_qdq(src: Path, out: Path, variant, ctx):
                  "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
 
 
-def runner(artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx):
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])

@@ -74,7 +74,7 @@ def build(variant, ctx, out_dir: Path):
         "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
 
 
-def runner(artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx):
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(Path(artifact) / "model.xml"), "CPU", {"PERFORMANCE_HINT": "LATENCY"})

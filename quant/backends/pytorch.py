@@ -7,7 +7,17 @@ from pathlib import Path
 
 
 def unavailable(variant=None) -> str | None:
+    if variant is not None and variant.setting("device") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible to torch"
     return None
+
+
+def eval_args(variant, artifact) -> dict:
+    cuda = variant.setting("device") == "cuda"
+    return {"device": "0" if cuda else "cpu", "half": variant.precision == "fp16"}
 
 
 def build(variant, ctx, out_dir: Path):
@@ -16,15 +26,26 @@ def build(variant, ctx, out_dir: Path):
     return out, {}
 
 
-def runner(artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx):
     import torch
 
     from quant.model import load_weights
 
     model = load_weights(artifact).model.fuse().eval()  # fused Conv+BN, as Ultralytics' validator runs it
+    if variant.setting("device", "cpu") == "cpu":
+        def run(x):
+            with torch.inference_mode():
+                return model(torch.from_numpy(x))
 
-    def run(x):
+        return run
+    half = variant.precision == "fp16"
+    model = model.cuda().half() if half else model.cuda()
+
+    def run_cuda(x):
         with torch.inference_mode():
-            return model(torch.from_numpy(x))
+            t = torch.from_numpy(x).cuda()
+            out = model(t.half() if half else t)
+            torch.cuda.synchronize()
+            return out
 
-    return run
+    return run_cuda

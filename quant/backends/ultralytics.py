@@ -39,5 +39,5 @@ def build(variant, ctx, out_dir: Path):
     return produced, {}
 
 
-def runner(artifact: Path, ctx):
-    return (ov_backend if Path(artifact).is_dir() else ort_backend).runner(artifact, ctx)
+def runner(variant, artifact: Path, ctx):
+    return (ov_backend if Path(artifact).is_dir() else ort_backend).runner(variant, artifact, ctx)

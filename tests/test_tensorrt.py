@@ -1,0 +1,121 @@
+"""TensorRT path: everything before the engine on CPU; the engine itself only where TensorRT and CUDA exist."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from quant.backends import tensorrt as trt_backend
+from quant.graph import decode_nodes
+from quant.suite import Suite
+from quant.variants import REGISTRY
+
+
+@pytest.fixture(scope="module")
+def suite(tiny_weights, tiny_data, tmp_path_factory):
+    return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
+
+
+def test_fp16_onnx_keeps_decode_and_io_in_fp32(suite):
+    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    path = suite.artifact("trt-fp16") if trt_backend.engine_unavailable(REGISTRY["trt-fp16"]) else None
+    if path is None:
+        pytest.skip("an engine was built: the FP16 ONNX check runs where TensorRT is absent")
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m)
+    assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    convs = {n.input[1] for n in m.graph.node if n.op_type == "Conv" and "dfl" not in n.name}
+    inits = {i.name: i for i in m.graph.initializer}
+    assert convs and all(inits[w].data_type == TensorProto.FLOAT16 for w in convs)
+    types = {v.name: v.type.tensor_type.elem_type for v in m.graph.value_info}
+    decode = set(decode_nodes(fp32))
+    for n in m.graph.node:
+        if n.name in decode:
+            assert all(types.get(o, TensorProto.FLOAT) == TensorProto.FLOAT for o in n.output), n.name
+    x = suite.sample_input()
+    ref, out = suite.runner("onnx-fp32")(x)[0], suite.runner("trt-fp16")(x)[0]
+    assert out.dtype == np.float32
+    assert np.abs(out[:, 4:] - ref[:, 4:]).max() < 5e-3  # class scores
+    assert np.abs(out[:, :4] - ref[:, :4]).max() < 0.5  # box pixels at 96 px
+
+
+def test_trt_qdq_placement(suite):
+    if not trt_backend.engine_unavailable(REGISTRY["trt-int8-minmax"]):
+        pytest.skip("an engine was built: the Q/DQ ONNX check runs where TensorRT is absent")
+    m = onnx.load(str(suite.artifact("trt-int8-minmax")))
+    inits = {i.name: i for i in m.graph.initializer}
+    consumers = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    producers = {o: n for n in m.graph.node for o in n.output}
+    dqs = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    assert dqs
+    for dq in dqs:
+        zp = numpy_helper.to_array(inits[dq.input[2]])
+        assert zp.dtype == np.int8 and not zp.any()  # symmetric INT8, weights and activations; no INT32 bias
+        # a tensor is quantized only because a conv reads it (its other readers share the value)
+        assert any(c.op_type == "Conv" for c in consumers[dq.output[0]]), dq.name
+        if dq.input[0] in inits:  # weights: per output channel
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            assert axis == 0 and numpy_helper.to_array(inits[dq.input[1]]).ndim == 1
+    quantized = [q for q in m.graph.node if q.op_type == "QuantizeLinear"]
+    assert not any(producers.get(q.input[0]) is not None and producers[q.input[0]].op_type == "Conv" for q in quantized)
+    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    decode = set(decode_nodes(fp32))
+    assert not any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
+                   for n in m.graph.node if n.name in decode for i in n.input if i not in inits)
+
+
+def test_engine_header_round_trips_through_ultralytics(tmp_path, tiny_onnx):
+    from ultralytics.nn.backends.base import BaseBackend
+
+    from quant.model import onnx_metadata
+
+    meta = onnx_metadata(tiny_onnx)
+    path = tmp_path / "model.engine"
+    trt_backend.write_engine(path, b"\x00serialized-engine-bytes", meta)
+    offset, theirs = BaseBackend.engine_header(path)
+    assert theirs == meta and path.read_bytes()[offset:] == b"\x00serialized-engine-bytes"
+    assert trt_backend.read_engine(path) == (meta, b"\x00serialized-engine-bytes")
+    assert BaseBackend.read_metadata(path)["names"] == meta["names"]
+
+
+def test_skip_reasons_name_the_missing_piece(monkeypatch):
+    explicit, implicit = REGISTRY["trt-int8-minmax"], REGISTRY["trt10-int8-entropy2-implicit"]
+    monkeypatch.setattr(trt_backend, "trt_version", lambda: None)
+    assert "TensorRT is not installed" in trt_backend.engine_unavailable(explicit)
+    assert trt_backend.unavailable(explicit) is None  # the ONNX stage still runs
+    assert "TensorRT is not installed" in trt_backend.unavailable(implicit)
+    import torch
+
+    monkeypatch.setattr(trt_backend, "trt_version", lambda: (11, 0))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert "removed the implicit INT8 calibrators" in trt_backend.engine_unavailable(implicit)
+    assert trt_backend.engine_unavailable(explicit) is None
+    monkeypatch.setattr(trt_backend, "trt_version", lambda: (8, 6))
+    assert "need TensorRT >= 10" in trt_backend.engine_unavailable(explicit)
+    assert trt_backend.engine_unavailable(implicit) is None
+
+
+@pytest.mark.gpu
+def test_engines_build_and_run_on_gpu(suite):
+    reason = trt_backend.engine_unavailable(REGISTRY["trt-int8-minmax"])
+    if reason:
+        pytest.skip(reason)
+    x = suite.sample_input()
+    ref = suite.runner("onnx-fp32")(x)[0]
+    for name in ("trt-fp32", "trt-fp16", "trt-int8-minmax"):
+        engine = suite.artifact(name)
+        assert engine.suffix == ".engine"
+        run = suite.runner(name)
+        out = run(x)[0].float().numpy()
+        assert out.shape == ref.shape and np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05
+        assert run.gpu_ms and run.gpu_ms[-1] > 0
+        from quant.offline import ultralytics_yolo
+
+        assert ultralytics_yolo()(str(engine), task="detect").predict(x[0].transpose(1, 2, 0)[..., ::-1] * 255,
+                                                                         verbose=False, device=0)
