@@ -13,7 +13,7 @@ from quant.gates import Thresholds
 from quant.offline import NetworkGuard
 from quant.paths import default_cache_dir
 from quant.suite import Suite
-from quant.variants import BASELINE
+from quant.variants import BASELINE, override_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = ROOT / "fixtures" / "yolov8n-shapes.pt"
@@ -33,6 +33,11 @@ def pytest_addoption(parser):
     g.addoption("--latency-rounds", type=int, default=50, help="timed rounds per variant (median reported)")
     g.addoption("--latency-warmup", type=int, default=5, help="untimed warm-up rounds per variant")
     g.addoption("--allow-network", action="store_true", help="do not block network access (it is blocked by default)")
+    g.addoption("--ppq-platform", default="ONNXRUNTIME",
+                help="PPQ target platform: ONNXRUNTIME, OPENVINO_INT8, TRT_INT8 or PPL_CUDA_INT8 (all scored as ONNX Q/DQ)")
+    g.addoption("--ppq-calib-steps", type=int, default=32, help="PPQ calibration steps (min 8)")
+    g.addoption("--ppq-lsq-steps", type=int, default=0, help="PPQ LSQ optimization steps per block (0 = off)")
+    g.addoption("--ppq-analysis-images", type=int, default=4, help="images for PPQ's error analysis")
 
 
 def _default_data(cache: Path) -> Path:
@@ -64,6 +69,8 @@ def pytest_configure(config):
         data = Path(config.option.data) if config.option.data else _default_data(cache)
         imgsz = config.option.imgsz or _weights_imgsz(weights)
         suite = Suite.create(weights, data, imgsz, cache, config.option.calib_images)
+        override_settings("ppq-", platform=config.option.ppq_platform, calib_steps=config.option.ppq_calib_steps,
+                          lsq_steps=config.option.ppq_lsq_steps, analysis_images=config.option.ppq_analysis_images)
         thresholds = Thresholds.load(config.option.thresholds)
         if config.option.device_profile:
             thresholds.for_variant(BASELINE, profile=config.option.device_profile)  # unknown profile: fail now

@@ -85,4 +85,13 @@ class BenchSession:
                 "python": platform.python_version(), "versions": library_versions()}
 
     def write_report(self, out_dir: Path) -> tuple[Path, Path]:
+        """report.json / report.md, and each variant's own reports (e.g. PPQ's error analysis) beside them."""
+        import shutil
+
+        for name, row in self.rows.items():
+            m = self.suite.manifest(name)
+            for f in m.get("reports", []):
+                src = self.suite.cache.folder(name, m["key"]) / f
+                (Path(out_dir) / name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, Path(out_dir) / name / f)
         return report.write(self.table_rows(), out_dir, self.header())

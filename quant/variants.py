@@ -7,7 +7,7 @@ over ``REGISTRY``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from quant.graph import FloatScope
@@ -112,3 +112,18 @@ for _calib in ("minmax", "entropy2", "entropy", "legacy"):  # the reference repo
     register(Variant(f"trt10-int8-{_calib}-implicit", "tensorrt", "int8", "engine", calibration=f"trt-{_calib}",
                      settings=(("implicit", _calib),), source="onnx-fp32", markers=_GPU,
                      description=f"TensorRT <= 10 implicit INT8, {_calib} calibrator, box decode FP32"))
+
+# PPQ (the reference report's tool): default setting, box decode float (full INT8 zeroes the class
+# scores in PPQ too), or the whole head float (the report's "layer 22 left float").
+_PPQ = (("platform", "ONNXRUNTIME"), ("calib_steps", 32), ("lsq_steps", 0), ("analysis_images", 4))
+register(Variant("ppq-int8", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("decode",)),
+                 settings=_PPQ, source="onnx-fp32", description="PPQ INT8, default setting, box decode float"))
+register(Variant("ppq-int8-headfloat", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("head",)),
+                 settings=_PPQ, source="onnx-fp32", description="PPQ INT8, default setting, detection head float"))
+
+
+def override_settings(prefix: str, **settings) -> None:
+    """Change settings of every variant whose name starts with ``prefix`` (command-line options)."""
+    for name, v in list(REGISTRY.items()):
+        if name.startswith(prefix):
+            REGISTRY[name] = replace(v, settings=tuple({**dict(v.settings), **settings}.items()))

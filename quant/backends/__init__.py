@@ -17,7 +17,7 @@ from types import ModuleType
 
 _MODULES = {"pytorch": "quant.backends.pytorch", "onnxruntime": "quant.backends.onnxruntime",
             "openvino": "quant.backends.openvino", "ultralytics": "quant.backends.ultralytics",
-            "tensorrt": "quant.backends.tensorrt"}
+            "tensorrt": "quant.backends.tensorrt", "ppq": "quant.backends.ppq"}
 
 
 def get(name: str) -> ModuleType:

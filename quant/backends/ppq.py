@@ -1,0 +1,105 @@
+"""PPQ (0.6.6) INT8: the reference report's tool, run in a worker process with its compatibility
+fixes (:mod:`quant.ppq_compat`), exported as an ONNX Runtime Q/DQ model that the suite scores.
+
+Each build also saves PPQ's error analysis: graphwise (each quantized op's output error with the
+whole network quantized: accumulated error) and layerwise (the graph output's error when only that
+op is quantized, measured on the class scores), as SNR = noise power / signal power, in ``error_analysis.json`` / ``.md`` beside
+the artifact; the benchmark report copies them next to its table. Ops above PPQ's 0.1 threshold
+come first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from quant.errors import QuantError
+
+PLATFORMS = ("ONNXRUNTIME", "OPENVINO_INT8", "TRT_INT8", "PPL_CUDA_INT8")
+THRESHOLD = 0.1  # PPQ's own "this op needs attention" SNR threshold
+
+
+def unavailable(variant=None) -> str | None:
+    for module in ("ppq", "tqdm"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install -e '.[ppq]')"
+    return None
+
+
+def build(variant, ctx, out_dir: Path):
+    import onnx
+
+    from quant.graph import conv_layers, remove_qdq_before
+    from quant.model import onnx_metadata
+
+    platform = variant.setting("platform", "ONNXRUNTIME")
+    if platform not in PLATFORMS:
+        raise QuantError(f"PPQ platform '{platform}' cannot be evaluated here (choose from {', '.join(PLATFORMS)})")
+    src = ctx.artifact(variant.source)
+    model = onnx.load(str(src))
+    float_nodes = variant.float_scope.resolve(model) if variant.float_scope else []
+    out, analysis = out_dir / "model.onnx", out_dir / "error_analysis.json"
+    job = {"src": str(src), "out": str(out), "analysis": str(analysis), "platform": platform, "imgsz": ctx.imgsz,
+           "calib_files": [str(f) for f in ctx.calibration_files()], "float_nodes": float_nodes,
+           "calib_steps": variant.setting("calib_steps", 32), "lsq_steps": variant.setting("lsq_steps", 0),
+           "analysis_images": variant.setting("analysis_images", 4), "score_output": class_score_tensor(model)}
+    (out_dir / "job.json").write_text(json.dumps(job, indent=1))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "quant.ppq_worker", str(out_dir / "job.json")], cwd=out_dir,
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"PPQ worker failed for {variant.name}: {tail[0]}\n{proc.stderr[-4000:]}")
+    qmodel = onnx.load(str(out))
+    del qmodel.metadata_props[:]  # PPQ's export drops Ultralytics' metadata: put it back
+    for k, v in onnx_metadata(src).items():
+        qmodel.metadata_props.add(key=k, value=v)
+    remove_qdq_before(qmodel, float_nodes)  # the decode reads float, as in every INT8 variant
+    onnx.save(qmodel, str(out))
+    write_analysis_markdown(json.loads(analysis.read_text()), analysis.with_suffix(".md"), variant.name)
+    for f in out_dir.glob("*.wts"):  # PPQ's TensorRT exporter side files
+        f.unlink()
+    convs = conv_layers(model)
+    return out, {"float_nodes": float_nodes, "calibration_images": len(job["calib_files"]), "convs": len(convs),
+                 "int8_convs": sum(1 for n in convs if n not in set(float_nodes)), "platform": platform,
+                 "reports": ["error_analysis.json", "error_analysis.md"]}
+
+
+def class_score_tensor(model) -> str:
+    """The decode's class-score tensor (the Sigmoid output). Layerwise error is measured there: at the
+    final output, box coordinates in pixels swamp the signal and every op looks harmless."""
+    from quant.graph import decode_nodes
+
+    decode = set(decode_nodes(model))
+    sig = [n.output[0] for n in model.graph.node if n.name in decode and n.op_type == "Sigmoid"]
+    return sig[0] if sig else model.graph.output[0].name
+
+
+def ranked(analysis: dict) -> list[tuple[str, float | None, float | None]]:
+    """(op, graphwise, layerwise), ops over the threshold first, each group by graphwise error."""
+    g, lw = analysis["graphwise"], analysis["layerwise"]
+    ops = sorted(set(g) | set(lw), key=lambda op: (-(max(g.get(op, 0), lw.get(op, 0)) > THRESHOLD), -g.get(op, 0)))
+    return [(op, g.get(op), lw.get(op)) for op in ops]
+
+
+def write_analysis_markdown(analysis: dict, path: Path, variant: str) -> None:
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+    rows = ranked(analysis)
+    over = sum(1 for _, g, lw in rows if max(g or 0, lw or 0) > THRESHOLD)
+    lines = [f"# PPQ error analysis: {variant}", "",
+             f"Platform {analysis['platform']}, {analysis['images']} images, SNR = noise power / signal power "
+             f"(lower is better). {over} of {len(rows)} ops exceed PPQ's {THRESHOLD} threshold (listed first).", "",
+             "| op | graphwise (accumulated) | layerwise (alone, at the class scores) |", "|---|---|---|"]
+    lines += [f"| {op} | {fmt(g)} | {fmt(lw)} |" for op, g, lw in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def runner(variant, artifact: Path, ctx):
+    from quant.backends import onnxruntime as ort_backend
+
+    return ort_backend.runner(variant, artifact, ctx)

@@ -1,0 +1,67 @@
+"""Runs PPQ in its own process: ``python -m quant.ppq_worker job.json``.
+
+The job (written by :mod:`quant.backends.ppq`) names the FP32 ONNX, the calibration images, the
+target platform, the float nodes and the analysis budget. Outputs: the exported Q/DQ ONNX (ONNX
+Runtime format, which every PPQ platform can be evaluated as) and ``error_analysis.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main(job_path: str) -> None:
+    from quant import ppq_compat
+
+    ppq_compat.apply()  # before anything imports protobuf/onnx
+    import onnx
+    import torch
+
+    from quant.calibration import letterbox, read_image
+
+    job = json.loads(open(job_path).read())
+    ppq_compat.check_opset(onnx.load(job["src"], load_external_data=False))
+    from ppq import QuantizationSettingFactory, TargetPlatform
+    from ppq.api import export_ppq_graph, quantize_onnx_model
+    from ppq.quantization.analyse import graphwise_error_analyse, layerwise_error_analyse
+
+    imgsz = job["imgsz"]
+    calib = [torch.from_numpy(letterbox(read_image(f), imgsz)) for f in job["calib_files"]]
+    setting = QuantizationSettingFactory.default_setting()
+    for name in job["float_nodes"]:
+        setting.dispatching_table.append(name, TargetPlatform.FP32)
+    if job["lsq_steps"]:
+        setting.lsq_optimization = True
+        setting.lsq_optimization_setting.steps = job["lsq_steps"]
+        setting.lsq_optimization_setting.collecting_device = "cpu"
+    platform = getattr(TargetPlatform, job["platform"])
+    t0 = time.time()
+    graph = quantize_onnx_model(onnx_import_file=job["src"], calib_dataloader=calib,
+                                calib_steps=max(8, job["calib_steps"]), input_shape=[1, 3, imgsz, imgsz],
+                                platform=platform, setting=setting, device="cpu", verbose=0)
+    quantize_s = time.time() - t0
+    data = calib[: job["analysis_images"]]
+    t0 = time.time()
+    graphwise = graphwise_error_analyse(graph=graph, running_device="cpu", dataloader=data, method="snr",
+                                        steps=len(data), verbose=False)
+    graphwise_s = time.time() - t0
+    t0 = time.time()
+    layerwise = layerwise_error_analyse(graph=graph, dataloader=data, running_device="cpu", method="snr",
+                                        steps=max(1, len(data) - 1), verbose=False,  # it reads steps + 1 batches
+                                        interested_outputs=[job["score_output"]])
+    layerwise_s = time.time() - t0
+    # every platform is evaluated as ONNX Runtime Q/DQ; PPL_CUDA's INT32 bias needs quantized parameters
+    export_ppq_graph(graph, platform=TargetPlatform.ONNXRUNTIME, graph_save_to=job["out"],
+                     quantized_param=job["platform"] == "PPL_CUDA_INT8")
+    json.dump({"platform": job["platform"], "method": "snr (noise power / signal power)",
+               "images": len(data), "layerwise_measured_at": job["score_output"], "seconds": {"quantize": quantize_s, "graphwise": graphwise_s,
+                                                "layerwise": layerwise_s},
+               "graphwise": {k: float(v) for k, v in graphwise.items()},
+               "layerwise": {k: float(v) for k, v in layerwise.items()}},
+              open(job["analysis"], "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

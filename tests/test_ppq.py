@@ -1,0 +1,79 @@
+"""PPQ variants (skipped, with the reason, without the [ppq] extra) and their compatibility layer."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from quant.backends import ppq as ppq_backend
+from quant.errors import QuantError
+from quant.ppq_compat import check_opset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_opset_check_names_the_problem(tiny_onnx):
+    model = onnx.load(str(tiny_onnx))
+    check_opset(model)  # the suite exports opset 13
+    model.opset_import[0].version = 17
+    with pytest.raises(QuantError, match="opsets 10-13 only; this model is opset 17"):
+        check_opset(model)
+
+
+def test_compat_fixes_apply_only_in_their_own_process():
+    reason = ppq_backend.unavailable()  # never `import ppq` here: it needs the fixes first
+    if reason:
+        pytest.skip(reason)
+    code = "from quant import ppq_compat; ppq_compat.apply(); import onnx.mapping, ppq; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+    assert "onnx.mapping" not in sys.modules or hasattr(sys.modules["onnx.mapping"], "__file__")  # not shimmed here
+    late = "import onnx; from quant import ppq_compat; ppq_compat.apply()"
+    out = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, cwd=ROOT,
+                         env={k: v for k, v in os.environ.items() if k != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"})
+    assert out.returncode != 0 and "must run before protobuf" in out.stderr
+
+
+def test_ranking_puts_ops_over_the_threshold_first(tmp_path):
+    analysis = {"platform": "ONNXRUNTIME", "images": 2,
+                "graphwise": {"a": 0.05, "b": 0.2, "c": 0.01}, "layerwise": {"a": 0.001, "b": 0.01, "c": 0.3}}
+    assert [op for op, _, _ in ppq_backend.ranked(analysis)] == ["b", "c", "a"]
+    md = tmp_path / "a.md"
+    ppq_backend.write_analysis_markdown(analysis, md, "ppq-int8")
+    text = md.read_text()
+    assert "2 of 3 ops exceed PPQ's 0.1 threshold" in text and text.index("| b |") < text.index("| a |")
+
+
+def test_ppq_builds_offline_keeps_metadata_and_writes_analysis(tiny_weights, tiny_data, tmp_path):
+    reason = ppq_backend.unavailable()
+    if reason:
+        pytest.skip(reason)
+    from quant.graph import head_nodes
+    from quant.offline import NetworkGuard
+    from quant.suite import Suite
+
+    suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path, calib_images=4)
+    with NetworkGuard() as g:
+        path = suite.artifact("ppq-int8-headfloat")
+    assert g.attempts == []
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["task"] == "detect" and "circle" in meta["names"]  # PPQ drops it; the backend restores it
+    head = set(head_nodes(onnx.load(str(suite.artifact("onnx-fp32")))))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    head_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name in head]
+    assert head_convs and all(producers.get(c.input[1]) is None or producers[c.input[1]].op_type != "DequantizeLinear"
+                              for c in head_convs)  # head weights float
+    analysis = json.loads((path.parent / "error_analysis.json").read_text())
+    assert analysis["graphwise"] and analysis["layerwise"] and not set(analysis["graphwise"]) & head
+    assert (path.parent / "error_analysis.md").read_text().startswith("# PPQ error analysis: ppq-int8-headfloat")
+    from quant.offline import ultralytics_yolo
+
+    res = ultralytics_yolo()(str(path), task="detect").val(data=str(tiny_data), imgsz=96, batch=1, verbose=False,
+                                                            plots=False, project=str(tmp_path / "runs"))
+    assert res.box.map >= 0.0
