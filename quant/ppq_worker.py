@@ -64,4 +64,9 @@ def main(job_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    from quant.offline import NetworkGuard
+
+    with NetworkGuard() as guard:  # PPQ has no business on the network either
+        main(sys.argv[1])
+    if guard.attempts:
+        sys.exit(f"PPQ tried to reach the network: {guard.attempts[:3]}")
