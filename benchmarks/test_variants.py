@@ -37,9 +37,14 @@ def test_variant(variant, artifact, bench, benchmark):
     else:
         benchmark.pedantic(run, args=(x,), rounds=bench.rounds, warmup_rounds=bench.warmup, iterations=1)
         latency_ms, rounds = 1000 * benchmark.stats.stats.median, bench.rounds
-    row = bench.row(variant, latency_ms, rounds)
+    extra = {}
+    if getattr(run, "gpu_ms", None):  # a TensorRT engine: CUDA-event time of the execution alone
+        import statistics
+
+        extra["engine_gpu_ms"] = statistics.median(run.gpu_ms)
+    row = bench.row(variant, latency_ms, rounds, extra)
     failures = bench.gate(variant)
     benchmark.extra_info.update({k: row[k] for k in (
         "precision_P", "recall", "map50", "map50_95", "size_mb", "preprocess_ms", "postprocess_ms", "int8_share",
-        "cached", "config", "status")})
+        "cached", "config", "status")}, **extra)
     assert not failures, "; ".join(failures)

@@ -28,7 +28,7 @@ class BenchSession:
         reason = backends.get(REGISTRY[name].backend).unavailable(REGISTRY[name])
         return f"{name}: {reason}" if reason else None
 
-    def row(self, name: str, latency_ms: float, rounds: int) -> dict:
+    def row(self, name: str, latency_ms: float, rounds: int, extra: dict | None = None) -> dict:
         """Build (or reuse) the artifact, validate it, and record the row."""
         v = REGISTRY[name]
         path = self.suite.artifact(name)
@@ -43,7 +43,7 @@ class BenchSession:
                "precision_P": acc.precision, "recall": acc.recall, "map50": acc.map50, "map50_95": acc.map50_95,
                "size_mb": artifact_size(path) / 1e6, "artifact": str(path), "cached": m["cached"],
                "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
-               "engine": m.get("engine"), "config": v.config(), "peer": v.peer, "status": "measured"}
+               "engine": m.get("engine"), "config": v.config(), "peer": v.peer, "status": "measured", **(extra or {})}
         self.rows[name] = row
         return row
 

@@ -13,6 +13,7 @@ from quant import backends
 from quant.cache import ArtifactCache, cache_key, library_versions
 from quant.calibration import CalibrationReader, letterbox, read_image
 from quant.data import DataSpec, list_images
+from quant.errors import QuantError
 from quant.evaluate import Accuracy, validate
 from quant.model import check_imgsz, file_sha256, load_weights, model_stride
 from quant.variants import REGISTRY, Variant
@@ -25,6 +26,7 @@ class Suite:
     imgsz: int
     cache: ArtifactCache
     calib_images: int = 64
+    weights_sha256: str = ""
     _manifests: dict = field(default_factory=dict, repr=False)
     _reader: CalibrationReader | None = field(default=None, repr=False)
     _digests: dict = field(default_factory=dict, repr=False)
@@ -35,10 +37,9 @@ class Suite:
         imgsz = check_imgsz(imgsz, model_stride(model))
         data = DataSpec.from_yaml(data_yaml)
         if int(calib_images) < 1:
-            from quant.errors import QuantError
-
             raise QuantError(f"--calib-images must be at least 1, got {calib_images}")
-        return cls(Path(weights).resolve(), data, imgsz, ArtifactCache(cache_dir), int(calib_images))
+        return cls(Path(weights).resolve(), data, imgsz, ArtifactCache(cache_dir), int(calib_images),
+                   file_sha256(weights))
 
     # ---- inputs -----------------------------------------------------------------------------
     def calibration_files(self) -> list[Path]:
@@ -68,7 +69,7 @@ class Suite:
 
     # ---- build ------------------------------------------------------------------------------
     def key_inputs(self, v: Variant) -> dict:
-        inputs = {"variant": v.config(), "weights_sha256": file_sha256(self.weights), "imgsz": self.imgsz,
+        inputs = {"variant": v.config(), "weights_sha256": self.weights_sha256, "imgsz": self.imgsz,
                   "versions": library_versions()}
         if v.calibration:
             inputs["calibration"] = self.calibration_inputs(v)
