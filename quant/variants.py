@@ -108,6 +108,12 @@ for _method in ("minmax", "entropy", "percentile"):
 register(Variant("trt-int8-headfloat", "tensorrt", "int8", "engine", calibration="minmax",
                  float_scope=FloatScope(presets=("head",)), settings=_TRT_INT8, source="onnx-fp32", markers=_GPU,
                  description="TensorRT explicit Q/DQ INT8, minmax, detection head float"))
+_CUDA_EP = (("provider", "CUDAExecutionProvider"),)
+register(Variant("ort-cuda-fp32", "onnxruntime", "fp32", "onnx", settings=_CUDA_EP, source="onnx-fp32",
+                 markers=("gpu",), description="ONNX Runtime CUDA execution provider, FP32 (needs onnxruntime-gpu)"))
+register(Variant("ort-cuda-int8", "onnxruntime", "int8", "onnx", calibration="minmax",
+                 float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _CUDA_EP, source="onnx-fp32",
+                 markers=("gpu",), description="ONNX Runtime CUDA provider on the TensorRT-style Q/DQ INT8 ONNX"))
 for _calib in ("minmax", "entropy2", "entropy", "legacy"):  # the reference report's implicit path
     register(Variant(f"trt10-int8-{_calib}-implicit", "tensorrt", "int8", "engine", calibration=f"trt-{_calib}",
                      settings=(("implicit", _calib),), source="onnx-fp32", markers=_GPU,

@@ -119,3 +119,14 @@ def test_engines_build_and_run_on_gpu(suite):
 
         assert ultralytics_yolo()(str(engine), task="detect").predict(x[0].transpose(1, 2, 0)[..., ::-1] * 255,
                                                                          verbose=False, device=0)
+
+
+def test_onnxruntime_gpu_variants_skip_without_the_cuda_provider(monkeypatch):
+    import onnxruntime
+
+    from quant.backends import onnxruntime as ort_backend
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert "no CUDAExecutionProvider" in ort_backend.unavailable(REGISTRY["ort-cuda-int8"])
+    assert ort_backend.unavailable(REGISTRY["onnx-int8-minmax"]) is None
+    assert ort_backend.eval_args(REGISTRY["ort-cuda-fp32"], None) == {"device": "0"}

@@ -7,6 +7,7 @@ float scope. Ultralytics' metadata survives (ONNX Runtime keeps ``metadata_props
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,23 @@ _QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 
 def unavailable(variant=None) -> str | None:
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime
     except ImportError as e:
         return f"onnxruntime is not installed ({e})"
+    wanted = variant.setting("provider", "CPUExecutionProvider") if variant is not None else "CPUExecutionProvider"
+    if wanted not in onnxruntime.get_available_providers():
+        return f"ONNX Runtime has no {wanted} here (install onnxruntime-gpu on a CUDA machine)"
+    if wanted == "CUDAExecutionProvider":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible to torch"
     return None
+
+
+def eval_args(variant, artifact) -> dict:
+    """Ultralytics' validator picks ONNX Runtime's CUDA provider when given a GPU device."""
+    return {"device": "0" if variant.setting("provider") == "CUDAExecutionProvider" else "cpu"}
 
 
 def load_onnx(path):
@@ -37,6 +51,9 @@ def load_onnx(path):
 
 def build(variant, ctx, out_dir: Path):
     out = out_dir / "model.onnx"
+    if variant.precision == "fp32" and variant.source:  # the same model on another execution provider
+        shutil.copyfile(ctx.artifact(variant.source), out)
+        return out, {}
     if variant.precision == "fp32":
         from quant.model import export_onnx
 
@@ -90,6 +107,6 @@ def quantize_qdq(src: Path, out: Path, variant, ctx):
 def runner(variant, artifact: Path, ctx):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(artifact), providers=[variant.setting("provider", "CPUExecutionProvider")])
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})
