@@ -64,7 +64,7 @@ def pytest_configure(config):
     config._quant_guard = guard
     try:
         cache = Path(config.option.cache_dir) if config.option.cache_dir else default_cache_dir()
-        embedded = config.option.weights is None
+        embedded = config.option.weights is None and config.option.data is None
         weights = Path(config.option.weights) if config.option.weights else DEFAULT_WEIGHTS
         data = Path(config.option.data) if config.option.data else _default_data(cache)
         imgsz = config.option.imgsz or _weights_imgsz(weights)
@@ -76,7 +76,7 @@ def pytest_configure(config):
             thresholds.for_variant(BASELINE, profile=config.option.device_profile)  # unknown profile: fail now
     except QuantError as e:
         raise pytest.UsageError(str(e)) from None
-    config._quant = BenchSession(suite, thresholds, embedded=embedded and config.option.data is None,
+    config._quant = BenchSession(suite, thresholds, embedded=embedded,
                                  profile=config.option.device_profile, rounds=config.option.latency_rounds,
                                  warmup=config.option.latency_warmup)
 
@@ -112,11 +112,6 @@ def pytest_terminal_summary(terminalreporter, config):
     guard = getattr(config, "_quant_guard", None)
     if guard is not None and guard.attempts:
         tr.write_line(f"network access attempted and blocked: {guard.attempts[:5]}", red=True)
-    paths = session.write_report(Path(config.option.report_dir))
-    if guard is not None:
-        import json
-
-        data = json.loads(paths[0].read_text())
-        data["network_attempts"] = guard.attempts
-        paths[0].write_text(json.dumps(data, indent=1, default=str) + "\n")
+    attempts = guard.attempts if guard is not None else None  # None: the guard was off (--allow-network)
+    paths = session.write_report(Path(config.option.report_dir), network_attempts=attempts)
     tr.write_line(f"report: {paths[0]}  {paths[1]}")

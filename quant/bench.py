@@ -84,7 +84,7 @@ class BenchSession:
                 "device_profile": self.profile, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                 "python": platform.python_version(), "versions": library_versions()}
 
-    def write_report(self, out_dir: Path) -> tuple[Path, Path]:
+    def write_report(self, out_dir: Path, **header) -> tuple[Path, Path]:
         """report.json / report.md, and each variant's own reports (e.g. PPQ's error analysis) beside them."""
         import shutil
 
@@ -94,4 +94,4 @@ class BenchSession:
                 src = self.suite.cache.folder(name, m["key"]) / f
                 (Path(out_dir) / name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, Path(out_dir) / name / f)
-        return report.write(self.table_rows(), out_dir, self.header())
+        return report.write(self.table_rows(), out_dir, {**self.header(), **header})
