@@ -83,7 +83,7 @@ def convert_to_fp16(model: onnx.ModelProto, keep_fp32=()) -> onnx.ModelProto:
 
 
 def _toposort(nodes, available: set[str]):
-    ready, done, out = set(available) | {""}, set(), []
+    ready, out = set(available) | {""}, []
     pending = list(nodes)
     while pending:
         progressed = []

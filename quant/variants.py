@@ -7,7 +7,7 @@ over ``REGISTRY``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from quant.graph import FloatScope

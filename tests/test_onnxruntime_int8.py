@@ -7,10 +7,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from quant.cache import ArtifactCache
 from quant.graph import decode_nodes, head_nodes
 from quant.suite import Suite
-from quant.variants import REGISTRY
 
 
 @pytest.fixture(scope="module")

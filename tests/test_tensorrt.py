@@ -1,6 +1,5 @@
 """TensorRT path: everything before the engine on CPU; the engine itself only where TensorRT and CUDA exist."""
 
-import json
 
 import numpy as np
 import onnx
