@@ -33,6 +33,9 @@ def pytest_addoption(parser):
     g.addoption("--latency-rounds", type=int, default=50, help="timed rounds per variant (median reported)")
     g.addoption("--latency-warmup", type=int, default=5, help="untimed warm-up rounds per variant")
     g.addoption("--allow-network", action="store_true", help="do not block network access (it is blocked by default)")
+    g.addoption("--fidelity-images", default=None,
+                help="image folder (no labels needed) for the label-free fidelity score (default: the val images)")
+    g.addoption("--no-fidelity", action="store_true", help="skip the label-free fidelity score")
     g.addoption("--ppq-platform", default="ONNXRUNTIME",
                 help="PPQ target platform: ONNXRUNTIME, OPENVINO_INT8, TRT_INT8 or PPL_CUDA_INT8 (all scored as ONNX Q/DQ)")
     g.addoption("--ppq-calib-steps", type=int, default=32, help="PPQ calibration steps (min 8)")
@@ -69,6 +72,11 @@ def pytest_configure(config):
         data = Path(config.option.data) if config.option.data else _default_data(cache)
         imgsz = config.option.imgsz or _weights_imgsz(weights)
         suite = Suite.create(weights, data, imgsz, cache, config.option.calib_images)
+        if config.option.fidelity_images:
+            from quant.data import list_images
+
+            list_images(config.option.fidelity_images)  # missing or empty: one line, now
+            suite.fidelity_images = Path(config.option.fidelity_images)
         override_settings("ppq-", platform=config.option.ppq_platform, calib_steps=config.option.ppq_calib_steps,
                           lsq_steps=config.option.ppq_lsq_steps, analysis_images=config.option.ppq_analysis_images)
         thresholds = Thresholds.load(config.option.thresholds)
@@ -78,7 +86,7 @@ def pytest_configure(config):
         raise pytest.UsageError(str(e)) from None
     config._quant = BenchSession(suite, thresholds, embedded=embedded,
                                  profile=config.option.device_profile, rounds=config.option.latency_rounds,
-                                 warmup=config.option.latency_warmup)
+                                 warmup=config.option.latency_warmup, fidelity=not config.option.no_fidelity)
 
 
 def pytest_unconfigure(config):
@@ -107,7 +115,8 @@ def pytest_terminal_summary(terminalreporter, config):
     tr = terminalreporter
     tr.section("YOLO quantization benchmark")
     tr.write_line(f"weights {session.suite.weights}  imgsz {session.suite.imgsz}  data {session.suite.data.yaml}")
-    tr.write_line("mAP in %, Δ = mAP50-95 points vs onnx-fp32 (same run), ms/img = median model call at batch 1")
+    tr.write_line("mAP in %, Δ = mAP50-95 points vs onnx-fp32 (same run), fidelity = mAP50-95 against onnx-fp32's "
+                  "own detections (label-free), ms/img = median model call at batch 1")
     tr.write_line(report.table(rows))
     guard = getattr(config, "_quant_guard", None)
     if guard is not None and guard.attempts:

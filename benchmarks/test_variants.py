@@ -45,6 +45,6 @@ def test_variant(variant, artifact, bench, benchmark):
     row = bench.row(variant, latency_ms, rounds, extra)
     failures = bench.gate(variant)
     benchmark.extra_info.update({k: row[k] for k in (
-        "precision_P", "recall", "map50", "map50_95", "size_mb", "preprocess_ms", "postprocess_ms", "int8_share",
+        "precision_P", "recall", "map50", "map50_95", "fidelity_map50_95", "size_mb", "preprocess_ms", "postprocess_ms", "int8_share",
         "cached", "config", "status")}, **extra)
     assert not failures, "; ".join(failures)

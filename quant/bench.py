@@ -22,6 +22,7 @@ class BenchSession:
     profile: str | None = None
     rounds: int = 50
     warmup: int = 5
+    fidelity: bool = True
     rows: dict[str, dict] = field(default_factory=dict)
 
     def skip_reason(self, name: str) -> str | None:
@@ -33,6 +34,7 @@ class BenchSession:
         v = REGISTRY[name]
         path = self.suite.artifact(name)
         acc = self.suite.accuracy(name)
+        fid = self.suite.fidelity(name) if self.fidelity else None
         m = self.suite.manifest(name)
         convs, int8 = m.get("convs"), m.get("int8_convs")
         fmt = "onnx" if path.suffix == ".onnx" else v.format  # e.g. a TensorRT variant without an engine here
@@ -41,6 +43,7 @@ class BenchSession:
                "preprocess_ms": acc.preprocess_ms, "postprocess_ms": acc.postprocess_ms,
                "val_inference_ms": acc.inference_ms,
                "precision_P": acc.precision, "recall": acc.recall, "map50": acc.map50, "map50_95": acc.map50_95,
+               "fidelity_map50": fid.map50 if fid else None, "fidelity_map50_95": fid.map50_95 if fid else None,
                "size_mb": artifact_size(path) / 1e6, "artifact": str(path), "cached": m["cached"],
                "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
                "engine": m.get("engine"), "config": v.config(), "peer": v.peer, "status": "measured", **(extra or {})}
@@ -61,7 +64,8 @@ class BenchSession:
             r["status"] = "peer"
             return []
         b = self.baseline()
-        as_result = lambda row: gates.Result(row["variant"], row["map50"], row["map50_95"], row["latency_ms"])  # noqa: E731
+        as_result = lambda row: gates.Result(row["variant"], row["map50"], row["map50_95"], row["latency_ms"],  # noqa: E731
+                                             row.get("fidelity_map50_95"))
         limits = self.thresholds.for_variant(name, embedded=self.embedded, profile=self.profile)
         proxy = str(r.get("engine") or "").startswith("not built")
         if proxy:  # timed on the CPU stand-in for the engine: accuracy is gated, latency is not

@@ -28,7 +28,8 @@ from quant.errors import QuantError
 
 KEYS = {"min_map50_95": "absolute mAP50-95 floor (0-1)", "min_map50": "absolute mAP50 floor (0-1)",
         "max_drop_points": "max mAP50-95 drop vs the baseline, in points",
-        "max_latency_ratio": "max ms/img relative to the baseline", "max_latency_ms": "max ms/img"}
+        "max_latency_ratio": "max ms/img relative to the baseline", "max_latency_ms": "max ms/img",
+        "min_fidelity_map50_95": "floor of mAP50-95 against the FP32 model's own detections (0-1)"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Result:
     map50: float
     map50_95: float
     latency_ms: float
+    fidelity_map50_95: float | None = None
 
 
 def _check_table(table, where: str, path) -> dict:
@@ -114,6 +116,9 @@ def check(result: Result, limits: dict, baseline: Result | None) -> list[str]:
         out.append(f"{v}: mAP50-95 {result.map50_95:.4f} < floor {limits['min_map50_95']:.4f}")
     if "min_map50" in limits and result.map50 < limits["min_map50"]:
         out.append(f"{v}: mAP50 {result.map50:.4f} < floor {limits['min_map50']:.4f}")
+    f = result.fidelity_map50_95
+    if "min_fidelity_map50_95" in limits and f is not None and f < limits["min_fidelity_map50_95"]:
+        out.append(f"{v}: fidelity mAP50-95 {f:.4f} < floor {limits['min_fidelity_map50_95']:.4f}")
     if "max_latency_ms" in limits and result.latency_ms > limits["max_latency_ms"]:
         out.append(f"{v}: latency {result.latency_ms:.2f} ms > ceiling {limits['max_latency_ms']:.2f} ms")
     if baseline is not None and baseline.variant != v:

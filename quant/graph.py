@@ -140,4 +140,6 @@ def remove_qdq_before(model, node_names) -> int:
         for n in dead:
             model.graph.node.remove(n)
         used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    for init in [i for i in model.graph.initializer if i.name not in used]:  # their scales and zero points
+        model.graph.initializer.remove(init)
     return rewired

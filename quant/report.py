@@ -12,7 +12,8 @@ COLUMNS = [  # (key in a row, header)
     ("variant", "variant"), ("format", "format"), ("precision", "precision"), ("latency_ms", "ms/img"),
     ("latency_ratio", "× FP32"),
     ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("precision_P", "P"), ("recall", "R"),
-    ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"), ("size_mb", "size MB"),
+    ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"),
+    ("fidelity_map50_95", "fidelity"), ("size_mb", "size MB"),
     ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("engine", "engine"), ("status", "status"),
 ]
 
@@ -22,7 +23,7 @@ def _fmt(key: str, v):
         return "-"
     if key in ("latency_ms", "preprocess_ms", "postprocess_ms", "size_mb"):
         return f"{v:.1f}" if key != "size_mb" else f"{v:.2f}"
-    if key in ("precision_P", "recall", "map50", "map50_95"):
+    if key in ("precision_P", "recall", "map50", "map50_95", "fidelity_map50_95"):
         return f"{100 * v:.1f}"
     if key == "delta_points":
         return f"{v:+.2f}"

@@ -15,7 +15,7 @@ from quant.data import DataSpec, list_images
 from quant.errors import QuantError
 from quant.evaluate import Accuracy, validate
 from quant.model import check_imgsz, file_sha256, load_weights, model_stride
-from quant.variants import REGISTRY, Variant
+from quant.variants import BASELINE, REGISTRY, Variant
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Suite:
     cache: ArtifactCache
     calib_images: int = 64
     weights_sha256: str = ""
+    fidelity_images: Path | None = None  # label-free fidelity on these images (default: the val images)
     _manifests: dict = field(default_factory=dict, repr=False)
     _reader: CalibrationReader | None = field(default=None, repr=False)
     _digests: dict = field(default_factory=dict, repr=False)
@@ -106,3 +107,19 @@ class Suite:
     def runner(self, name: str):
         v = REGISTRY[name]
         return backends.get(v.backend).runner(v, self.artifact(name), self)
+
+    def fidelity_data(self, conf: float = 0.25) -> Path:
+        """Pseudo data set: the FP32 baseline's detections (conf >= ``conf``) as labels; cached."""
+        from quant.fidelity import pseudo_dataset
+
+        images = self.fidelity_images or self.data.val
+        h = hashlib.sha256(f"{self.manifest(BASELINE)['key']}|{Path(images).resolve()}|{conf}".encode()).hexdigest()
+        return pseudo_dataset(self.artifact(BASELINE), images, self.cache.root / "fidelity" / h[:16],
+                              self.data.names, self.imgsz, conf)
+
+    def fidelity(self, name: str) -> Accuracy:
+        """The variant scored against FP32's own detections (label-free; 1.0 = identical boxes)."""
+        v, path = REGISTRY[name], self.artifact(name)
+        eval_args = getattr(backends.get(v.backend), "eval_args", lambda v, p: {})(v, path)
+        return validate(path, self.fidelity_data(), self.imgsz, self.cache.root / "runs", f"{name}-fidelity",
+                        **eval_args)

@@ -1,0 +1,42 @@
+"""Label-free fidelity: variants scored against the FP32 model's own detections."""
+
+from pathlib import Path
+
+import pytest
+
+from quant.gates import Result, check
+from quant.suite import Suite
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    """The embedded default model (it detects shapes) on a few generated val images."""
+    from fixtures import shapes
+
+    data = shapes.generate(tmp_path_factory.mktemp("d") / "s", {"val": (4, 2000), "calib": (4, 3000)})
+    return Suite.create(EMBEDDED, data, 320, tmp_path_factory.mktemp("cache"), calib_images=4)
+
+
+def test_pseudo_labels_are_the_fp32_detections(suite):
+    yaml = suite.fidelity_data()
+    labels = sorted((yaml.parent / "labels").glob("*.txt"))
+    images = sorted((yaml.parent / "images").iterdir())
+    assert len(labels) == len(images) == 4
+    assert sum(len(f.read_text().split("\n")) - 1 for f in labels) >= 4  # the model finds shapes
+    assert suite.fidelity_data() == yaml  # cached
+
+
+def test_fp32_scores_near_one_against_itself_and_int8_lower(suite):
+    fp32 = suite.fidelity("onnx-fp32").map50_95
+    pt = suite.fidelity("pt-fp32").map50_95
+    int8 = suite.fidelity("onnx-int8-entropy").map50_95
+    assert fp32 > 0.9 and pt == pytest.approx(fp32, abs=1e-6)
+    assert int8 < fp32
+
+
+def test_fidelity_floor_gate():
+    base = Result("onnx-fp32", 0.9, 0.7, 10.0, 0.98)
+    msgs = check(Result("x", 0.9, 0.7, 10.0, 0.80), {"min_fidelity_map50_95": 0.85}, base)
+    assert msgs == ["x: fidelity mAP50-95 0.8000 < floor 0.8500"]
