@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,24 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
+
+
+@contextmanager
+def atomic_dir(out: str | os.PathLike):
+    """Yield a temp folder beside ``out``, renamed to ``out`` when the block succeeds: readers see a
+    complete tree or nothing. If another process finished ``out`` first, theirs is kept."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if not out.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def artifact_size(path: str | os.PathLike) -> int:

@@ -9,10 +9,9 @@ the labels of a pseudo data set; Ultralytics' validator then scores any variant 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from quant.cache import atomic_dir
 from quant.data import list_images
 
 
@@ -24,9 +23,7 @@ def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[
     yaml_path = out / "data.yaml"
     if yaml_path.exists():
         return yaml_path
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
         model = ultralytics_yolo()(str(reference), task="detect")
@@ -39,7 +36,4 @@ def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[
             (tmp / "labels" / f"{i:05d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
         body = "\n".join(f"  {k}: {v}" for k, v in names.items())
         (tmp / "data.yaml").write_text(f"path: {out.resolve()}\ntrain: images\nval: images\nnames:\n{body}\n")
-        os.rename(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return yaml_path
