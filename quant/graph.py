@@ -131,8 +131,14 @@ def remove_qdq_before(model, node_names) -> int:
                 continue  # a quantized initializer, not an activation
             node.input[k] = q.input[0]
             rewired += 1
+    prune_unused(model)
+    return rewired
+
+
+def prune_unused(model) -> None:
+    """Drop Q/DQ nodes whose outputs nobody reads, then initializers nobody reads (in place)."""
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    while True:  # prune Q/DQ whose outputs nobody reads any more
+    while True:
         dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
                 and not any(o in used for o in n.output)]
         if not dead:
@@ -142,4 +148,3 @@ def remove_qdq_before(model, node_names) -> int:
         used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     for init in [i for i in model.graph.initializer if i.name not in used]:  # their scales and zero points
         model.graph.initializer.remove(init)
-    return rewired
