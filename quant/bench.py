@@ -46,7 +46,7 @@ class BenchSession:
                "fidelity_map50": fid.map50 if fid else None, "fidelity_map50_95": fid.map50_95 if fid else None,
                "size_mb": artifact_size(path) / 1e6, "artifact": str(path), "cached": m["cached"],
                "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
-               "engine": m.get("engine"), "config": v.config(), "peer": v.peer, "status": "measured", **(extra or {})}
+               "engine": m.get("engine"), "auto": m.get("auto"), "config": v.config(), "peer": v.peer, "status": "measured", **(extra or {})}
         self.rows[name] = row
         return row
 

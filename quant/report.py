@@ -72,6 +72,30 @@ def table(rows: list[dict], fmt: str = "simple") -> str:
     return tabulate(body, headers=[h for _, h in COLUMNS], tablefmt=fmt, disable_numparse=True)
 
 
+def auto_lines(rows: list[dict]) -> list[str]:
+    """One line per variant whose recipe was searched: method, float set, search drop and cost."""
+    out = []
+    for r in rows:
+        a = r.get("auto")
+        if not a:
+            continue
+        names = ", ".join(a["float_layers"]) or "none"
+        out.append(f"{r['variant']}: {a['calibration']} calibration, INT8 convs {r.get('int8_share')}, "
+                   f"{len(a['float_layers'])} layers float ({names}); search drop {a['drop']:+.2f} points on "
+                   f"{a['search_metric']}, target {'met' if a['met'] else 'NOT met'}, {a['evaluations']} "
+                   f"evaluations in {a['seconds']:.0f} s ({a['stop']})")
+    return out
+
+
+def auto_section(rows: list[dict]) -> str:
+    lines = auto_lines(rows)
+    if not lines:
+        return ""
+    return ("\n## Searched INT8 recipes\n\nFloat layers are ONNX node names (a convolution stands for its "
+            "activation too); the sensitivity chart and auto.json are in each variant's folder.\n\n"
+            + "".join(f"- {ln}\n" for ln in lines))
+
+
 def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[Path, Path]:
     """report.json (everything) and report.md (the table), written atomically."""
     out = Path(out_dir)
@@ -80,7 +104,7 @@ def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[P
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
-             + table(rows, "github") + "\n"}
+             + table(rows, "github") + "\n" + auto_section(rows)}
     for path, text in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from quant import backends
+from quant.autoselect import DEFAULTS as AUTO_DEFAULTS
 from quant.cache import ArtifactCache, cache_key, library_versions
-from quant.calibration import CalibrationReader, letterbox, read_image
+from quant.calibration import CalibrationReader, collect_stats, compute_ranges, letterbox, make_method, read_image
 from quant.data import DataSpec, list_images
 from quant.errors import QuantError
 from quant.evaluate import Accuracy, validate
@@ -30,6 +31,7 @@ class Suite:
     _manifests: dict = field(default_factory=dict, repr=False)
     _reader: CalibrationReader | None = field(default=None, repr=False)
     _digests: dict = field(default_factory=dict, repr=False)
+    _stats: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, weights, data_yaml, imgsz: int, cache_dir, calib_images: int = 64) -> "Suite":
@@ -54,6 +56,9 @@ class Suite:
         """The images a variant calibrates on, for its cache key. Ultralytics' own INT8 exports
         calibrate on the val split (their default), the suite's variants on the calibration split."""
         files = list_images(self.data.val) if v.calibration == "ultralytics-val" else self.calibration_files()
+        return self.digest(files)
+
+    def digest(self, files: list[Path]) -> dict:
         key = tuple(map(str, files))
         if key not in self._digests:
             h = hashlib.sha256()
@@ -62,6 +67,36 @@ class Suite:
                 h.update(f.read_bytes())
             self._digests[key] = h.hexdigest()
         return {"images": len(files), "sha256": self._digests[key]}
+
+    def search_files(self, n: int) -> list[Path]:
+        """Images the automatic INT8 search scores candidates on: the calibration split after the
+        calibration images (held out from calibration, whose ranges fit their own images), and never
+        val, which stays held out for the confirming measurement. Falls back to the whole split when
+        it has no images beyond the calibration ones."""
+        files = list_images(self.data.calib)
+        rest = files[self.calib_images:]
+        return (rest or files)[: int(n)]
+
+    def activation_ranges(self, src: Path, method: str) -> dict[str, tuple[float, float]]:
+        """Per-tensor ranges of ``src``'s activations on the calibration images by ``method``; the
+        statistics are collected once per model and shared by every method and search trial."""
+        import onnx
+
+        m = make_method(method)
+        bins = getattr(m, "num_bins", 0) if m.needs_histogram else 0
+        have = self._stats.get(str(src))
+        if have is None or (bins and have[0] != bins):
+            reader = self.calibration_reader(onnx.load(str(src)).graph.input[0].name)
+            have = self._stats[str(src)] = (bins, collect_stats(src, reader, bins))
+        return compute_ranges(have[1], m)
+
+    def float_nodes(self, v: Variant, model) -> list[str]:
+        """What stays float in ``v``: its own scope, plus the float set another variant chose
+        (setting ``float_set_from``, e.g. the set ``onnx-int8-auto`` searched, reused by OpenVINO)."""
+        nodes = dict.fromkeys(v.float_scope.resolve(model) if v.float_scope else [])
+        if v.setting("float_set_from"):
+            nodes.update(dict.fromkeys(self.manifest(v.setting("float_set_from")).get("float_nodes") or []))
+        return list(nodes)
 
     def sample_input(self) -> np.ndarray:
         """The first val image, letterboxed: what latency is measured on (batch 1)."""
@@ -75,6 +110,10 @@ class Suite:
             inputs["calibration"] = self.calibration_inputs(v)
         if v.source:
             inputs["source"] = self.manifest(v.source)["key"]
+        if v.setting("float_set_from"):
+            inputs["float_set_from"] = self.manifest(v.setting("float_set_from"))["key"]
+        if v.calibration == "auto":
+            inputs["search"] = self.digest(self.search_files(v.setting("auto_images", AUTO_DEFAULTS["auto_images"])))
         extras = getattr(backends.get(v.backend), "key_extras", None)
         if extras:
             inputs.update(extras(v))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from quant.autoselect import DEFAULTS
 from quant.graph import FloatScope
 from quant.hardware import x86_without_vnni
 
@@ -126,6 +127,24 @@ register(Variant("ppq-int8", "ppq", "int8", "onnx", calibration="ppq", float_sco
                  settings=_PPQ, source="onnx-fp32", description="PPQ INT8, default setting, box decode float"))
 register(Variant("ppq-int8-headfloat", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("head",)),
                  settings=_PPQ, source="onnx-fp32", description="PPQ INT8, default setting, detection head float"))
+
+
+# Accuracy-preserving INT8: the calibration method and the fewest float layers meeting a target drop
+# are searched (quant/autoselect.py) and saved with the artifact (auto.json). OpenVINO and PPQ reuse
+# the float set onnx-int8-auto found (a declarative value), with their own calibration.
+_AUTO = tuple(DEFAULTS.items())
+register(Variant("onnx-int8-auto", "onnxruntime", "int8", "onnx", calibration="auto",
+                 float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8 + _AUTO, source="onnx-fp32",
+                 description="ONNX Runtime Q/DQ INT8, searched method and float set (target drop 0.3 points)"))
+register(Variant("trt-int8-auto", "tensorrt", "int8", "engine", calibration="auto",
+                 float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _AUTO, source="onnx-fp32",
+                 markers=_GPU, description="TensorRT explicit Q/DQ INT8, searched method and float set"))
+register(Variant("ov-int8-auto", "openvino", "int8", "openvino", calibration="nncf",
+                 float_scope=FloatScope(presets=("decode",)), settings=_NNCF + (("float_set_from", "onnx-int8-auto"),),
+                 source="onnx-fp32", description="OpenVINO NNCF INT8, ignoring the float set onnx-int8-auto found"))
+register(Variant("ppq-int8-auto", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("decode",)),
+                 settings=_PPQ + (("float_set_from", "onnx-int8-auto"),), source="onnx-fp32",
+                 description="PPQ INT8, the float set onnx-int8-auto found left float"))
 
 
 def override_settings(prefix: str, **settings) -> None:

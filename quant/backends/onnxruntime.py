@@ -65,15 +65,34 @@ def build(variant, ctx, out_dir: Path):
 
 
 def quantize_qdq(src: Path, out: Path, variant, ctx):
+    """Static Q/DQ INT8 of ``src`` by the variant's calibration method and float scope. With
+    ``calibration='auto'`` the method and the float set are searched first (:mod:`quant.autoselect`)."""
+    from quant.graph import conv_layers
+
+    model = load_onnx(src)
+    float_nodes = ctx.float_nodes(variant, model)
+    info: dict = {}
+    method = variant.calibration
+    if method == "auto":
+        from quant.autoselect import auto_quantize
+
+        method, float_nodes, info = auto_quantize(src, out.parent, variant, ctx, float_nodes)
+    write_qdq(src, out, variant, ctx.activation_ranges(src, method), float_nodes)
+    convs = conv_layers(model)
+    return out, {**info, "float_nodes": float_nodes, "calibration_method": method,
+                 "calibration_images": len(ctx.calibration_files()), "convs": len(convs),
+                 "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
+
+
+def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str]) -> Path:
+    """``quantize_static`` with precomputed per-tensor ranges (handed over as a calibration cache),
+    then the float nodes are rewired to read float tensors (see ``quant.graph.remove_qdq_before``)."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
-    from quant.calibration import collect_ranges, make_method
+    from quant.graph import remove_qdq_before
 
-    model = load_onnx(src)
-    float_nodes = variant.float_scope.resolve(model) if variant.float_scope else []
-    reader = ctx.calibration_reader(model.graph.input[0].name)
-    ranges = collect_ranges(src, reader, make_method(variant.calibration))
     table = TensorsData(CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
     calib_json = out.parent / "calibration.json"
@@ -85,23 +104,17 @@ def quantize_qdq(src: Path, out: Path, variant, ctx):
         activation_type=getattr(QuantType, _QTYPES[variant.setting("activation_type", "uint8")]),
         weight_type=getattr(QuantType, _QTYPES[variant.setting("weight_type", "int8")]),
         per_channel=variant.setting("per_channel", True), reduce_range=variant.setting("reduce_range", False),
-        nodes_to_exclude=float_nodes, op_types_to_quantize=list(variant.setting("op_types", ())) or None,
+        nodes_to_exclude=list(float_nodes), op_types_to_quantize=list(variant.setting("op_types", ())) or None,
         extra_options={"ActivationSymmetric": variant.setting("activation_type") == "int8", "WeightSymmetric": True,
                        "OpTypesToExcludeOutputQuantization": list(variant.setting("no_output_qdq", ())),
                        "QuantizeBias": variant.setting("quantize_bias", True)},
     )
-    import onnx
-
-    from quant.graph import conv_layers, remove_qdq_before
-
     qmodel = onnx.load(str(out))
     if remove_qdq_before(qmodel, float_nodes):
         tmp = out.with_suffix(".rewired.onnx")
         onnx.save(qmodel, str(tmp))
         tmp.replace(out)
-    convs = conv_layers(model)
-    return out, {"float_nodes": float_nodes, "calibration_images": len(reader), "convs": len(convs),
-                 "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
+    return out
 
 
 def runner(variant, artifact: Path, ctx):

@@ -60,7 +60,7 @@ def build(variant, ctx, out_dir: Path):
     from quant.graph import conv_layers
 
     graph = onnx.load(str(src))
-    float_nodes = variant.float_scope.resolve(graph) if variant.float_scope else []
+    float_nodes = ctx.float_nodes(variant, graph)
     ov_names = {op.get_friendly_name() for op in ov_model.get_ops()}
     reader = ctx.calibration_reader(graph.graph.input[0].name)
     quantized = nncf.quantize(

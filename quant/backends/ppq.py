@@ -41,7 +41,7 @@ def build(variant, ctx, out_dir: Path):
         raise QuantError(f"PPQ platform '{platform}' cannot be evaluated here (choose from {', '.join(PLATFORMS)})")
     src = ctx.artifact(variant.source)
     model = onnx.load(str(src))
-    float_nodes = variant.float_scope.resolve(model) if variant.float_scope else []
+    float_nodes = ctx.float_nodes(variant, model)
     out, analysis = out_dir / "model.onnx", out_dir / "error_analysis.json"
     job = {"src": str(src), "out": str(out), "analysis": str(analysis), "platform": platform, "imgsz": ctx.imgsz,
            "calib_files": [str(f) for f in ctx.calibration_files()], "float_nodes": float_nodes,

@@ -1,0 +1,123 @@
+"""The automatic INT8 search: its stopping rule on synthetic scores, and its wiring on a real model."""
+
+import json
+from dataclasses import replace
+
+import onnx
+import pytest
+
+from quant.autoselect import search
+from quant.graph import decode_nodes
+from quant.suite import Suite
+from quant.variants import REGISTRY
+
+LAYERS = [f"L{i}" for i in range(10)]  # ranked, most sensitive first
+
+
+def scorer(drop_of):
+    """evaluate(method, layers) from a function of (method, float set) -> drop in points; counts calls."""
+    calls = []
+
+    def evaluate(method, layers):
+        calls.append((method, tuple(layers)))
+        return drop_of(method, set(layers))
+
+    evaluate.calls = calls
+    return evaluate
+
+
+def test_smallest_prefix_found_by_doubling_then_bisection():
+    ev = scorer(lambda m, s: 2.0 - 0.25 * len(s & set(LAYERS[:7])))  # 7 layers needed: 2.0 - 1.75 = 0.25
+    r = search(ev, ["minmax"], lambda m: LAYERS, target=0.3)
+    assert r.met and r.float_layers == tuple(LAYERS[:7]) and r.drop == pytest.approx(0.25)
+    prefixes = [len(layers) for _, layers in ev.calls[1:8]]
+    assert prefixes[:4] == [1, 2, 4, 8]  # doubling until the first hit
+    assert 6 in prefixes and 7 in prefixes  # then bisection between 4 (miss) and 8 (hit)
+    assert "minimal" in r.stop
+    assert len(ev.calls) == len(set(ev.calls))  # no candidate evaluated twice
+
+
+def test_best_method_chosen_and_no_float_layer_when_it_already_meets_the_target():
+    ev = scorer(lambda m, s: {"minmax": 1.0, "percentile": 0.2, "entropy": 3.0}[m])
+    r = search(ev, ["minmax", "percentile", "entropy"], lambda m: pytest.fail("no ranking needed"), target=0.3)
+    assert r.met and r.method == "percentile" and r.float_layers == () and len(ev.calls) == 3
+
+
+def test_ranking_comes_from_the_best_method():
+    seen = []
+    ev = scorer(lambda m, s: {"a": 1.0, "b": 0.8}[m] - (0.7 if "L0" in s else 0))
+    r = search(ev, ["a", "b"], lambda m: seen.append(m) or LAYERS, target=0.3)
+    assert seen == ["b"] and r.method == "b" and r.float_layers == ("L0",)
+
+
+def test_prune_returns_layers_that_only_looked_needed():
+    # only L1 and L5 matter; the prefix search stops at 6 layers, pruning keeps just those two
+    ev = scorer(lambda m, s: 1.0 - 0.4 * len(s & {"L1", "L5"}))
+    r = search(ev, ["minmax"], lambda m: LAYERS, target=0.3)
+    assert r.met and set(r.float_layers) == {"L1", "L5"}
+
+
+def test_unreachable_target_is_reported_not_faked():
+    ev = scorer(lambda m, s: 1.0 - 0.05 * len(s))  # all 10 float: 0.5, still over 0.3
+    r = search(ev, ["minmax"], lambda m: LAYERS, target=0.3)
+    assert not r.met and "not reachable" in r.stop
+    assert r.float_layers == tuple(LAYERS) and r.drop == pytest.approx(0.5)
+
+
+def test_evaluation_budget_stops_the_search_with_the_best_so_far():
+    ev = scorer(lambda m, s: 2.0 - 0.25 * len(s & set(LAYERS[:7])))
+    r = search(ev, ["minmax"], lambda m: LAYERS, target=0.3, max_evals=5)  # 0, 1, 2, 4, 8
+    assert len(ev.calls) == 5 and "evaluation budget" in r.stop
+    assert r.met and len(r.float_layers) == 8  # the only hit so far
+    r = search(scorer(lambda m, s: 2.0), ["minmax"], lambda m: LAYERS, target=0.3, max_evals=3)
+    assert not r.met and "target not met" in r.stop
+
+
+def test_time_budget_stops_the_search():
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    def drop(m, s):
+        now[0] += 10.0  # every evaluation takes 10 s
+        return 2.0
+
+    r = search(scorer(drop), ["minmax"], lambda m: LAYERS, target=0.3, budget_s=35, clock=clock)
+    assert "time budget" in r.stop and len(r.trials) == 4 and not r.met
+
+
+@pytest.fixture(scope="module")
+def suite(tiny_weights, tiny_data, tmp_path_factory):
+    return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
+
+
+def test_search_images_are_held_out_from_calibration_and_val(suite):
+    files = suite.search_files(100)
+    assert files and not set(files) & set(suite.calibration_files())
+    assert all(suite.data.val not in f.parents for f in files)
+
+
+def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkeypatch):
+    # an untrained model scores 0 everywhere, so an impossible target keeps the search going until
+    # its evaluation budget is spent: every stage runs, and the result says the target was not met
+    v = REGISTRY["onnx-int8-auto"]
+    settings = {**dict(v.settings), "auto_target_drop": -1.0, "auto_margin": 0.0, "auto_max_evals": 5,
+                "auto_images": 6, "auto_sensitivity_images": 2}
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    path = suite.artifact("onnx-int8-auto")
+    m = suite.manifest("onnx-int8-auto")
+    auto = json.loads((path.parent / "auto.json").read_text())
+    assert auto["met"] is False and "evaluation budget" in auto["stop"] and len(auto["trials"]) == 5
+    assert auto["search_metric"] == "labelled drop estimated from fidelity" and auto["search_images"] == 2
+    assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop"}
+    assert [t["layers"] for t in auto["trials"]] == [0, 0, 0, 1, 2]
+    for f in ("auto.json", "sensitivity.json", "sensitivity.md", "sensitivity.png"):
+        assert f in m["reports"] and (path.parent / f).stat().st_size > 0
+    model = onnx.load(str(path))
+    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    assert set(decode_nodes(fp32)) <= set(m["float_nodes"])
+    assert auto["float_scope"]["presets"] == ["decode"]
+    assert set(auto["float_scope"].get("names", [])) <= set(m["float_nodes"])
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    assert not list(path.parent.glob("full-*.onnx")) and not (path.parent / "trial.onnx").exists()
