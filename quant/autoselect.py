@@ -14,8 +14,8 @@ needs that room).
 2. Float set: layers ranked by layerwise sensitivity (:mod:`quant.sensitivity`) on that model;
    the shortest ranked prefix meeting the target is found by doubling (1, 2, 4, ... layers) then
    bisecting between the last miss and the first hit.
-3. Prune: each chosen layer, least sensitive first, goes back to INT8 if the target still holds
-   (the drop is not monotone in the prefix length: one layer can matter only with another).
+3. Prune: each chosen layer goes back to INT8 if the target still holds, the most expensive
+   (multiply-accumulates) first, so that what stays float costs the least latency.
 
 It stops when the float set is minimal in that sense, or when the evaluation count or the time
 budget runs out; then it returns the best set found so far (fewest float layers among those meeting
@@ -65,9 +65,11 @@ class _Stop(Exception):
 
 def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[str],
            ranking: Callable[[str], list[str]], target: float = 0.3, max_evals: int = 24,
-           budget_s: float = 1200.0, clock: Callable[[], float] = time.monotonic) -> SearchResult:
+           budget_s: float = 1200.0, clock: Callable[[], float] = time.monotonic,
+           cost: Callable[[str], float] | None = None) -> SearchResult:
     """Smallest float set (and best method) with drop <= ``target``; ``evaluate(method, float_layers)``
-    returns the drop in mAP50-95 points. See the module doc."""
+    returns the drop in mAP50-95 points. ``cost(layer)`` (e.g. its multiply-accumulates) orders the
+    prune step: the most expensive float layers are tried back in INT8 first. See the module doc."""
     start = clock()
     trials: dict[tuple[str, frozenset], Trial] = {}
 
@@ -114,7 +116,10 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
             else:
                 lo = mid
         chosen = list(ranked[:hi])
-        for layer in reversed(ranked[:hi]):
+        order = list(reversed(ranked[:hi]))  # least sensitive first ...
+        if cost is not None:  # ... unless costs are known: the most expensive first
+            order.sort(key=lambda layer: -cost(layer))
+        for layer in order:
             trial = [x for x in chosen if x != layer]
             if ok(run(best_method, trial)):
                 chosen = trial
@@ -186,7 +191,10 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
                                 "ratio": ratio[method]}
         return ratio[method] * loss
 
+    ranked_by: list[str] = []
+
     def ranking(method: str) -> list[str]:
+        ranked_by.append(method)
         feeds = list(ctx.calibration_reader(variant_input(src)))[: cfg["auto_sensitivity_images"]]
         t0 = time.monotonic()
         sens[method] = analyze(src, full[method], feeds, exclude=set(base_float))
@@ -195,7 +203,7 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
 
     # the search images are few: aim under the target by a margin so the held-out val keeps to it
     r = search(evaluate, list(cfg["auto_methods"]), ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
-               cfg["auto_max_evals"], cfg["auto_budget_s"])
+               cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda layer: sens[ranked_by[0]].macs(layer))
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
     if labelled:  # the chosen model's labelled drop on the search images, for the record
         write_qdq(src, work / "trial.onnx", variant, ctx.activation_ranges(src, r.method), float_nodes)
@@ -208,12 +216,18 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
     if r.method in sens:
         reports += write_reports(sens[r.method], work, f"{variant.name} ({r.method})", r.float_layers)
     metric = ("labelled drop estimated from fidelity" if labelled else "fidelity loss (no labels)")
+    int8_macs = None
+    if r.method in sens:  # share of the quantizable compute that runs in INT8
+        total = sum(x.macs for x in sens[r.method].layers)
+        int8_macs = 1 - sum(sens[r.method].macs(x) for x in r.float_layers) / total if total else None
     summary = {"calibration": r.method, "float_scope": scope.to_dict(), "float_layers": list(r.float_layers),
+               "int8_macs_share": int8_macs,
                "search_metric": metric, "search_images": len(files), "fp32": fp32, "measured": measured,
                "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
                "sensitivity_seconds": sens.get("seconds"), **r.to_dict()}
     (work / "auto.json").write_text(json.dumps(summary, indent=1))
-    info = {"auto": {k: summary[k] for k in ("calibration", "float_layers", "drop", "met", "stop", "seconds")}
+    info = {"auto": {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop",
+                                             "seconds")}
             | {"evaluations": len(r.trials), "search_metric": metric,
                "chosen_labelled_drop": measured.get("chosen_labelled_drop")}, "reports": reports}
     return r.method, float_nodes, info

@@ -80,7 +80,8 @@ def auto_lines(rows: list[dict]) -> list[str]:
         if not a:
             continue
         names = ", ".join(a["float_layers"]) or "none"
-        out.append(f"{r['variant']}: {a['calibration']} calibration, INT8 convs {r.get('int8_share')}, "
+        macs = f" ({100 * a['int8_macs_share']:.0f} % of their compute)" if a.get("int8_macs_share") is not None else ""
+        out.append(f"{r['variant']}: {a['calibration']} calibration, INT8 convs {r.get('int8_share')}{macs}, "
                    f"{len(a['float_layers'])} layers float ({names}); search drop {a['drop']:+.2f} points on "
                    f"{a['search_metric']}, target {'met' if a['met'] else 'NOT met'}, {a['evaluations']} "
                    f"evaluations in {a['seconds']:.0f} s ({a['stop']})")

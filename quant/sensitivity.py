@@ -167,6 +167,7 @@ class LayerSensitivity:
     cls_nsr: float
     cls_sqnr_db: float
     score: float = 0.0
+    macs: int = 0  # multiply-accumulates per image (convolutions; 0 for data movement): its cost
 
 
 @dataclass
@@ -178,6 +179,9 @@ class Sensitivity:
 
     def ranking(self) -> list[str]:
         return [s.layer for s in self.layers]
+
+    def macs(self, name: str) -> int:
+        return next((s.macs for s in self.layers if s.layer == name), 0)
 
     def nodes_of(self, names) -> list[str]:
         by = {s.layer: s.nodes for s in self.layers}
@@ -210,14 +214,18 @@ def analyze(fp32_path, q_path, feeds: list[dict], exclude: set[str] = frozenset(
     ref_box, ref_cls = zip(*(_branches(r[0]) for r in ref))
     full_box, full_cls = zip(*(_branches(r[0]) for r in full))
     result = Sensitivity(len(feeds), _err(ref_box, full_box), _err(ref_cls, full_cls))
+    dims = {i.name: list(i.dims) for i in fp32.graph.initializer}
     for u, nodes in units.items():
         k = tensors.index(out_of[u])
         g = _err([r[k] for r in ref], [x[k] for x in full])
+        w = dims.get(node_by[u].input[1]) if node_by[u].op_type == "Conv" and len(node_by[u].input) > 1 else None
+        macs = int(ref[0][k].size * np.prod(w[1:])) if w else 0  # output elements x (C_in/groups x kh x kw)
         alone = _run(_session(keep_quantized(q, fp32, set(nodes))), feeds, [out0])
         box, cls = zip(*(_branches(a[0]) for a in alone))
         b, c = _err(ref_box, box), _err(ref_cls, cls)
         score = b / max(result.full_box_nsr, 1e-30) + c / max(result.full_cls_nsr, 1e-30)
-        result.layers.append(LayerSensitivity(u, nodes, node_by[u].op_type, g, _db(g), b, _db(b), c, _db(c), score))
+        result.layers.append(LayerSensitivity(u, nodes, node_by[u].op_type, g, _db(g), b, _db(b), c, _db(c), score,
+                                              macs))
     result.layers.sort(key=lambda s: -s.score)
     return result
 

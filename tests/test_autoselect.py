@@ -121,3 +121,37 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     assert set(auto["float_scope"].get("names", [])) <= set(m["float_nodes"])
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert not list(path.parent.glob("full-*.onnx")) and not (path.parent / "trial.onnx").exists()
+
+
+def test_other_backends_reuse_the_searched_float_set(suite, monkeypatch):
+    v = REGISTRY["onnx-int8-auto"]
+    settings = {**dict(v.settings), "auto_max_evals": 3, "auto_images": 6, "auto_sensitivity_images": 2}
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    chosen = suite.manifest("onnx-int8-auto")["float_nodes"]
+    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    for name in ("ov-int8-auto", "ppq-int8-auto"):
+        w = REGISTRY[name]
+        assert set(chosen) <= set(suite.float_nodes(w, fp32))
+        assert suite.key_inputs(w)["float_set_from"] == suite.manifest("onnx-int8-auto")["key"]
+    assert suite.float_nodes(REGISTRY["ov-int8"], fp32) == decode_nodes(fp32)  # no borrowing elsewhere
+
+
+def test_report_lists_the_searched_recipe():
+    from quant.report import auto_lines, auto_section
+
+    row = {"variant": "onnx-int8-auto", "int8_share": "44/63",
+           "auto": {"calibration": "percentile", "float_layers": ["/model.4/cv1/conv/Conv"], "drop": 0.1, "met": True,
+                    "stop": "minimal", "seconds": 12.0, "evaluations": 9, "search_metric": "m"}}
+    (line,) = auto_lines([row, {"variant": "onnx-fp32"}])
+    assert "percentile" in line and "44/63" in line and "/model.4/cv1/conv/Conv" in line and "target met" in line
+    assert auto_section([{"variant": "onnx-fp32"}]) == ""
+
+
+def test_prune_tries_the_most_expensive_layers_first():
+    # L2 plus either L0 or L1 meets the target; the prefix search stops at L0..L2
+    need = lambda m, s: 0.0 if "L2" in s and s & {"L0", "L1"} else 1.0  # noqa: E731
+    r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3)
+    assert r.float_layers == ("L0", "L2")  # without costs: the least sensitive (L1) goes back first
+    macs = {f"L{i}": (100 if i == 0 else 1) for i in range(10)}
+    r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3, cost=macs.get)
+    assert r.met and r.float_layers == ("L1", "L2")  # with costs: the expensive L0 goes back first
