@@ -7,18 +7,26 @@ from pathlib import Path
 import pytest
 
 import quant  # noqa: F401  (Ultralytics offline switches, before anything imports it)
+from quant.autoselect import DEFAULTS
 from quant.bench import BenchSession
 from quant.errors import QuantError
 from quant.gates import Thresholds
 from quant.offline import NetworkGuard
 from quant.paths import default_cache_dir
 from quant.suite import Suite
-from quant.autoselect import DEFAULTS
 from quant.variants import BASELINE, REGISTRY, override_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = ROOT / "fixtures" / "yolov8n-shapes.pt"
 DEFAULT_THRESHOLDS = ROOT / "thresholds.toml"
+AUTO_OPTIONS = {  # search settings of the *-int8-auto variants; defaults in quant.autoselect.DEFAULTS
+    "auto_target_drop": "largest mAP50-95 drop (points vs FP32) the searched recipe may lose",
+    "auto_margin": "aim this many points under the target on the search images",
+    "auto_images": "calibration-split images after the calibration ones that candidates are scored on",
+    "auto_sensitivity_images": "images of the layer sensitivity analysis",
+    "auto_max_evals": "most candidate evaluations per search",
+    "auto_budget_s": "time budget of one search in seconds",
+}
 
 
 def pytest_addoption(parser):
@@ -42,18 +50,9 @@ def pytest_addoption(parser):
     g.addoption("--ppq-calib-steps", type=int, default=32, help="PPQ calibration steps (min 8)")
     g.addoption("--ppq-lsq-steps", type=int, default=0, help="PPQ LSQ optimization steps per block (0 = off)")
     g.addoption("--ppq-analysis-images", type=int, default=4, help="images for PPQ's error analysis")
-    g.addoption("--auto-target-drop", type=float, default=DEFAULTS["auto_target_drop"],
-                help="*-int8-auto: largest mAP50-95 drop (points vs FP32) the searched recipe may lose (default 0.3)")
-    g.addoption("--auto-margin", type=float, default=DEFAULTS["auto_margin"],
-                help="*-int8-auto: aim this many points under the target on the search images (default 0.2)")
-    g.addoption("--auto-images", type=int, default=DEFAULTS["auto_images"],
-                help="*-int8-auto: labelled calibration-split images candidates are scored on (default 256)")
-    g.addoption("--auto-sensitivity-images", type=int, default=DEFAULTS["auto_sensitivity_images"],
-                help="*-int8-auto: images of the layer sensitivity analysis (default 8)")
-    g.addoption("--auto-max-evals", type=int, default=DEFAULTS["auto_max_evals"],
-                help="*-int8-auto: most candidate evaluations per search (default 24)")
-    g.addoption("--auto-budget-s", type=float, default=DEFAULTS["auto_budget_s"],
-                help="*-int8-auto: time budget of one search in seconds (default 1200)")
+    for key, text in AUTO_OPTIONS.items():
+        g.addoption("--" + key.replace("_", "-"), type=type(DEFAULTS[key]), default=DEFAULTS[key],
+                    help=f"*-int8-auto: {text} (default {DEFAULTS[key]})")
 
 
 def _default_data(cache: Path) -> Path:
@@ -79,6 +78,10 @@ def pytest_configure(config):
         guard = NetworkGuard().__enter__()
     config._quant_guard = guard
     try:
+        o = config.option
+        if min(o.auto_images, o.auto_sensitivity_images, o.auto_max_evals) < 1 or o.auto_budget_s <= 0:
+            raise QuantError("--auto-images, --auto-sensitivity-images, --auto-max-evals and --auto-budget-s "
+                             "must be positive")
         cache = Path(config.option.cache_dir) if config.option.cache_dir else default_cache_dir()
         embedded = config.option.weights is None and config.option.data is None
         weights = Path(config.option.weights) if config.option.weights else DEFAULT_WEIGHTS
@@ -90,15 +93,8 @@ def pytest_configure(config):
 
             list_images(config.option.fidelity_images)  # missing or empty: one line, now
             suite.fidelity_images = Path(config.option.fidelity_images)
-        o = config.option
-        auto = {"auto_target_drop": o.auto_target_drop, "auto_margin": o.auto_margin, "auto_images": o.auto_images,
-                "auto_sensitivity_images": o.auto_sensitivity_images, "auto_max_evals": o.auto_max_evals,
-                "auto_budget_s": o.auto_budget_s}
-        if min(o.auto_images, o.auto_sensitivity_images, o.auto_max_evals) < 1 or o.auto_budget_s <= 0:
-            raise QuantError("--auto-images, --auto-sensitivity-images, --auto-max-evals and --auto-budget-s "
-                             "must be positive")
         for name in [n for n, v in REGISTRY.items() if v.calibration == "auto"]:
-            override_settings(name, **auto)
+            override_settings(name, **{key: getattr(config.option, key) for key in AUTO_OPTIONS})
         override_settings("ppq-", platform=config.option.ppq_platform, calib_steps=config.option.ppq_calib_steps,
                           lsq_steps=config.option.ppq_lsq_steps, analysis_images=config.option.ppq_analysis_images)
         thresholds = Thresholds.load(config.option.thresholds)

@@ -79,6 +79,13 @@ def test_bad_option_is_a_one_line_usage_error(tmp_path):
     assert f"ERROR: weights '{tmp_path / 'missing.pt'}' not found" in out.stderr
 
 
+def test_bad_auto_search_option_is_a_one_line_usage_error():
+    out = _run(["--auto-max-evals", "0", "--collect-only", "-q"], timeout=300)
+    assert out.returncode == 4
+    assert "ERROR: --auto-images, --auto-sensitivity-images, --auto-max-evals and --auto-budget-s must be positive" \
+        in out.stderr
+
+
 def test_only_a_selected_int8_variant_still_gates_against_the_baseline(common):
     tmp, args = common
     out = _run([*args, "-k", "onnx-int8-minmax and not headfloat", "--report-dir", str(tmp / "r4"), "--benchmark-disable"])
