@@ -66,9 +66,9 @@ class _Stop(Exception):
 def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[str],
            ranking: Callable[[str], list[str]], target: float = 0.3, max_evals: int = 24,
            budget_s: float = 1200.0, clock: Callable[[], float] = time.monotonic,
-           cost: Callable[[str], float] | None = None) -> SearchResult:
+           cost: Callable[[str, str], float] | None = None) -> SearchResult:
     """Smallest float set (and best method) with drop <= ``target``; ``evaluate(method, float_layers)``
-    returns the drop in mAP50-95 points. ``cost(layer)`` (e.g. its multiply-accumulates) orders the
+    returns the drop in mAP50-95 points. ``cost(method, layer)`` (e.g. multiply-accumulates) orders the
     prune step: the most expensive float layers are tried back in INT8 first. See the module doc."""
     start = clock()
     trials: dict[tuple[str, frozenset], Trial] = {}
@@ -118,7 +118,7 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
         chosen = list(ranked[:hi])
         order = list(reversed(ranked[:hi]))  # least sensitive first ...
         if cost is not None:  # ... unless costs are known: the most expensive first
-            order.sort(key=lambda layer: -cost(layer))
+            order.sort(key=lambda layer: -cost(best_method, layer))
         for layer in order:
             trial = [x for x in chosen if x != layer]
             if ok(run(best_method, trial)):
@@ -176,7 +176,8 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
     full: dict[str, Path] = {}
     ratio: dict[str, float] = {}
     measured: dict = {}
-    sens: dict = {}
+    sens: dict = {}  # method -> Sensitivity
+    seconds: dict = {}
 
     def evaluate(method: str, layers: tuple[str, ...]) -> float:
         nodes = base_float + (sens[method].nodes_of(layers) if layers else [])
@@ -191,19 +192,16 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
                                 "ratio": ratio[method]}
         return ratio[method] * loss
 
-    ranked_by: list[str] = []
-
     def ranking(method: str) -> list[str]:
-        ranked_by.append(method)
         feeds = list(ctx.calibration_reader(variant_input(src)))[: cfg["auto_sensitivity_images"]]
         t0 = time.monotonic()
         sens[method] = analyze(src, full[method], feeds, exclude=set(base_float))
-        sens["seconds"] = time.monotonic() - t0
+        seconds["sensitivity"] = time.monotonic() - t0
         return sens[method].ranking()
 
     # the search images are few: aim under the target by a margin so the held-out val keeps to it
     r = search(evaluate, list(cfg["auto_methods"]), ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
-               cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda layer: sens[ranked_by[0]].macs(layer))
+               cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer))
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
     if labelled:  # the chosen model's labelled drop on the search images, for the record
         write_qdq(src, work / "trial.onnx", variant, ctx.activation_ranges(src, r.method), float_nodes)
@@ -224,7 +222,7 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
                "int8_macs_share": int8_macs,
                "search_metric": metric, "search_images": len(files), "fp32": fp32, "measured": measured,
                "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-               "sensitivity_seconds": sens.get("seconds"), **r.to_dict()}
+               "sensitivity_seconds": seconds.get("sensitivity"), **r.to_dict()}
     (work / "auto.json").write_text(json.dumps(summary, indent=1))
     info = {"auto": {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop",
                                              "seconds")}

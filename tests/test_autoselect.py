@@ -153,5 +153,5 @@ def test_prune_tries_the_most_expensive_layers_first():
     r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3)
     assert r.float_layers == ("L0", "L2")  # without costs: the least sensitive (L1) goes back first
     macs = {f"L{i}": (100 if i == 0 else 1) for i in range(10)}
-    r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3, cost=macs.get)
+    r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3, cost=lambda m, layer: macs[layer])
     assert r.met and r.float_layers == ("L1", "L2")  # with costs: the expensive L0 goes back first
