@@ -42,10 +42,7 @@ def nsr(ref: np.ndarray, x: np.ndarray) -> float:
 
 def sqnr_db(ref: np.ndarray, x: np.ndarray) -> float:
     """Signal-to-quantization-noise ratio in dB: 10 log10(1 / NSR); +inf for identical tensors."""
-    r = nsr(ref, x)
-    if r == 0.0:
-        return math.inf
-    return -10.0 * math.log10(r) if math.isfinite(r) else -math.inf
+    return _db(nsr(ref, x))
 
 
 # ---- layers (units of float/INT8 choice) ------------------------------------------------------
