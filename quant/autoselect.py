@@ -141,11 +141,10 @@ def search_data(ctx, files: list[Path], work: Path) -> Path | None:
     labels = [Path(str(f.parent).replace("/images", "/labels")) / f"{f.stem}.txt" for f in files]
     if not any(p.is_file() for p in labels):
         return None
+    from quant.data import write_data_yaml
+
     (work / "search.txt").write_text("".join(f"{f.resolve()}\n" for f in files))
-    lst = (work / "search.txt").resolve()
-    body = "".join(f"  {k}: {v}\n" for k, v in ctx.data.names.items())
-    (work / "search.yaml").write_text(f"path: {work.resolve()}\ntrain: {lst}\nval: {lst}\nnames:\n{body}")
-    return work / "search.yaml"
+    return write_data_yaml(work / "search.yaml", work, (work / "search.txt").resolve(), ctx.data.names)
 
 
 def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
@@ -210,14 +209,12 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
         p.unlink(missing_ok=True)
     scope = FloatScope(presets=variant.float_scope.presets if variant.float_scope else (),
                        names=tuple(n for n in float_nodes if n not in set(base_float)))
-    reports = ["auto.json"]
-    if r.method in sens:
+    reports, int8_macs = ["auto.json"], None
+    if r.method in sens:  # ranked: its sensitivity reports, and the share of the compute left in INT8
         reports += write_reports(sens[r.method], work, f"{variant.name} ({r.method})", r.float_layers)
-    metric = ("labelled drop estimated from fidelity" if labelled else "fidelity loss (no labels)")
-    int8_macs = None
-    if r.method in sens:  # share of the quantizable compute that runs in INT8
         total = sum(x.macs for x in sens[r.method].layers)
         int8_macs = 1 - sum(sens[r.method].macs(x) for x in r.float_layers) / total if total else None
+    metric = ("labelled drop estimated from fidelity" if labelled else "fidelity loss (no labels)")
     summary = {"calibration": r.method, "float_scope": scope.to_dict(), "float_layers": list(r.float_layers),
                "int8_macs_share": int8_macs,
                "search_metric": metric, "search_images": len(files), "fp32": fp32, "measured": measured,

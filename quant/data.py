@@ -32,6 +32,13 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def write_data_yaml(path: Path, root: Path, split: str | os.PathLike, names: dict[int, str]) -> Path:
+    """A YOLO data YAML whose train and val are both ``split`` (a folder or an image-list file)."""
+    body = "".join(f"  {k}: {v}\n" for k, v in names.items())
+    Path(path).write_text(f"path: {Path(root).resolve()}\ntrain: {split}\nval: {split}\nnames:\n{body}")
+    return Path(path)
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What the suite needs from a data YAML: where val and calibration images are, and class names."""

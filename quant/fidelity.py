@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from quant.cache import atomic_dir
-from quant.data import list_images
+from quant.data import list_images, write_data_yaml
 
 
 def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[int, str], imgsz: int,
@@ -34,6 +34,5 @@ def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[
             lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}"
                      for c, (x, y, w, h) in zip(r.boxes.cls.tolist(), r.boxes.xywhn.tolist())]
             (tmp / "labels" / f"{i:05d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-        body = "\n".join(f"  {k}: {v}" for k, v in names.items())
-        (tmp / "data.yaml").write_text(f"path: {out.resolve()}\ntrain: images\nval: images\nnames:\n{body}\n")
+        write_data_yaml(tmp / "data.yaml", out, "images", names)
     return yaml_path
