@@ -30,8 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-DEFAULTS = {"auto_target_drop": 0.3, "auto_margin": 0.2, "auto_methods": ("percentile", "minmax", "entropy"), "auto_images": 256,
-            "auto_sensitivity_images": 8, "auto_max_evals": 24, "auto_budget_s": 1200.0}
+from quant import qdq
+from quant.autosettings import DEFAULTS
+from quant.calibration import activation_ranges, reader_for
+from quant.graph import load_onnx
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,15 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
 
 
 # ---- ONNX Q/DQ: the search wired to ONNX Runtime, the suite's data and the validator ----------
+def build(variant, ctx, out_dir: Path):
+    """Search the recipe for ``variant`` (an ONNX Q/DQ INT8 variant), then write it as ``out_dir/model.onnx``."""
+    src = ctx.artifact(variant.source)
+    base_float = ctx.float_nodes(variant, load_onnx(src))
+    method, float_nodes, info = auto_quantize(src, out_dir, variant, ctx, base_float)
+    return qdq.quantize_qdq(src, out_dir / "model.onnx", variant, ctx, method=method, float_nodes=float_nodes,
+                            info=info)
+
+
 def search_data(ctx, files: list[Path], work: Path) -> Path | None:
     """A data YAML over ``files`` with their own labels, or None when they have none."""
     labels = [Path(str(f.parent).replace("/images", "/labels")) / f"{f.stem}.txt" for f in files]
@@ -158,17 +169,15 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
     drop = r * (fidelity(FP32) - fidelity(candidate)). Without labels r = 1 (fidelity points,
     stricter). Returns (method, float node names, manifest info); the float set is saved
     declaratively in ``auto.json`` as a :class:`quant.graph.FloatScope` value other backends reuse."""
-    from quant.backends.onnxruntime import write_qdq
     from quant.evaluate import validate
     from quant.fidelity import pseudo_dataset
     from quant.graph import FloatScope
     from quant.sensitivity import analyze, write_reports
-    from quant.variants import BASELINE
 
     cfg = {k: variant.setting(k, v) for k, v in DEFAULTS.items()}
     files = ctx.search_files(cfg["auto_images"])
     labelled = search_data(ctx, files, work)
-    pseudo = pseudo_dataset(ctx.artifact(BASELINE), files, work / "search-fidelity", ctx.data.names, ctx.imgsz)
+    pseudo = pseudo_dataset(src, files, work / "search-fidelity", ctx.data.names, ctx.imgsz)  # src: the FP32 model
     runs = ctx.cache.root / "runs"
     score = lambda path, data: validate(path, data, ctx.imgsz, runs, f"{variant.name}-search").map50_95  # noqa: E731
     fp32 = {"fidelity": score(src, pseudo), "map": score(src, labelled) if labelled else None}
@@ -178,10 +187,13 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
     sens: dict = {}  # method -> Sensitivity
     seconds: dict = {}
 
+    def ranges(method: str) -> dict:
+        return activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method)
+
     def evaluate(method: str, layers: tuple[str, ...]) -> float:
         nodes = base_float + (sens[method].nodes_of(layers) if layers else [])
         path = work / (f"full-{method}.onnx" if not layers else "trial.onnx")
-        write_qdq(src, path, variant, ctx.activation_ranges(src, method), nodes)
+        qdq.write_qdq(src, path, variant, ranges(method), nodes)
         loss = 100 * (fp32["fidelity"] - score(path, pseudo))
         if not layers:
             full[method] = path
@@ -192,7 +204,7 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
         return ratio[method] * loss
 
     def ranking(method: str) -> list[str]:
-        feeds = list(ctx.calibration_reader(variant_input(src)))[: cfg["auto_sensitivity_images"]]
+        feeds = list(reader_for(ctx.calibration_files(), ctx.imgsz, variant_input(src)))[: cfg["auto_sensitivity_images"]]
         t0 = time.monotonic()
         sens[method] = analyze(src, full[method], feeds, exclude=set(base_float))
         seconds["sensitivity"] = time.monotonic() - t0
@@ -203,7 +215,7 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
                cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer))
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
     if labelled:  # the chosen model's labelled drop on the search images, for the record
-        write_qdq(src, work / "trial.onnx", variant, ctx.activation_ranges(src, r.method), float_nodes)
+        qdq.write_qdq(src, work / "trial.onnx", variant, ranges(r.method), float_nodes)
         measured["chosen_labelled_drop"] = 100 * (fp32["map"] - score(work / "trial.onnx", labelled))
     for p in list(full.values()) + [work / "trial.onnx"]:
         p.unlink(missing_ok=True)

@@ -237,3 +237,33 @@ def compute_ranges(stats: dict[str, TensorStats], method) -> dict[str, tuple[flo
 def collect_ranges(model_path: str | os.PathLike, reader: CalibrationReader, method) -> dict[str, tuple[float, float]]:
     bins = getattr(method, "num_bins", 0) if method.needs_histogram else 0
     return compute_ranges(collect_stats(model_path, reader, bins), method)
+
+
+# ---- shared per process: letterboxed images and activation statistics ----------------------------
+# Builders ask for these directly (not through the suite), so that the cache key of every variant
+# whose build calibrates includes this module's code (see quant.codehash).
+_READERS: dict[tuple, CalibrationReader] = {}
+_STATS: dict[tuple, tuple[int, dict[str, TensorStats]]] = {}
+
+
+def reader_for(files, imgsz: int, input_name: str = "images") -> CalibrationReader:
+    """One reader (images letterboxed once) per image list, size and input name, shared by every build."""
+    key = (tuple(map(str, files)), int(imgsz), input_name)
+    if key not in _READERS:
+        _READERS[key] = CalibrationReader(list(files), imgsz, input_name)
+    return _READERS[key]
+
+
+def activation_ranges(src: str | os.PathLike, files, imgsz: int, method: str) -> dict[str, tuple[float, float]]:
+    """Per-tensor ranges of ``src``'s activations on the calibration ``files`` by ``method``; the
+    statistics are collected once per model and image list and shared by every method and search trial."""
+    import onnx
+
+    m = make_method(method)
+    bins = getattr(m, "num_bins", 0) if m.needs_histogram else 0
+    key = (str(src), Path(src).stat().st_mtime_ns, tuple(map(str, files)), int(imgsz))
+    have = _STATS.get(key)
+    if have is None or (bins and have[0] != bins):
+        input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+        have = _STATS[key] = (bins, collect_stats(src, reader_for(files, imgsz, input_name), bins))
+    return compute_ranges(have[1], m)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from quant.cache import atomic_dir
+from quant.fsutil import atomic_dir
 from quant.data import list_images, write_data_yaml
 
 

@@ -8,14 +8,27 @@ and outputs stay FP32, so callers feed and read the same tensors as the FP32 mod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from quant.graph import decode_nodes
 
 # (op type, input index) that the ONNX spec requires to stay float32 whatever the data type is
 _FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
 # ops whose float outputs are not computed from their inputs' data type (left in FP32)
 _FP32_OPS = {"Constant", "ConstantOfShape", "Shape", "Size", "RandomNormal", "RandomUniform", "Range"}
+
+
+def build(variant, ctx, out_dir: Path):
+    """The FP16 ONNX of the variant's source as ``out_dir/model.onnx``, the box decode kept FP32."""
+    model = onnx.load(str(ctx.artifact(variant.source)))
+    keep = decode_nodes(model)
+    out = out_dir / "model.onnx"
+    onnx.save(convert_to_fp16(model, keep_fp32=keep), str(out))
+    return out, {"fp32_nodes": keep}
 
 
 def _float_tensors(model) -> set[str]:

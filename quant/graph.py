@@ -17,6 +17,18 @@ from quant.errors import QuantError
 _PASS_THROUGH = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
 
 
+def load_onnx(path):
+    """Load and check an ONNX model; one-line QuantError when it is corrupt or invalid."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001  (protobuf DecodeError, ValidationError, OSError)
+        raise QuantError(f"ONNX model '{path}' is corrupt or invalid ({type(e).__name__}: {e})") from None
+    return model
+
+
 def _producers(model) -> dict[str, object]:
     return {o: n for n in model.graph.node for o in n.output}
 
@@ -71,6 +83,12 @@ def conv_layers(model) -> list[str]:
     """Learned convolution nodes, in graph order: the units of quantization sensitivity."""
     producers = _producers(model)
     return [n.name for n in model.graph.node if n.op_type == "Conv" and not _is_distribution_conv(n, producers)]
+
+
+def int8_conv_counts(model, float_nodes) -> dict:
+    """How many of the model's learned convolutions run in INT8 (the rest stay float)."""
+    convs = conv_layers(model)
+    return {"convs": len(convs), "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -10,15 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from quant.errors import QuantError
+from quant.fsutil import file_sha256  # noqa: F401  (re-exported)
 from quant.offline import ultralytics_yolo
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_imgsz(imgsz: int, stride: int = 32) -> int:

@@ -1,4 +1,10 @@
-"""A benchmark session's inputs and the steps every variant goes through: build -> validate -> time."""
+"""A benchmark session's inputs and the steps every variant goes through: build -> validate -> time.
+
+Builds and evaluations are cached: an artifact under a key of everything it was built from, its
+builders' source code included; an accuracy or fidelity result under the artifact's key, the
+evaluation data's digest (images and labels), the evaluation code's digest and the Ultralytics
+version. A warm run therefore only re-times latency (``revalidate=True`` forces evaluation).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from quant import backends
-from quant.autoselect import DEFAULTS as AUTO_DEFAULTS
-from quant.cache import ArtifactCache, cache_key, library_versions
-from quant.calibration import CalibrationReader, collect_stats, compute_ranges, letterbox, make_method, read_image
+from quant import backends, codehash
+from quant.autosettings import DEFAULTS as AUTO_DEFAULTS
+from quant.cache import ArtifactCache, ResultCache, cache_key, library_versions
+from quant.calibration import CalibrationReader, activation_ranges, letterbox, read_image, reader_for
 from quant.data import DataSpec, list_images
 from quant.errors import QuantError
 from quant.evaluate import Accuracy, validate
@@ -28,29 +34,32 @@ class Suite:
     calib_images: int = 64
     weights_sha256: str = ""
     fidelity_images: Path | None = None  # label-free fidelity on these images (default: the val images)
+    revalidate: bool = False  # evaluate even when a cached result exists
     _manifests: dict = field(default_factory=dict, repr=False)
-    _reader: CalibrationReader | None = field(default=None, repr=False)
     _digests: dict = field(default_factory=dict, repr=False)
-    _stats: dict = field(default_factory=dict, repr=False)
+    evaluations: dict = field(default_factory=dict, repr=False)  # (kind, variant) -> "cached" | "measured"
 
     @classmethod
-    def create(cls, weights, data_yaml, imgsz: int, cache_dir, calib_images: int = 64) -> "Suite":
+    def create(cls, weights, data_yaml, imgsz: int, cache_dir, calib_images: int = 64, verify_cache: bool = False,
+               revalidate: bool = False) -> "Suite":
         model = load_weights(weights)  # fails early, one line, on bad weights
         imgsz = check_imgsz(imgsz, model_stride(model))
         data = DataSpec.from_yaml(data_yaml)
         if int(calib_images) < 1:
             raise QuantError(f"--calib-images must be at least 1, got {calib_images}")
-        return cls(Path(weights).resolve(), data, imgsz, ArtifactCache(cache_dir), int(calib_images),
-                   file_sha256(weights))
+        return cls(Path(weights).resolve(), data, imgsz, ArtifactCache(cache_dir, verify=verify_cache),
+                   int(calib_images), file_sha256(weights), revalidate=revalidate)
+
+    @property
+    def results(self) -> ResultCache:
+        return ResultCache(self.cache.root)
 
     # ---- inputs -----------------------------------------------------------------------------
     def calibration_files(self) -> list[Path]:
         return list_images(self.data.calib)[: self.calib_images]
 
     def calibration_reader(self, input_name: str = "images") -> CalibrationReader:
-        if self._reader is None or self._reader.input_name != input_name:
-            self._reader = CalibrationReader(self.calibration_files(), self.imgsz, input_name)
-        return self._reader
+        return reader_for(self.calibration_files(), self.imgsz, input_name)
 
     def calibration_inputs(self, v: Variant) -> dict:
         """The images a variant calibrates on, for its cache key. Ultralytics' own INT8 exports
@@ -78,17 +87,7 @@ class Suite:
         return (rest or files)[: int(n)]
 
     def activation_ranges(self, src: Path, method: str) -> dict[str, tuple[float, float]]:
-        """Per-tensor ranges of ``src``'s activations on the calibration images by ``method``; the
-        statistics are collected once per model and shared by every method and search trial."""
-        import onnx
-
-        m = make_method(method)
-        bins = getattr(m, "num_bins", 0) if m.needs_histogram else 0
-        have = self._stats.get(str(src))
-        if have is None or (bins and have[0] != bins):
-            reader = self.calibration_reader(onnx.load(str(src)).graph.input[0].name)
-            have = self._stats[str(src)] = (bins, collect_stats(src, reader, bins))
-        return compute_ranges(have[1], m)
+        return activation_ranges(src, self.calibration_files(), self.imgsz, method)
 
     def float_nodes(self, v: Variant, model) -> list[str]:
         """What stays float in ``v``: its own scope, plus the float set another variant chose
@@ -105,7 +104,7 @@ class Suite:
     # ---- build ------------------------------------------------------------------------------
     def key_inputs(self, v: Variant) -> dict:
         inputs = {"variant": v.config(), "weights_sha256": self.weights_sha256, "imgsz": self.imgsz,
-                  "versions": library_versions()}
+                  "versions": library_versions(), "code": codehash.digests(backends.code_entries(v))}
         if v.calibration:
             inputs["calibration"] = self.calibration_inputs(v)
         if v.source:
@@ -134,31 +133,66 @@ class Suite:
         inputs = self.key_inputs(v)
         key = cache_key(inputs)
         path, manifest, cached = self.cache.get_or_build(name, key, inputs, lambda tmp: backend.build(v, self, tmp))
-        self._manifests[name] = {**manifest, "cached": cached}
+        self._manifests[name] = {**manifest, "cached": cached,
+                                 "built_because": "cached" if cached else manifest.get("built_because")}
         return path
 
     # ---- measure ----------------------------------------------------------------------------
-    def accuracy(self, name: str) -> Accuracy:
+    def _evaluated(self, kind: str, name: str, data_yaml: Path, data_key: dict, run_name: str) -> Accuracy:
+        """Ultralytics' validator on ``data_yaml``, or its cached result for the same artifact, data and code."""
         v, path = REGISTRY[name], self.artifact(name)
         eval_args = getattr(backends.get(v.backend), "eval_args", lambda v, p: {})(v, path)
-        return validate(path, self.data.yaml, self.imgsz, self.cache.root / "runs", name, **eval_args)
+        inputs = {"artifact": self.manifest(name)["key"], "data": data_key, "imgsz": self.imgsz, "eval_args": eval_args,
+                  "code": codehash.digests(["quant.evaluate", backends.get(v.backend).__name__]),
+                  "ultralytics": library_versions().get("ultralytics")}
+        key = cache_key(inputs)
+        hit = None if self.revalidate else self.results.get(kind, key)
+        self.evaluations[(kind, name)] = "cached" if hit is not None else "measured"
+        if hit is not None:
+            return Accuracy(**hit)
+        acc = validate(path, data_yaml, self.imgsz, self.cache.root / "runs", run_name, **eval_args)
+        self.results.put(kind, key, acc.to_dict(), inputs)
+        return acc
+
+    def accuracy(self, name: str) -> Accuracy:
+        return self._evaluated("accuracy", name, self.data.yaml, self.val_digest(), name)
+
+    def val_digest(self) -> dict:
+        """Digest of the val split as the validator reads it: its images, their label files and the class names."""
+        files = list_images(self.data.val)
+        labels = [label_path(f) for f in files]
+        d = self.digest(files + [p for p in labels if p.is_file()])
+        return {**d, "names": self.data.names}
 
     def runner(self, name: str):
         v = REGISTRY[name]
         return backends.get(v.backend).runner(v, self.artifact(name), self)
 
     def fidelity_data(self, conf: float = 0.25) -> Path:
-        """Pseudo data set: the FP32 baseline's detections (conf >= ``conf``) as labels; cached."""
+        """Pseudo data set: the FP32 baseline's detections (conf >= ``conf``) as labels; cached under the
+        baseline's key, the images, the confidence cut and the code that makes it."""
         from quant.fidelity import pseudo_dataset
 
         images = self.fidelity_images or self.data.val
-        h = hashlib.sha256(f"{self.manifest(BASELINE)['key']}|{Path(images).resolve()}|{conf}".encode()).hexdigest()
-        return pseudo_dataset(self.artifact(BASELINE), images, self.cache.root / "fidelity" / h[:16],
+        return pseudo_dataset(self.artifact(BASELINE), images, self.cache.root / "fidelity" / self._fidelity_key(conf)[:16],
                               self.data.names, self.imgsz, conf)
+
+    def _fidelity_key(self, conf: float = 0.25) -> str:
+        images = self.fidelity_images or self.data.val
+        return cache_key({"baseline": self.manifest(BASELINE)["key"], "images": self.digest(list_images(images)),
+                          "conf": conf, "imgsz": self.imgsz,
+                          "code": codehash.digests(["quant.fidelity", "quant.evaluate"])})
 
     def fidelity(self, name: str) -> Accuracy:
         """The variant scored against FP32's own detections (label-free; 1.0 = identical boxes)."""
-        v, path = REGISTRY[name], self.artifact(name)
-        eval_args = getattr(backends.get(v.backend), "eval_args", lambda v, p: {})(v, path)
-        return validate(path, self.fidelity_data(), self.imgsz, self.cache.root / "runs", f"{name}-fidelity",
-                        **eval_args)
+        data = self.fidelity_data()
+        return self._evaluated("fidelity", name, data, {"pseudo": self._fidelity_key()}, f"{name}-fidelity")
+
+
+def label_path(image: Path) -> Path:
+    """Where Ultralytics looks for an image's YOLO label file (``.../images/x.jpg`` -> ``.../labels/x.txt``)."""
+    parts = list(image.parts)
+    if "images" in parts:
+        i = len(parts) - 1 - parts[::-1].index("images")
+        parts[i] = "labels"
+    return Path(*parts).with_suffix(".txt")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from quant.autoselect import DEFAULTS
+from quant.autosettings import DEFAULTS
 from quant.graph import FloatScope
 from quant.hardware import x86_without_vnni
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from quant.backends.onnxruntime import load_onnx
+from quant.graph import load_onnx
 from quant.data import DataSpec
 from quant.errors import QuantError
 from quant.model import check_imgsz, export_onnx, load_weights

@@ -6,7 +6,9 @@
 - ``runner(variant, artifact, ctx) -> callable(np.ndarray) -> outputs``: the bare model call at
   batch 1, the thing latency is measured on.
 
-Optional: ``key_extras(variant) -> dict`` (more cache-key inputs, e.g. the GPU an engine was
+Optional: ``builders(variant) -> list[str]``: modules (with a ``build`` of the same signature) that the
+backend dispatches this variant to; with the backend module they are the code in its cache key
+(:func:`code_entries`). ``key_extras(variant) -> dict`` (more cache-key inputs, e.g. the GPU an engine was
 tuned on) and ``eval_args(variant, artifact) -> dict`` (device/half for the validator).
 """
 
@@ -25,3 +27,11 @@ def get(name: str) -> ModuleType:
         return importlib.import_module(_MODULES[name])
     except KeyError:
         raise ValueError(f"unknown backend '{name}'") from None
+
+
+def code_entries(variant) -> list[str]:
+    """The modules whose import closure builds ``variant``: its backend module, and the builder modules
+    the backend dispatches this variant to (``builders(variant)``). Their code digests go into the
+    variant's cache key (:mod:`quant.codehash`)."""
+    module = get(variant.backend)
+    return [module.__name__, *getattr(module, "builders", lambda v: [])(variant)]

@@ -7,6 +7,7 @@ nodes, so the float scope resolved on the ONNX graph is NNCF's ``IgnoredScope`` 
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 FOLDER = "model_openvino_model"
@@ -25,7 +26,8 @@ def unavailable(variant=None) -> str | None:
     return None
 
 
-def _save(ov_model, onnx_path: Path, out_dir: Path) -> Path:
+def save_ir(ov_model, onnx_path: Path, out_dir: Path) -> Path:
+    """An Ultralytics-style IR folder (model.xml/.bin + metadata.yaml) that ``YOLO(folder)`` loads."""
     import openvino as ov
     import yaml
 
@@ -45,33 +47,20 @@ def ov_names_of(onnx_nodes, ov_names) -> list[str]:
     return sorted(n for n in ov_names if n in wanted or n.removesuffix("/WithoutBiases") in wanted)
 
 
+def builders(variant) -> list[str]:
+    """Modules that build this variant besides this one (NNCF INT8); part of its cache key."""
+    return ["quant.nncf_int8"] if variant.precision == "int8" else []
+
+
 def build(variant, ctx, out_dir: Path):
-    import onnx
     import openvino as ov
 
-    src = ctx.artifact(variant.source)
-    ov_model = ov.convert_model(str(src))
-    if variant.precision == "fp32":
-        return _save(ov_model, src, out_dir), {}
-    if variant.precision != "int8":
+    for module in builders(variant):
+        return importlib.import_module(module).build(variant, ctx, out_dir)
+    if variant.precision != "fp32":
         raise ValueError(f"openvino backend cannot build precision '{variant.precision}'")
-    import nncf
-
-    from quant.graph import conv_layers
-
-    graph = onnx.load(str(src))
-    float_nodes = ctx.float_nodes(variant, graph)
-    ov_names = {op.get_friendly_name() for op in ov_model.get_ops()}
-    reader = ctx.calibration_reader(graph.graph.input[0].name)
-    quantized = nncf.quantize(
-        ov_model, nncf.Dataset(reader.tensors()), subset_size=len(reader),
-        preset=getattr(nncf.QuantizationPreset, variant.setting("preset", "mixed").upper()),
-        fast_bias_correction=variant.setting("fast_bias_correction", False),
-        ignored_scope=nncf.IgnoredScope(names=ov_names_of(float_nodes, ov_names), validate=False))
-    convs = conv_layers(graph)
-    return _save(quantized, src, out_dir), {
-        "float_nodes": float_nodes, "calibration_images": len(reader), "convs": len(convs),
-        "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
+    src = ctx.artifact(variant.source)
+    return save_ir(ov.convert_model(str(src)), src, out_dir), {}
 
 
 def runner(variant, artifact: Path, ctx):

@@ -21,6 +21,7 @@ from quant.errors import QuantError
 
 PLATFORMS = ("ONNXRUNTIME", "OPENVINO_INT8", "TRT_INT8", "PPL_CUDA_INT8")
 THRESHOLD = 0.1  # PPQ's own "this op needs attention" SNR threshold
+RUNS_MODULES = ("quant.ppq_worker",)  # started with `python -m`: its code is part of the PPQ variants' keys
 
 
 def unavailable(variant=None) -> str | None:
@@ -33,7 +34,7 @@ def unavailable(variant=None) -> str | None:
 def build(variant, ctx, out_dir: Path):
     import onnx
 
-    from quant.graph import conv_layers, remove_qdq_before
+    from quant.graph import int8_conv_counts, remove_qdq_before
     from quant.model import onnx_metadata
 
     platform = variant.setting("platform", "ONNXRUNTIME")
@@ -50,7 +51,7 @@ def build(variant, ctx, out_dir: Path):
     (out_dir / "job.json").write_text(json.dumps(job, indent=1))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "quant.ppq_worker", str(out_dir / "job.json")], cwd=out_dir,
+    proc = subprocess.run([sys.executable, "-m", RUNS_MODULES[0], str(out_dir / "job.json")], cwd=out_dir,
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
@@ -64,9 +65,8 @@ def build(variant, ctx, out_dir: Path):
     write_analysis_markdown(json.loads(analysis.read_text()), analysis.with_suffix(".md"), variant.name)
     for f in out_dir.glob("*.wts"):  # PPQ's TensorRT exporter side files
         f.unlink()
-    convs = conv_layers(model)
-    return out, {"float_nodes": float_nodes, "calibration_images": len(job["calib_files"]), "convs": len(convs),
-                 "int8_convs": sum(1 for n in convs if n not in set(float_nodes)), "platform": platform,
+    return out, {"float_nodes": float_nodes, "calibration_images": len(job["calib_files"]),
+                 **int8_conv_counts(model, float_nodes), "platform": platform,
                  "reports": ["error_analysis.json", "error_analysis.md"]}
 
 

@@ -15,6 +15,7 @@ metadata header (4-byte little-endian length + JSON) so ``YOLO('model.engine')``
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -70,32 +71,31 @@ def key_extras(variant) -> dict:
     return {"engine": {"tensorrt": ".".join(map(str, trt_version())), "gpu": torch.cuda.get_device_name(0)}}
 
 
-def prepare_onnx(variant, ctx, out: Path) -> dict:
-    """The ONNX the engine is built from (runs in ONNX Runtime on CPU too)."""
-    import onnx
-
-    from quant.graph import decode_nodes
-
-    src = ctx.artifact(variant.source)
-    if variant.precision == "fp32" or variant.setting("implicit"):
-        shutil.copyfile(src, out)
-        return {}
+def builders(variant) -> list[str]:
+    """Modules that build this variant's ONNX besides this one (their code is part of its cache key);
+    the build is dispatched through this same value."""
+    if variant.setting("implicit"):
+        return ["quant.calibration"]  # TensorRT's own calibrators read the suite's calibration images
     if variant.precision == "fp16":
-        from quant.fp16 import convert_to_fp16
-
-        model = onnx.load(str(src))
-        onnx.save(convert_to_fp16(model, keep_fp32=decode_nodes(model)), str(out))
-        return {"fp32_nodes": decode_nodes(model)}
+        return ["quant.fp16"]
     if variant.precision == "int8":
-        from quant.backends.onnxruntime import quantize_qdq
+        return ["quant.autoselect"] if variant.calibration == "auto" else ["quant.qdq"]
+    return []
 
-        return quantize_qdq(src, out, variant, ctx)[1]
-    raise ValueError(f"tensorrt backend cannot build precision '{variant.precision}'")
+
+def prepare_onnx(variant, ctx, out_dir: Path) -> tuple[Path, dict]:
+    """The ONNX the engine is built from (runs in ONNX Runtime on CPU too), as ``out_dir/model.onnx``."""
+    if variant.precision in ("fp16", "int8") and not variant.setting("implicit"):
+        return importlib.import_module(builders(variant)[0]).build(variant, ctx, out_dir)
+    if variant.precision != "fp32" and not variant.setting("implicit"):
+        raise ValueError(f"tensorrt backend cannot build precision '{variant.precision}'")
+    out = out_dir / "model.onnx"
+    shutil.copyfile(ctx.artifact(variant.source), out)
+    return out, {}
 
 
 def build(variant, ctx, out_dir: Path):
-    onnx_path = out_dir / "model.onnx"
-    info = prepare_onnx(variant, ctx, onnx_path)
+    onnx_path, info = prepare_onnx(variant, ctx, out_dir)
     reason = engine_unavailable(variant)
     if reason:
         info["engine"] = f"not built: {reason}"
@@ -157,7 +157,8 @@ def build_engine(onnx_path: Path, engine_path: Path, variant, ctx) -> None:
             layer = network.get_layer(i)
             if layer.name in decode:
                 layer.precision = trt.float32
-        reader = ctx.calibration_reader(network.get_input(0).name)
+        calibration = importlib.import_module(builders(variant)[0])  # quant.calibration (see builders)
+        reader = calibration.reader_for(ctx.calibration_files(), ctx.imgsz, network.get_input(0).name)
         config.int8_calibrator = make_calibrator(variant.setting("implicit"), reader,
                                                  engine_path.with_name("calibration.cache"))
     serialized = builder.build_serialized_network(network, config)

@@ -1,0 +1,67 @@
+"""Static Q/DQ INT8 ONNX models: ranges from :mod:`quant.calibration`, Q/DQ pairs placed by ONNX
+Runtime's ``quantize_static``, everything in the variant's float set left float.
+
+Serves the ONNX Runtime INT8 variants and the TensorRT explicit-INT8 ONNX (different settings:
+TensorRT's placement quantizes convolution inputs only, with symmetric activations). The searched
+recipe (:mod:`quant.autoselect`) writes its candidates and its result with :func:`write_qdq` too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from quant.calibration import activation_ranges
+from quant.graph import int8_conv_counts, load_onnx, remove_qdq_before
+
+_QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+
+
+def build(variant, ctx, out_dir: Path):
+    """The variant's INT8 model as ``out_dir/model.onnx`` (calibration method and float set as registered)."""
+    return quantize_qdq(ctx.artifact(variant.source), out_dir / "model.onnx", variant, ctx)
+
+
+def quantize_qdq(src: Path, out: Path, variant, ctx, method: str | None = None, float_nodes=None,
+                 info: dict | None = None):
+    """Q/DQ INT8 of ``src`` by ``method`` (default: the variant's) leaving ``float_nodes`` (default: the
+    variant's float scope) float. Returns (artifact, manifest info)."""
+    model = load_onnx(src)
+    method = method or variant.calibration
+    float_nodes = list(ctx.float_nodes(variant, model) if float_nodes is None else float_nodes)
+    files = ctx.calibration_files()
+    write_qdq(src, out, variant, activation_ranges(src, files, ctx.imgsz, method), float_nodes)
+    return out, {**(info or {}), "float_nodes": float_nodes, "calibration_method": method,
+                 "calibration_images": len(files), **int8_conv_counts(model, float_nodes)}
+
+
+def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str]) -> Path:
+    """``quantize_static`` with precomputed per-tensor ranges (handed over as a calibration cache),
+    then the float nodes are rewired to read float tensors (see ``quant.graph.remove_qdq_before``)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    table = TensorsData(CalibrationMethod.MinMax, {
+        k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
+    calib_json = out.parent / "calibration.json"
+    save_tensors_data(table, calib_json)
+    quantize_static(
+        str(src), str(out), calibration_data_reader=None, calibration_cache_path=str(calib_json),
+        calibrate_method=CalibrationMethod.MinMax,  # ranges come from the cache above, whatever the method
+        quant_format=QuantFormat.QDQ,
+        activation_type=getattr(QuantType, _QTYPES[variant.setting("activation_type", "uint8")]),
+        weight_type=getattr(QuantType, _QTYPES[variant.setting("weight_type", "int8")]),
+        per_channel=variant.setting("per_channel", True), reduce_range=variant.setting("reduce_range", False),
+        nodes_to_exclude=list(float_nodes), op_types_to_quantize=list(variant.setting("op_types", ())) or None,
+        extra_options={"ActivationSymmetric": variant.setting("activation_type") == "int8", "WeightSymmetric": True,
+                       "OpTypesToExcludeOutputQuantization": list(variant.setting("no_output_qdq", ())),
+                       "QuantizeBias": variant.setting("quantize_bias", True)},
+    )
+    qmodel = onnx.load(str(out))
+    if remove_qdq_before(qmodel, float_nodes):
+        tmp = out.with_suffix(".rewired.onnx")
+        onnx.save(qmodel, str(tmp))
+        tmp.replace(out)
+    return out
