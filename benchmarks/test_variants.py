@@ -1,11 +1,13 @@
-"""One test per registered variant: build (cached) -> accuracy -> latency -> gates."""
+"""One test per registered variant: build (cached) -> accuracy (cached) -> paired latency -> gates."""
 
 from __future__ import annotations
 
 import pytest
 
 from quant.errors import QuantError
-from quant.variants import REGISTRY
+from quant.variants import BASELINE, REGISTRY
+
+ROW = "quant_row"
 
 
 @pytest.fixture(scope="session", params=[
@@ -22,29 +24,28 @@ def artifact(variant, bench):
         pytest.skip(reason)
     try:
         return bench.suite.artifact(variant)
-    except QuantError as e:  # bad input: one line, no traceback
+    except QuantError as e:  # bad input or a bad state: one line, no traceback
         pytest.fail(f"{variant}: {e}", pytrace=False)
 
 
-def test_variant(variant, artifact, bench, benchmark):
-    run, x = bench.suite.runner(variant), bench.suite.sample_input()
-    benchmark.group = "batch-1 model call"
-    if benchmark.disabled:
-        from quant.latency import measure
-
-        lat = measure(run, x, bench.rounds, bench.warmup)
-        latency_ms, rounds = lat.median_ms, lat.rounds
-    else:
-        benchmark.pedantic(run, args=(x,), rounds=bench.rounds, warmup_rounds=bench.warmup, iterations=1)
-        latency_ms, rounds = 1000 * benchmark.stats.stats.median, bench.rounds
-    extra = {}
-    if getattr(run, "gpu_ms", None):  # a TensorRT engine: CUDA-event time of the execution alone
-        import statistics
-
-        extra["engine_gpu_ms"] = statistics.median(run.gpu_ms)
-    row = bench.row(variant, latency_ms, rounds, extra)
-    failures = bench.gate(variant)
-    benchmark.extra_info.update({k: row[k] for k in (
-        "precision_P", "recall", "map50", "map50_95", "fidelity_map50_95", "size_mb", "preprocess_ms", "postprocess_ms", "int8_share",
-        "cached", "config", "status")}, **extra)
-    assert not failures, "; ".join(failures)
+def test_variant(variant, artifact, bench, benchmark, request):
+    try:
+        row = bench.measure(variant)
+        failures = bench.gate(variant)
+    except QuantError as e:
+        pytest.fail(f"{variant}: {e}", pytrace=False)
+    request.node.user_properties.append((ROW, row))
+    if variant != BASELINE:  # the baseline's row travels too when its own test did not run here
+        request.node.user_properties.append((ROW, bench.rows[BASELINE]))
+    benchmark.group = "batch-1 model call (paired rounds)"
+    if not benchmark.disabled:  # pytest-benchmark's statistics and history from the paired variant calls
+        benchmark._mode = "paired rounds (quant.latency.paired)"  # the fixture is used, through its stats
+        stats = benchmark._make_stats(1)
+        for t in bench.variant_times.get(variant, ()):
+            stats.update(t)
+    benchmark.extra_info.update({k: row.get(k) for k in (
+        "variant", "peer", "precision", "precision_P", "recall", "map50", "map50_95", "fidelity_map50_95",
+        "latency_ms", "latency_ratio", "latency_ratio_ci", "latency_ratio_rounds", "size_mb", "preprocess_ms",
+        "postprocess_ms", "int8_share", "cached", "built_because", "config", "status")}, machine=bench.header()["machine"])
+    if failures:
+        pytest.fail("; ".join(failures), pytrace=False)

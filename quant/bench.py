@@ -1,15 +1,29 @@
-"""State of one ``pytest benchmarks/`` session: measured rows, the baseline, gates, the report."""
+"""One ``pytest benchmarks/`` process: measure a variant (build, accuracy, fidelity, paired latency),
+gate it, and turn the rows into the report.
+
+Latency is paired (:func:`quant.latency.paired`): each variant is timed against the baseline in the
+same process, in alternating rounds, and its ratio is the median of the per-round ratios with a 95 %
+interval. An A/A control (the baseline against a second session of the same model) runs once per
+process; when its interval misses 1.0 the machine was too noisy to trust a latency verdict, and the
+latency gates say "inconclusive" instead of passing or failing. Timing holds a machine-wide lock,
+so parallel workers (``-n 2``) build and validate side by side but never time at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
+import os
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from quant import backends, gates, report
-from quant.cache import artifact_size, library_versions
-from quant.latency import measure
+from quant.cache import artifact_size, file_lock, library_versions
+from quant.hardware import machine_info
+from quant.latency import Paired, paired
 from quant.suite import Suite
 from quant.variants import BASELINE, REGISTRY
 
@@ -20,82 +34,170 @@ class BenchSession:
     thresholds: gates.Thresholds
     embedded: bool
     profile: str | None = None
-    rounds: int = 50
-    warmup: int = 5
+    rounds: int = 15  # paired rounds per variant
+    calls: int = 3  # calls of each model per round
+    warmup: int = 3
     fidelity: bool = True
+    timing_lock: Path | None = None  # machine-wide lock file held while timing
     rows: dict[str, dict] = field(default_factory=dict)
+    variant_times: dict[str, tuple] = field(default_factory=dict)  # each timed call, s (for pytest-benchmark)
+    _baseline_run: object = field(default=None, repr=False)
+    _aa: Paired | None = field(default=None, repr=False)
+    _aa_timing: dict | None = field(default=None, repr=False)
 
     def skip_reason(self, name: str) -> str | None:
         reason = backends.get(REGISTRY[name].backend).unavailable(REGISTRY[name])
         return f"{name}: {reason}" if reason else None
 
-    def row(self, name: str, latency_ms: float, rounds: int, extra: dict | None = None) -> dict:
-        """Build (or reuse) the artifact, validate it, and record the row."""
-        v = REGISTRY[name]
+    # ---- latency ------------------------------------------------------------------------------
+    def _lock(self, log: list):
+        @contextlib.contextmanager
+        def held():
+            with file_lock(self.timing_lock) if self.timing_lock else contextlib.nullcontext():
+                t0 = time.time()
+                try:
+                    yield
+                finally:
+                    log.append({"start": t0, "end": time.time(), "pid": os.getpid()})
+        return held
+
+    def _paired(self, run, seed: int) -> tuple[Paired, dict]:
+        if self._baseline_run is None:
+            self._baseline_run = self.suite.runner(BASELINE)
+        gc.collect()  # sessions a build left behind must not compete for the cores while timing
+        log: list = []
+        p = paired(run, self._baseline_run, self.suite.sample_input(), self.rounds, self.calls, self.warmup,
+                   seed=seed, lock=self._lock(log))
+        return p, log[0]
+
+    def aa_control(self) -> Paired:
+        """The baseline against a second session of the same model: its interval should contain 1.0."""
+        if self._aa is None:
+            self._aa, self._aa_timing = self._paired(self.suite.runner(BASELINE), seed=0)
+        return self._aa
+
+    def noisy(self) -> str | None:
+        """Why latency verdicts are inconclusive in this process (None when the A/A control holds)."""
+        aa = self.aa_control()
+        if aa.contains(1.0):
+            return None
+        return (f"A/A control {aa.ratio:.3f}x, 95 % interval {aa.ci[0]:.3f}-{aa.ci[1]:.3f} misses 1.00: the machine "
+                "was too noisy to judge latency")
+
+    def time_variant(self, name: str) -> tuple[Paired, dict]:
+        if name == BASELINE:
+            return self.aa_control(), self._aa_timing
+        return self._paired(self.suite.runner(name), seed=sum(map(ord, name)))
+
+    # ---- rows ---------------------------------------------------------------------------------
+    def measure(self, name: str) -> dict:
+        """Build (or reuse) the artifact, evaluate it (or reuse the result), time it paired; the row."""
+        seconds = {}
+        t0 = time.monotonic()
         path = self.suite.artifact(name)
-        acc = self.suite.accuracy(name)
-        fid = self.suite.fidelity(name) if self.fidelity else None
         m = self.suite.manifest(name)
+        seconds["build"] = round(time.monotonic() - t0 if m["cached"] else m.get("build_seconds", 0.0), 2)
+        t0 = time.monotonic()
+        acc = self.suite.accuracy(name)
+        seconds["validate"] = round(time.monotonic() - t0, 2)
+        t0 = time.monotonic()
+        fid = self.suite.fidelity(name) if self.fidelity else None
+        seconds["fidelity"] = round(time.monotonic() - t0, 2)
+        t0 = time.monotonic()
+        lat, timing = self.time_variant(name)
+        seconds["time"] = round(time.monotonic() - t0, 2)
+        return self._row(name, path, acc, fid, lat, timing, seconds)
+
+    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict) -> dict:
+        v, m = REGISTRY[name], self.suite.manifest(name)
         convs, int8 = m.get("convs"), m.get("int8_convs")
-        fmt = "onnx" if path.suffix == ".onnx" else v.format  # e.g. a TensorRT variant without an engine here
-        row = {"variant": name, "backend": v.backend, "format": fmt, "precision": v.precision,
-               "latency_ms": latency_ms, "latency_rounds": rounds,
+        evals = self.suite.evaluations
+        row = {"variant": name, "backend": v.backend, "format": "onnx" if path.suffix == ".onnx" else v.format,
+               "precision": v.precision, "latency_ms": lat.variant_ms, "baseline_ms": lat.baseline_ms,
+               "latency_ratio": lat.ratio, "latency_ratio_ci": list(lat.ci), "latency_ratio_rounds": list(lat.ratios),
+               "latency_rounds": lat.rounds, "latency_calls": lat.calls, "timing": timing,
                "preprocess_ms": acc.preprocess_ms, "postprocess_ms": acc.postprocess_ms,
                "val_inference_ms": acc.inference_ms,
                "precision_P": acc.precision, "recall": acc.recall, "map50": acc.map50, "map50_95": acc.map50_95,
                "fidelity_map50": fid.map50 if fid else None, "fidelity_map50_95": fid.map50_95 if fid else None,
-               "size_mb": artifact_size(path) / 1e6, "artifact": str(path), "cached": m["cached"],
+               "size_mb": artifact_size(path) / 1e6, "artifact": str(path),
+               "artifact_dir": str(self.suite.cache.folder(name, m["key"])), "reports": m.get("reports", []),
+               "cached": m["cached"], "built_because": m.get("built_because"),
+               "evaluation": evals.get(("accuracy", name)), "seconds": seconds,
                "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
-               "engine": m.get("engine"), "auto": m.get("auto"), "config": v.config(), "peer": v.peer, "status": "measured", **(extra or {})}
+               "engine": m.get("engine"), "auto": m.get("auto"), "config": v.config(), "peer": v.peer,
+               "status": "measured"}
         self.rows[name] = row
+        self.variant_times[name] = lat.variant_times
         return row
 
     def baseline(self) -> dict:
-        """The same-run baseline row; measured here (own timer) if its test was not selected."""
+        """The same-run baseline row; measured here if its test was not selected (or runs elsewhere)."""
         if BASELINE not in self.rows:
-            lat = measure(self.suite.runner(BASELINE), self.suite.sample_input(), self.rounds, self.warmup)
-            self.row(BASELINE, lat.median_ms, lat.rounds)["status"] = "baseline only"
+            self.measure(BASELINE)["status"] = "baseline only"
         return self.rows[BASELINE]
 
+    # ---- gates --------------------------------------------------------------------------------
     def gate(self, name: str) -> list[str]:
-        r = self.rows[name]
-        v = REGISTRY[name]
+        """Check the row against its limits; set its status; return one line per breach."""
+        r, v = self.rows[name], REGISTRY[name]
         if v.peer:  # a yardstick: measured and shown, only "did not crash" is checked
             r["status"] = "peer"
             return []
         b = self.baseline()
-        as_result = lambda row: gates.Result(row["variant"], row["map50"], row["map50_95"], row["latency_ms"],  # noqa: E731
-                                             row.get("fidelity_map50_95"))
         limits = self.thresholds.for_variant(name, embedded=self.embedded, profile=self.profile)
-        proxy = str(r.get("engine") or "").startswith("not built")
-        if proxy:  # timed on the CPU stand-in for the engine: accuracy is gated, latency is not
+        proxy = r.get("engine") is not None and not str(r["engine"]).startswith("built")
+        noisy = self.noisy()
+        if proxy or noisy:  # the CPU stand-in for an engine, or a machine too noisy: no latency verdict
             limits = {k: val for k, val in limits.items() if not k.startswith("max_latency")}
-        failures = gates.check(as_result(r), limits, as_result(b))
+        failures = gates.check(_result(r), limits, _result(b))
         r["limits"] = limits
-        r["status"] = "FAIL" if failures else "pass (accuracy; no engine)" if proxy else "pass"
+        r["failures"] = failures
+        r["status"] = ("FAIL" if failures else "pass (accuracy; no engine)" if proxy
+                       else "pass (latency inconclusive)" if noisy else "pass")
         return failures
 
-    def table_rows(self) -> list[dict]:
-        order = {n: i for i, n in enumerate(REGISTRY)}
-        rows = sorted(self.rows.values(), key=lambda r: order.get(r["variant"], 1 << 30))
-        return report.with_peer_comparison(report.with_deltas(rows, BASELINE))
-
+    # ---- report -------------------------------------------------------------------------------
     def header(self) -> dict:
         s = self.suite
+        aa = self._aa
         return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "weights": str(s.weights), "data": str(s.data.yaml), "imgsz": s.imgsz,
                 "calibration_images": s.calib_images, "baseline": BASELINE, "thresholds": self.thresholds.path,
-                "device_profile": self.profile, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "device_profile": self.profile, "machine": machine_info(),
+                "latency_protocol": {"rounds": self.rounds, "calls": self.calls, "warmup": self.warmup},
+                "aa_control": aa.to_dict() if aa else None, "cache": str(s.cache.root),
+                "cache_notices": list(s.cache.notices),
                 "python": platform.python_version(), "versions": library_versions()}
 
-    def write_report(self, out_dir: Path, **header) -> tuple[Path, Path]:
-        """report.json / report.md, and each variant's own reports (e.g. PPQ's error analysis) beside them."""
-        import shutil
 
-        for name, row in self.rows.items():
-            m = self.suite.manifest(name)
-            for f in m.get("reports", []):
-                src = self.suite.cache.folder(name, m["key"]) / f
-                (Path(out_dir) / name).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, Path(out_dir) / name / f)
-        return report.write(self.table_rows(), out_dir, {**self.header(), **header})
+def _result(row: dict) -> gates.Result:
+    return gates.Result(row["variant"], row["map50"], row["map50_95"], row["latency_ms"],
+                        row.get("fidelity_map50_95"), row.get("latency_ratio"))
+
+
+def table_rows(rows: list[dict]) -> list[dict]:
+    """Rows in registry order with Δ mAP50-95 vs the baseline and the best-peer comparison."""
+    order = {n: i for i, n in enumerate(REGISTRY)}
+    rows = sorted(rows, key=lambda r: order.get(r["variant"], 1 << 30))
+    return report.with_peer_comparison(report.with_deltas(rows, BASELINE))
+
+
+def write_report(rows: list[dict], out_dir: Path, header: dict) -> dict[str, Path]:
+    """report.json / .md / .png, the github-action-benchmark files, and each variant's own reports
+    (e.g. PPQ's error analysis, the auto search's sensitivity chart) in ``<out_dir>/<variant>/``."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    for row in rows:
+        for f in row.get("reports") or []:
+            (out_dir / row["variant"]).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(row["artifact_dir"]) / f, out_dir / row["variant"] / f)
+    rows = table_rows(rows)
+    paths = dict(zip(("json", "md"), report.write(rows, out_dir, header)))
+    from quant.export import write_gab
+    from quant.plot import write_plot
+
+    paths["png"] = write_plot(rows, out_dir / "report.png", baseline=BASELINE)
+    paths["gab_smaller"], paths["gab_bigger"] = write_gab(rows, out_dir)
+    return paths

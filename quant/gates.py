@@ -29,7 +29,11 @@ from quant.errors import QuantError
 KEYS = {"min_map50_95": "absolute mAP50-95 floor (0-1)", "min_map50": "absolute mAP50 floor (0-1)",
         "max_drop_points": "max mAP50-95 drop vs the baseline, in points",
         "max_latency_ratio": "max ms/img relative to the baseline", "max_latency_ms": "max ms/img",
-        "min_fidelity_map50_95": "floor of mAP50-95 against the FP32 model's own detections (0-1)"}
+        "min_fidelity_map50_95": "floor of mAP50-95 against the FP32 model's own detections (0-1)",
+        "max_map_regression_points": "history comparison (--compare-to): max mAP50-95 / fidelity fall since the "
+                                     "reference run, in points (default 0.1)",
+        "max_latency_regression": "history comparison (--compare-to): max rise of the latency ratio since the "
+                                  "reference run, as a fraction (default 0.10 = 10 %)"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Result:
     map50_95: float
     latency_ms: float
     fidelity_map50_95: float | None = None
+    latency_ratio: float | None = None  # paired against the baseline in the same process (quant.latency.paired)
 
 
 def _check_table(table, where: str, path) -> dict:
@@ -126,8 +131,10 @@ def check(result: Result, limits: dict, baseline: Result | None) -> list[str]:
         if "max_drop_points" in limits and drop > limits["max_drop_points"]:
             out.append(f"{v}: mAP50-95 drop {drop:.2f} points vs {baseline.variant} "
                        f"({result.map50_95:.4f} vs {baseline.map50_95:.4f}) > max {limits['max_drop_points']:.2f}")
-        ratio = result.latency_ms / baseline.latency_ms if baseline.latency_ms > 0 else math.inf
+        ratio = result.latency_ratio
+        if ratio is None:
+            ratio = result.latency_ms / baseline.latency_ms if baseline.latency_ms > 0 else math.inf
         if "max_latency_ratio" in limits and ratio > limits["max_latency_ratio"]:
-            out.append(f"{v}: latency {result.latency_ms:.2f} ms = {ratio:.2f}x {baseline.variant} "
-                       f"({baseline.latency_ms:.2f} ms) > max ratio {limits['max_latency_ratio']:.2f}")
+            out.append(f"{v}: latency {ratio:.2f}x {baseline.variant} (paired median; {result.latency_ms:.2f} ms) "
+                       f"> max ratio {limits['max_latency_ratio']:.2f}")
     return out

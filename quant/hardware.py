@@ -25,3 +25,48 @@ def x86_without_vnni() -> bool:
         return False
     flags = cpu_flags()
     return bool(flags) and not ({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
+
+
+# Instruction-set features that change INT8/BF16 kernels, and so results and timings.
+RESULT_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+@lru_cache(maxsize=1)
+def _cpuinfo() -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out.setdefault(k.strip(), v.strip())
+    except OSError:
+        pass
+    return out
+
+
+def physical_cores() -> int:
+    info = _cpuinfo()
+    try:
+        return int(info["cpu cores"]) * max(1, len({line for line in _physical_ids()}))
+    except (KeyError, ValueError):
+        import os
+
+        return os.cpu_count() or 1
+
+
+def _physical_ids() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return {ln.split(":", 1)[1].strip() for ln in f if ln.startswith("physical id")} or {"0"}
+    except OSError:
+        return {"0"}
+
+
+def machine_info() -> dict:
+    """What a benchmark row's numbers depend on: CPU model, result-changing ISA flags, cores, threads,
+    and the per-CPU settings the suite resolves from them."""
+    import os
+
+    return {"cpu": _cpuinfo().get("model name") or platform.processor() or platform.machine(),
+            "arch": platform.machine(), "isa": sorted(set(RESULT_FLAGS) & cpu_flags()),
+            "cores": physical_cores(), "threads": os.cpu_count() or 1, "reduce_range": x86_without_vnni()}

@@ -10,11 +10,12 @@ from tabulate import tabulate
 
 COLUMNS = [  # (key in a row, header)
     ("variant", "variant"), ("format", "format"), ("precision", "precision"), ("latency_ms", "ms/img"),
-    ("latency_ratio", "× FP32"),
+    ("latency_ratio", "× FP32 [95 % CI]"),
     ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("precision_P", "P"), ("recall", "R"),
     ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"),
     ("fidelity_map50_95", "fidelity"), ("size_mb", "size MB"),
-    ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("engine", "engine"), ("status", "status"),
+    ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("engine", "engine"), ("built_because", "built"),
+    ("status", "status"),
 ]
 
 
@@ -29,6 +30,8 @@ def _fmt(key: str, v):
         return f"{v:+.2f}"
     if key == "latency_ratio":
         return f"{v:.2f}"
+    if key == "built_because":  # the reason's first words; report.json has the changed modules or inputs
+        return v.split(" (")[0]
     if key == "engine":
         return "built" if v.startswith("built") else "ONNX only"
     if key == "vs_peer":
@@ -43,7 +46,8 @@ def with_deltas(rows: list[dict], baseline: str) -> list[dict]:
         r = dict(r)
         if base is not None and r.get("map50_95") is not None:
             r["delta_points"] = round(100 * (r["map50_95"] - base["map50_95"]), 3)
-            r["latency_ratio"] = round(r["latency_ms"] / base["latency_ms"], 3) if r.get("latency_ms") else None
+            if r.get("latency_ratio") is None:  # unpaired rows (older reports): ratio of medians
+                r["latency_ratio"] = round(r["latency_ms"] / base["latency_ms"], 3) if r.get("latency_ms") else None
         out.append(r)
     return out
 
@@ -59,7 +63,8 @@ def with_peer_comparison(rows: list[dict]) -> list[dict]:
     for r in rows:
         if not r.get("peer") and r.get("precision") == "int8" and r.get("map50_95") is not None:
             d = 100 * (r["map50_95"] - best["map50_95"])
-            ratio = r["latency_ms"] / best["latency_ms"]
+            ratio = (r["latency_ratio"] / best["latency_ratio"] if r.get("latency_ratio") and best.get("latency_ratio")
+                     else r["latency_ms"] / best["latency_ms"])  # both paired against the same baseline
             r = {**r, "vs_peer": {"peer": best["variant"], "peer_map50_95": best["map50_95"],
                                   "peer_latency_ms": best["latency_ms"], "delta_points": round(d, 3),
                                   "latency_ratio": round(ratio, 3), "ahead": d >= 0 and ratio <= 1}}
@@ -67,8 +72,16 @@ def with_peer_comparison(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _cell(key: str, r: dict) -> str:
+    text = _fmt(key, r.get(key))
+    ci = r.get("latency_ratio_ci")
+    if key == "latency_ratio" and ci and r.get("latency_ratio") is not None:
+        text += f" [{ci[0]:.2f}-{ci[1]:.2f}]"
+    return text
+
+
 def table(rows: list[dict], fmt: str = "simple") -> str:
-    body = [[_fmt(k, r.get(k)) for k, _ in COLUMNS] for r in rows]
+    body = [[_cell(k, r) for k, _ in COLUMNS] for r in rows]
     return tabulate(body, headers=[h for _, h in COLUMNS], tablefmt=fmt, disable_numparse=True)
 
 
@@ -88,6 +101,34 @@ def auto_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+def breach_lines(rows: list[dict]) -> list[str]:
+    """Every breached gate of the run, one sentence each."""
+    return [f for r in rows for f in r.get("failures") or []]
+
+
+def build_lines(rows: list[dict]) -> list[str]:
+    """Why each row that was not taken from the cache was built (new key, which code or inputs changed)."""
+    return [f"built {r['variant']}: {r['built_because']}" for r in rows
+            if r.get("built_because") and r["built_because"] != "cached"]
+
+
+def latency_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
+    """The A/A control (the baseline timed against a second session of itself) and whether it holds."""
+    out = []
+    for r in rows:
+        if r["variant"] == baseline and r.get("latency_ratio_ci"):
+            lo, hi = r["latency_ratio_ci"]
+            verdict = "holds" if lo <= 1.0 <= hi else "MISSES 1.00: latency verdicts are inconclusive"
+            out.append(f"A/A control: {baseline} vs a second session of itself {r['latency_ratio']:.3f}x "
+                       f"(95 % interval {lo:.3f}-{hi:.3f}, {r['latency_rounds']} rounds): {verdict}")
+    return out
+
+
+def breach_section(rows: list[dict]) -> str:
+    lines = breach_lines(rows)
+    return ("\n## Gate breaches\n\n" + "".join(f"- {ln}\n" for ln in lines)) if lines else ""
+
+
 def auto_section(rows: list[dict]) -> str:
     lines = auto_lines(rows)
     if not lines:
@@ -105,7 +146,7 @@ def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[P
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
-             + table(rows, "github") + "\n" + auto_section(rows)}
+             + table(rows, "github") + "\n" + breach_section(rows) + auto_section(rows)}
     for path, text in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

@@ -16,12 +16,14 @@ PERMISSIVE = """
 [defaults]
 max_drop_points = 100
 max_latency_ratio = 100
+max_latency_regression = 100   # a 1-2 ms tiny model is too noisy to judge; tests/test_planted_regressions.py does
 """
 
 
 def _run(args, timeout=900):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider", *args],
+    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider",
+                           "-W", "error::pytest.PytestUnknownMarkWarning", *args],
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
 
 
@@ -30,7 +32,7 @@ def common(tiny_weights, tiny_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     (tmp / "t.toml").write_text(PERMISSIVE)
     return tmp, ["--weights", str(tiny_weights), "--data", str(tiny_data), "--imgsz", "96", "--calib-images", "4",
-                 "--latency-rounds", "3", "--latency-warmup", "1", "--cache-dir", str(tmp / "cache"),
+                 "--latency-rounds", "5", "--latency-calls", "1", "--latency-warmup", "1", "--cache-dir", str(tmp / "cache"),
                  "--thresholds", str(tmp / "t.toml"), "--benchmark-storage", f"file://{tmp / 'hist'}"]
 
 
@@ -57,10 +59,18 @@ def test_full_run_then_cached_rerun_with_history(common):
     assert set(info["test_variant[onnx-int8-entropy]"]) >= {"map50_95", "map50", "precision_P", "recall", "size_mb", "config"}
     assert info["test_variant[onnx-int8-entropy]"]["config"]["calibration"] == "entropy"
 
-    second = _run([*args, "--report-dir", str(tmp / "r2"), "--benchmark-compare", "--benchmark-compare-fail=min:10000%"])
+    assert all(r["built_because"] != "cached" and r["evaluation"] == "measured" for r in report["rows"])
+    assert (tmp / "r1" / "report.png").stat().st_size > 10_000
+    assert json.loads((tmp / "r1" / "gab-smaller.json").read_text())
+
+    second = _run([*args, "--report-dir", str(tmp / "r2"), "--benchmark-compare", "--benchmark-compare-fail=min:10000%",
+                   "--compare-to", str(tmp / "r1" / "report.json")])
     assert second.returncode == 0, second.stdout[-3000:]
     rows = json.loads((tmp / "r2" / "report.json").read_text())["rows"]
-    assert all(r["cached"] for r in rows)  # the rerun builds nothing
+    assert all(r["cached"] and r["built_because"] == "cached" for r in rows)  # the rerun builds nothing ...
+    assert all(r["evaluation"] == "cached" for r in rows)  # ... and evaluates nothing: it only re-times
+    assert "comparison with" in second.stdout and "REGRESSION" not in second.stdout
+    assert (tmp / "r2" / "comparison.md").read_text().startswith("## Benchmark comparison")
 
 
 @pytest.mark.slow
@@ -71,6 +81,69 @@ def test_breached_gate_fails_with_a_clear_message(common):
     out = _run([*args, "-k", "onnx-fp32", "--report-dir", str(tmp / "r3")])
     assert out.returncode == 1
     assert "onnx-fp32: mAP50-95 0.0" in out.stdout and "< floor 0.9900" in out.stdout
+    assert "Traceback" not in out.stdout and "BenchSession(" not in out.stdout  # the sentence alone
+    assert "FAILED benchmarks/test_variants.py::test_variant[onnx-fp32]" in out.stdout  # in pytest's summary
+    breaches = [ln for ln in out.stdout.splitlines() if ln.startswith("GATE: ")]  # and whole, in ours
+    assert len(breaches) == 1 and "onnx-fp32: mAP50-95 0.0" in breaches[0] and "< floor 0.9900" in breaches[0]
+    assert "## Gate breaches" in (tmp / "r3" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_parallel_workers_never_time_at_once(common):
+    tmp, args = common
+    out = _run([*args, "-n", "2", "-k", "onnx or ov", "--revalidate", "--report-dir", str(tmp / "r5")])
+    assert out.returncode == 0, out.stdout[-3000:]
+    rows = json.loads((tmp / "r5" / "report.json").read_text())["rows"]
+    assert len({r["timing"]["pid"] for r in rows}) == 2  # both workers measured
+    spans = sorted((r["timing"]["start"], r["timing"]["end"]) for r in rows)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:])), spans
+    assert all(set(r["seconds"]) == {"build", "validate", "fidelity", "time"} for r in rows)
+
+
+@pytest.mark.slow
+def test_damaged_cache_entry_is_rebuilt_with_a_notice(common):
+    tmp, args = common
+    first = _run([*args, "-k", "onnx-int8-percentile", "--report-dir", str(tmp / "r6")])
+    assert first.returncode == 0, first.stdout[-3000:]
+    row = {r["variant"]: r for r in json.loads((tmp / "r6" / "report.json").read_text())["rows"]}["onnx-int8-percentile"]
+    model = Path(row["artifact"])
+    model.write_bytes(model.read_bytes()[:1000])  # truncated, manifest intact
+    out = _run([*args, "-k", "onnx-int8-percentile", "--report-dir", str(tmp / "r7")])
+    assert out.returncode == 0, out.stdout[-3000:]
+    notices = [ln for ln in out.stdout.splitlines() if "is damaged" in ln]
+    assert len(notices) == 1 and "onnx-int8-percentile" in notices[0] and "rebuilding" in notices[0]
+
+
+@pytest.mark.slow
+def test_compare_to_catches_an_accuracy_regression_with_one_line(common):
+    tmp, args = common
+    base = _run([*args, "-k", "onnx-int8-minmax", "--report-dir", str(tmp / "r8")])
+    assert base.returncode == 0, base.stdout[-3000:]
+    ref = json.loads((tmp / "r8" / "report.json").read_text())
+    for r in ref["rows"]:  # the reference scored 0.5 points more: today's run has lost them
+        if r["variant"] == "onnx-int8-minmax":
+            r["map50_95"] += 0.005
+    (tmp / "ref.json").write_text(json.dumps(ref))
+    out = _run([*args, "-k", "onnx-int8-minmax", "--report-dir", str(tmp / "r9"), "--compare-to", str(tmp / "ref.json")])
+    assert out.returncode == 1, out.stdout[-3000:]
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("REGRESSION:")]
+    assert len(lines) == 1 and "onnx-int8-minmax: mAP50-95 fell 0.50 points" in lines[0]
+    assert "Traceback" not in out.stdout
+
+
+@pytest.mark.parametrize("option", ["--cache-dir", "--report-dir"])
+def test_cache_or_report_dir_that_is_a_file_is_one_line(tmp_path, option):
+    f = tmp_path / "file"
+    f.write_text("x")
+    out = _run([option, str(f), "--collect-only", "-q"], timeout=300)
+    assert out.returncode == 4 and "Traceback" not in out.stderr + out.stdout
+    assert f"'{f}' is a file, not a directory" in out.stderr
+
+
+def test_bad_compare_reference_is_a_one_line_usage_error(tmp_path):
+    out = _run(["--compare-to", str(tmp_path / "none.json"), "--collect-only", "-q"], timeout=300)
+    assert out.returncode == 4 and "Traceback" not in out.stderr
+    assert "ERROR:" in out.stderr and "none.json" in out.stderr
 
 
 def test_bad_option_is_a_one_line_usage_error(tmp_path):

@@ -1,0 +1,362 @@
+"""Compare two benchmark runs and say what got worse since the older one.
+
+A run is a ``report.json`` (what ``pytest benchmarks/`` writes to ``bench-report/``) or a
+pytest-benchmark history file (``--benchmark-autosave``), named by path or by its run id::
+
+    python -m quant compare main-report/report.json bench-report/report.json
+    python -m quant compare 0003 0004 --storage .benchmarks
+
+Accuracy (mAP50-95 and the label-free fidelity, in points) is compared on any machines. Latency is
+compared as a *ratio of ratios*: each run records every variant's latency relative to the baseline
+(``onnx-fp32``), timed paired and interleaved in the same process, so machine-wide speed changes
+cancel out; a variant regresses when that ratio rose by more than the limit AND the rise is
+significant (the lower end of its 95 % interval is above 1). Latency is not compared between runs
+recorded on different CPUs or instruction sets (VNNI, AMX, ... change which kernels run) unless
+forced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from quant.errors import QuantError
+
+BASELINE = "onnx-fp32"
+DEFAULT_LIMITS = {"max_map_regression_points": 0.1, "max_latency_regression": 0.10}
+ACCURACY_METRICS = (("map50_95", "mAP50-95"), ("fidelity_map50_95", "fidelity mAP50-95"))
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _read_json(path: Path):
+    """The parsed JSON of ``path``, or a QuantError naming what is wrong with the file."""
+    if path.is_dir():
+        raise QuantError(f"run '{path}' is a directory, not a report.json or a pytest-benchmark JSON file")
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise QuantError(f"run file '{path}' not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise QuantError(f"run file '{path}' is not valid JSON ({e})") from None
+    except OSError as e:
+        raise QuantError(f"run file '{path}' cannot be read ({e.strerror or e})") from None
+
+
+def _variant_of(bench: dict) -> str | None:
+    """The variant a pytest-benchmark entry measured: ``extra_info['variant']``, else the test's parameter."""
+    extra = bench.get("extra_info") or {}
+    if isinstance(extra.get("variant"), str):
+        return extra["variant"]
+    name = str(bench.get("name", ""))
+    return name[name.index("[") + 1:name.rindex("]")] if "[" in name and name.endswith("]") else None
+
+
+def _rows_from_history(data: dict) -> tuple[list[dict], dict | None]:
+    """One row per pytest-benchmark entry (from its ``extra_info``), and the first recorded ``machine``."""
+    rows, machine = [], None
+    for bench in data["benchmarks"]:
+        extra = bench.get("extra_info") if isinstance(bench, dict) else None
+        if not isinstance(extra, dict) or not extra:
+            continue
+        variant = _variant_of(bench)
+        if variant is None:
+            continue
+        rows.append({**extra, "variant": variant})
+        if machine is None and isinstance(extra.get("machine"), dict):
+            machine = extra["machine"]
+    return rows, machine
+
+
+def _run_from_data(data, source: str) -> dict:
+    """Normalise a parsed report.json or pytest-benchmark history into ``{machine, rows, source, ...}``."""
+    if isinstance(data, dict) and isinstance(data.get("rows"), list):
+        rows, machine = data["rows"], data.get("machine")
+        baseline = data.get("baseline") or BASELINE
+    elif isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
+        rows, machine = _rows_from_history(data)
+        baseline = next((r["baseline"] for r in rows if isinstance(r.get("baseline"), str)), BASELINE)
+    else:
+        raise QuantError(f"run '{source}' is neither a report.json (no 'rows' list) "
+                         f"nor a pytest-benchmark history (no 'benchmarks' list)")
+    by_variant = {r["variant"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)}
+    if not by_variant:
+        raise QuantError(f"run '{source}' has no benchmark rows (no row names a variant)")
+    return {"machine": machine if isinstance(machine, dict) else None, "rows": by_variant,
+            "source": source, "baseline": baseline, "date": data.get("date") or data.get("datetime")}
+
+
+def _find_run_id(ref: str, storage: Path) -> Path:
+    """The newest ``<storage>/*/<ref>_*.json`` (a pytest-benchmark run id such as ``0003``, or a longer prefix)."""
+    if not storage.is_dir():
+        raise QuantError(f"run '{ref}' is not a file, and the history folder '{storage}' does not exist")
+    found = sorted(storage.glob(f"*/{ref}_*.json")) or sorted(storage.glob(f"*/{ref}*.json"))
+    if not found:
+        raise QuantError(f"run '{ref}' not found: no file '{ref}' and no '{storage}/*/{ref}_*.json'")
+    return max(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith(".json") or "/" in ref or "\\" in ref
+
+
+def load_run(ref, storage: str | Path | None = None) -> dict:
+    """Load one run for comparison.
+
+    ``ref``: a ``report.json`` path, a pytest-benchmark history JSON path, or a pytest-benchmark run id
+    or prefix (``0003``) looked up as ``<storage>/*/0003_*.json`` (``storage`` defaults to
+    ``.benchmarks``; the newest match wins). Returns ``{"machine": dict | None, "rows": {variant: row},
+    "source": str, "baseline": str, "date": str | None}``. Raises QuantError (one line) on a missing
+    file, a file that is not JSON, a file without rows, or an id that matches nothing.
+    """
+    ref = str(ref)
+    path = Path(ref)
+    if not path.exists() and not _looks_like_path(ref):
+        path = _find_run_id(ref, Path(storage) if storage is not None else Path(".benchmarks"))
+    return _run_from_data(_read_json(path), str(path))
+
+
+# ------------------------------------------------------------------------------------------- comparing
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one variant moved between the old and the new run.
+
+    ``map_delta_points`` / ``fidelity_delta_points``: new minus old, in mAP points (0-100), None when
+    either run lacks the value. ``latency_change``: the variant's latency ratio vs the baseline now,
+    divided by the same ratio then (1.25 = 25 % slower relative to the baseline), None when not
+    compared; ``latency_ci``: its 95 % interval, when known.
+    """
+
+    variant: str
+    map_delta_points: float | None = None
+    fidelity_delta_points: float | None = None
+    latency_change: float | None = None
+    latency_ci: tuple[float, float] | None = None
+    regressions: tuple[str, ...] = ()
+    improvements: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> str:
+        return "REGRESSION" if self.regressions else "improved" if self.improvements else "ok"
+
+
+@dataclass
+class Comparison:
+    """Every variant's :class:`Change`, the variants present in only one run, and why latency was skipped."""
+
+    changes: list[Change] = field(default_factory=list)
+    only_old: list[str] = field(default_factory=list)
+    only_new: list[str] = field(default_factory=list)
+    latency_refused: str | None = None
+    old_source: str = "old run"
+    new_source: str = "new run"
+    baseline: str = BASELINE
+
+    @property
+    def regressions(self) -> list[str]:
+        """All regression messages, one line each."""
+        return [m for c in self.changes for m in c.regressions]
+
+    @property
+    def improvements(self) -> list[str]:
+        return [m for c in self.changes for m in c.improvements]
+
+
+def _num(v) -> float | None:
+    """A finite float, or None (missing values, NaN, strings, booleans)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+def _limits(variant: str, limits_for: Callable[[str], dict] | None) -> tuple[float, float]:
+    """(max mAP drop in points, max relative latency rise) for a variant, defaults where unset."""
+    limits = {**DEFAULT_LIMITS, **{k: v for k, v in (limits_for(variant) if limits_for else {}).items()
+                                   if k in DEFAULT_LIMITS and v is not None}}
+    return float(limits["max_map_regression_points"]), float(limits["max_latency_regression"])
+
+
+def _accuracy(variant: str, label: str, old, new, limit: float, since: str) -> tuple[float | None, list, list]:
+    """(delta in points, regressions, improvements) for one accuracy metric (values 0-1)."""
+    old, new = _num(old), _num(new)
+    if old is None or new is None:
+        return None, [], []
+    delta = 100.0 * (new - old)
+    what = f"{variant}: {label} {{}} {abs(delta):.2f} points since {since} ({100 * old:.2f} -> {100 * new:.2f})"
+    if -delta > limit:
+        return delta, [what.format("fell") + f" > max {limit:.2f}"], []
+    if delta > limit:
+        return delta, [], [what.format("rose")]
+    return delta, [], []
+
+
+def _ci(v) -> tuple[float, float] | None:
+    """A (lo, hi) pair of positive finite numbers, or None."""
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        return None
+    lo, hi = _num(v[0]), _num(v[1])
+    return (lo, hi) if lo is not None and hi is not None and 0 < lo <= hi else None
+
+
+def _rounds(v) -> list[float] | None:
+    """The per-round ratios if every one is a positive finite number, else None."""
+    if not isinstance(v, (list, tuple)) or not v:
+        return None
+    xs = [_num(x) for x in v]
+    return xs if all(x is not None and x > 0 for x in xs) else None
+
+
+def latency_change(old_row: dict, new_row: dict) -> tuple[float | None, tuple[float, float] | None]:
+    """(ratio of ratios, 95 % interval) of one variant between two runs.
+
+    With both runs' per-round ratios: ``quant.latency.ratio_of_ratios`` (median over median, seeded
+    bootstrap interval). Otherwise new ``latency_ratio`` / old ``latency_ratio``, with the conservative
+    interval (new_lo / old_hi, new_hi / old_lo) when both runs recorded one, else no interval.
+    """
+    new_r, old_r = _rounds(new_row.get("latency_ratio_rounds")), _rounds(old_row.get("latency_ratio_rounds"))
+    if new_r and old_r:
+        from quant.latency import ratio_of_ratios
+
+        point, (lo, hi) = ratio_of_ratios(new_r, old_r)
+        return point, (lo, hi)
+    new_x, old_x = _num(new_row.get("latency_ratio")), _num(old_row.get("latency_ratio"))
+    if new_x is None or old_x is None or old_x <= 0:
+        return None, None
+    new_ci, old_ci = _ci(new_row.get("latency_ratio_ci")), _ci(old_row.get("latency_ratio_ci"))
+    ci = (new_ci[0] / old_ci[1], new_ci[1] / old_ci[0]) if new_ci and old_ci else None
+    return new_x / old_x, ci
+
+
+def _latency(variant: str, baseline: str, old_row: dict, new_row: dict, limit: float,
+             since: str) -> tuple[float | None, tuple | None, list, list]:
+    """(ratio of ratios, interval, regressions, improvements) for one variant's latency.
+
+    A rise counts when it is over ``1 + limit`` and significant (interval entirely above 1); a fall
+    when under ``1 - limit`` and entirely below 1. Without an interval the point alone decides, and
+    the message says so.
+    """
+    point, ci = latency_change(old_row, new_row)
+    if point is None:
+        return None, None, [], []
+    then, now = _num(old_row.get("latency_ratio")), _num(new_row.get("latency_ratio"))
+    ratios = f"{then:.2f}x -> {now:.2f}x" if then is not None and now is not None else "ratios"
+    interval = f"95 % interval {ci[0]:.2f}-{ci[1]:.2f}" if ci else "no interval recorded"
+    what = f"{variant}: latency vs {baseline} {{}} {point:.2f}x since {since} ({ratios}, {interval})"
+    if point > 1 + limit and (ci is None or ci[0] > 1.0):
+        return point, ci, [what.format("rose") + f" > max +{100 * limit:g} %"], []
+    if point < 1 - limit and (ci is None or ci[1] < 1.0):
+        return point, ci, [], [what.format("fell")]
+    return point, ci, [], []
+
+
+def _describe(machine: dict | None) -> str:
+    if not machine:
+        return "machine not recorded"
+    return f"{machine.get('cpu') or 'unknown CPU'} [{', '.join(machine.get('isa') or []) or 'no listed ISA flags'}]"
+
+
+def machine_mismatch(old: dict | None, new: dict | None) -> str | None:
+    """Why two runs' latencies cannot be compared (different CPU model or ISA flags), or None if they can."""
+    same = (bool(old) and bool(new) and old.get("cpu") == new.get("cpu")
+            and sorted(old.get("isa") or []) == sorted(new.get("isa") or []))
+    if same:
+        return None
+    return (f"latency not compared: recorded on different machines ({_describe(old)} vs {_describe(new)}); "
+            f"use --compare-force to compare anyway")
+
+
+def _change(variant: str, old_row: dict, new_row: dict, baseline: str, limits: tuple[float, float],
+            since: str, with_latency: bool) -> Change:
+    """One variant's :class:`Change` under its (accuracy points, latency fraction) limits."""
+    deltas, regs, imps = {}, [], []
+    for key, label in ACCURACY_METRICS:
+        deltas[key], r, i = _accuracy(variant, label, old_row.get(key), new_row.get(key), limits[0], since)
+        regs += r
+        imps += i
+    point = ci = None
+    if with_latency and variant != baseline:
+        point, ci, r, i = _latency(variant, baseline, old_row, new_row, limits[1], since)
+        regs += r
+        imps += i
+    return Change(variant, deltas["map50_95"], deltas["fidelity_map50_95"], point, ci, tuple(regs), tuple(imps))
+
+
+def compare(old: dict, new: dict, limits_for: Callable[[str], dict] | None = None,
+            force_latency: bool = False) -> Comparison:
+    """Compare two runs from :func:`load_run` (the old one is the reference).
+
+    ``limits_for(variant) -> dict`` supplies ``max_map_regression_points`` (default 0.1 points, used for
+    mAP50-95 and fidelity) and ``max_latency_regression`` (default 0.10 = 10 %). Accuracy is compared
+    always; latency only when both runs were recorded on the same CPU model and ISA flags, or when
+    ``force_latency``. The baseline variant is never compared on latency (its ratio is 1 by definition).
+    """
+    refused = None if force_latency else machine_mismatch(old.get("machine"), new.get("machine"))
+    baseline = new.get("baseline") or old.get("baseline") or BASELINE
+    since = old.get("source", "old run")
+    changes = [_change(v, old["rows"][v], row, baseline, _limits(v, limits_for), since, refused is None)
+               for v, row in new["rows"].items() if v in old["rows"]]
+    return Comparison(changes=changes,
+                      only_old=[v for v in old["rows"] if v not in new["rows"]],
+                      only_new=[v for v in new["rows"] if v not in old["rows"]],
+                      latency_refused=refused, old_source=since, new_source=new.get("source", "new run"),
+                      baseline=baseline)
+
+
+# ------------------------------------------------------------------------------------------- reporting
+
+
+def _points(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.2f}"
+
+
+def _latency_cell(c: Change, cmp: Comparison) -> str:
+    if c.latency_change is None:
+        if c.variant == cmp.baseline:
+            return "baseline"
+        return "not compared" if cmp.latency_refused else "-"
+    ci = f" ({c.latency_ci[0]:.2f}-{c.latency_ci[1]:.2f})" if c.latency_ci else ""
+    return f"{c.latency_change:.2f}x{ci}"
+
+
+def _notes(cmp: Comparison) -> list[str]:
+    """The lines under the table: why latency was skipped, variants present in only one run."""
+    notes = [cmp.latency_refused] if cmp.latency_refused else []
+    if cmp.only_old:
+        notes.append(f"missing now (only in {cmp.old_source}): {', '.join(cmp.only_old)}")
+    if cmp.only_new:
+        notes.append(f"new (not in {cmp.old_source}): {', '.join(cmp.only_new)}")
+    return notes
+
+
+def format_comparison(cmp: Comparison, fmt: str = "simple") -> str:
+    """The comparison as a table (``fmt``: tabulate format, "simple" for a terminal, "github" for
+    Markdown): Δ mAP50-95 and Δ fidelity in points (new - old), latency now/then as the ratio of
+    ratios vs the baseline with its 95 % interval, and a verdict; then the notes."""
+    from tabulate import tabulate
+
+    rows = [[c.variant, _points(c.map_delta_points), _points(c.fidelity_delta_points),
+             _latency_cell(c, cmp), c.verdict] for c in cmp.changes]
+    headers = ["variant", "Δ mAP50-95", "Δ fidelity", "latency now/then (95 % interval)", "verdict"]
+    text = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=True)
+    notes = _notes(cmp)
+    sep = "\n\n" if fmt == "github" else "\n"  # Markdown needs blank lines between paragraphs
+    return text + ("\n\n" + sep.join(notes) if notes else "")
+
+
+def markdown_summary(cmp: Comparison) -> str:
+    """A Markdown section for a pull request or a CI job summary: heading, one sentence, the table,
+    and the regressions as a bullet list."""
+    n = len(cmp.regressions)
+    sentence = (f"{n} regression{'s' if n != 1 else ''} since `{cmp.old_source}`." if n
+                else f"No regressions since `{cmp.old_source}`.")
+    parts = ["## Benchmark comparison", "", f"`{cmp.new_source}` vs `{cmp.old_source}`: {sentence}", "",
+             format_comparison(cmp, "github")]
+    if cmp.regressions:
+        parts += ["", "Regressions:", ""] + [f"- {m}" for m in cmp.regressions]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,83 @@
+"""github-action-benchmark export (quant.export) and the CI workflow file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from quant.export import gab_entries, write_gab
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "benchmarks.yml"
+ALLOWED = {"name", "unit", "value", "range", "extra"}
+ROWS = [
+    {"variant": "onnx-fp32", "peer": False, "precision": "fp32", "map50_95": 0.526, "fidelity_map50_95": 0.979,
+     "latency_ms": 18.04, "latency_ratio": 1.0, "latency_ratio_ci": [1.0, 1.0], "latency_ratio_rounds": [1.0]},
+    {"variant": "onnx-int8-percentile", "peer": False, "precision": "int8", "map50_95": 0.5133,
+     "fidelity_map50_95": 0.874, "latency_ms": 13.3, "latency_ratio": 0.73712, "latency_ratio_ci": [0.712, 0.774]},
+    {"variant": "ul-onnx-int8", "peer": True, "precision": "int8", "map50_95": 0.4985, "fidelity_map50_95": None,
+     "latency_ms": 35.5, "latency_ratio": 1.97, "latency_ratio_ci": None},
+    {"variant": "trt-int8", "peer": False, "precision": "int8", "map50_95": None, "fidelity_map50_95": None,
+     "latency_ms": None, "latency_ratio": None, "latency_ratio_ci": None},
+]
+
+
+def _check(entries: list[dict]) -> None:
+    for e in entries:
+        assert {"name", "unit", "value"} <= set(e) <= ALLOWED, e
+        assert isinstance(e["value"], (int, float)) and not isinstance(e["value"], bool)
+        assert isinstance(e["name"], str) and isinstance(e["unit"], str)
+        assert all(isinstance(e[k], str) for k in ("range", "extra") if k in e)
+
+
+def test_gab_entries_shape_and_values():
+    smaller, bigger = gab_entries(ROWS)
+    _check(smaller)
+    _check(bigger)
+    by_name = {e["name"]: e for e in smaller + bigger}
+    ratio = by_name["onnx-int8-percentile latency ratio vs onnx-fp32"]
+    assert ratio == {"name": "onnx-int8-percentile latency ratio vs onnx-fp32", "unit": "x", "value": 0.7371,
+                     "range": "±0.031", "extra": "ms/img 13.3"}
+    assert "range" not in by_name["ul-onnx-int8 latency ratio vs onnx-fp32"]
+    assert by_name["onnx-int8-percentile ms/img"]["unit"] == "ms"
+    assert by_name["onnx-int8-percentile mAP50-95"]["value"] == 51.33
+    assert by_name["onnx-int8-percentile fidelity mAP50-95"]["unit"] == "%"
+    assert "ul-onnx-int8 fidelity mAP50-95" not in by_name
+    assert not any(n.startswith("trt-int8") for n in by_name)
+
+
+def test_write_gab_files_are_json_lists(tmp_path):
+    smaller, bigger = write_gab(ROWS, tmp_path / "out")
+    assert (smaller.name, bigger.name) == ("gab-smaller.json", "gab-bigger.json")
+    for path, expected in zip((smaller, bigger), gab_entries(ROWS)):
+        data = json.loads(path.read_text())
+        assert isinstance(data, list) and data == expected
+        _check(data)
+
+
+def _readme_main_command() -> str:
+    """The line with `pytest benchmarks/` in README.md's first ```bash block."""
+    block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    return next(ln.strip() for ln in block.splitlines() if "pytest benchmarks/" in ln)
+
+
+def test_workflow_parses_and_runs_the_readme_command():
+    text = WORKFLOW.read_text()
+    wf = yaml.safe_load(text)
+    assert isinstance(wf, dict) and "benchmarks" in wf["jobs"]
+    triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
+    command = _readme_main_command()
+    assert command.startswith("python3 -m venv") and command in text
+    for needle in ("--compare-to", "actions/cache", "upload-artifact", "GITHUB_STEP_SUMMARY",
+                   "github-action-benchmark", "customSmallerIsBetter", "customBiggerIsBetter",
+                   "gab-smaller.json", "gab-bigger.json", "bench-report-main-", "main-report/",
+                   "hashFiles('quant/**', 'fixtures/**', 'pyproject.toml')", "~/.cache/yolo-quant-bench"):
+        assert needle in text, needle
+    steps = wf["jobs"]["benchmarks"]["steps"]
+    gab = [s for s in steps if "github-action-benchmark" in s.get("uses", "")]
+    assert len(gab) == 2 and all(s["with"]["fail-on-alert"] is False for s in gab)
+    assert all("refs/heads/main" in str(s["with"]["auto-push"]) for s in gab)

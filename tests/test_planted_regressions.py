@@ -1,0 +1,94 @@
+"""Planted regressions on the tiny model: a 25 % slower model call must be caught by the paired same-run
+gate and by the history comparison (--compare-to), identical reruns must not be, in 10 seeded trials each."""
+
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from quant.backends.onnxruntime import session_options
+from quant.compare import compare
+from quant.gates import Result, check
+from quant.latency import paired
+
+TRIALS = 10
+LIMITS = {"max_latency_ratio": 1.10}  # the same graph times 1.00x: a 10 % ceiling
+
+
+@pytest.fixture(scope="module")
+def calls(tiny_onnx):
+    """Two sessions of the tiny model; the 'variant' can be slowed by 25 % of the model call's time."""
+    def session():
+        s = ort.InferenceSession(str(tiny_onnx), session_options(), providers=["CPUExecutionProvider"])
+        return lambda x: s.run(None, {"images": x})
+
+    base, var = session(), session()
+    x = np.random.default_rng(0).random((1, 3, 96, 96), dtype=np.float32)
+    for _ in range(20):
+        base(x)
+    t0 = time.perf_counter()
+    for _ in range(50):
+        base(x)
+    extra = 0.25 * (time.perf_counter() - t0) / 50
+
+    def slowed(x):
+        out = var(x)
+        end = time.perf_counter() + extra  # busy, like slower kernels (a sleep would free the core)
+        while time.perf_counter() < end:
+            pass
+        return out
+
+    return base, var, slowed, x
+
+
+def _row(p) -> dict:
+    return {"variant": "onnx-int8-minmax", "peer": False, "map50_95": 0.5, "fidelity_map50_95": 0.9,
+            "latency_ms": p.variant_ms, "latency_ratio": p.ratio, "latency_ratio_ci": list(p.ci),
+            "latency_ratio_rounds": list(p.ratios)}
+
+
+def _run(p, source) -> dict:
+    machine = {"cpu": "same", "isa": []}
+    return {"machine": machine, "rows": {"onnx-int8-minmax": _row(p)}, "source": source, "baseline": "onnx-fp32"}
+
+
+def _gate_fails(p) -> bool:
+    r = Result("onnx-int8-minmax", 0.5, 0.5, p.variant_ms, latency_ratio=p.ratio)
+    return bool(check(r, LIMITS, Result("onnx-fp32", 0.5, 0.5, p.baseline_ms)))
+
+
+def _flagged(variant_now, base, var, x) -> tuple[int, int]:
+    """In TRIALS seeded trials: how often the paired gate, and the comparison with a reference run of the
+    unchanged variant, flag ``variant_now``."""
+    gate_hits = cmp_hits = 0
+    for seed in range(TRIALS):
+        ref = paired(var, base, x, seed=seed)
+        now = paired(variant_now, base, x, seed=100 + seed)
+        gate_hits += _gate_fails(now)
+        cmp_hits += bool(compare(_run(ref, "ref"), _run(now, "now")).regressions)
+    return gate_hits, cmp_hits
+
+
+def test_a_25_percent_slowdown_is_caught_by_the_gate_and_the_comparison(calls):
+    base, var, slowed, x = calls
+    gate_hits, cmp_hits = _flagged(slowed, base, var, x)
+    assert gate_hits >= 9 and cmp_hits >= 9, (gate_hits, cmp_hits)
+
+
+def test_identical_reruns_are_never_flagged(calls):
+    base, var, _, x = calls
+    assert _flagged(var, base, var, x) == (0, 0)
+
+
+def test_an_accuracy_loss_inside_the_same_run_ceiling_is_caught_by_the_comparison(calls):
+    base, var, _, x = calls
+    p = paired(var, base, x)
+    ref, now = _run(p, "ref"), _run(p, "now")
+    now["rows"]["onnx-int8-minmax"] = {**now["rows"]["onnx-int8-minmax"], "map50_95": 0.495}  # -0.5 points
+    # the same-run gate of the embedded default allows a 4-point drop vs FP32: this passes it ...
+    assert not check(Result("onnx-int8-minmax", 0.5, 0.495, 1.0), {"max_drop_points": 4.0},
+                     Result("onnx-fp32", 0.5, 0.526, 1.0))
+    # ... and the history comparison catches it
+    regressions = compare(ref, now).regressions
+    assert len(regressions) == 1 and "mAP50-95 fell 0.50 points" in regressions[0]
