@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import traceback
+from pathlib import Path
+
 import pytest
 
 from quant.errors import QuantError
@@ -16,24 +20,37 @@ def variant(request) -> str:
     return request.param
 
 
+@contextlib.contextmanager
+def one_line_failures(variant: str, log_dir: Path):
+    """A failing build or measurement fails this variant alone, in one line. Bad input or a bad state
+    (QuantError) says what is wrong; anything unexpected names the exception, and its traceback goes to
+    ``<report-dir>/logs/<variant>.log`` instead of the screen."""
+    try:
+        yield
+    except QuantError as e:
+        pytest.fail(f"{variant}: {e}", pytrace=False)
+    except Exception as e:  # noqa: BLE001  (a backend's own failure: contained to its variant)
+        log = log_dir / "logs" / f"{variant}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc())
+        message = " ".join(str(e).split())[:300]
+        pytest.fail(f"{variant}: {type(e).__name__}: {message} (traceback: {log})", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def artifact(variant, bench):
+def artifact(variant, bench, pytestconfig):
     """The variant's artifact, built once per cache key and reused across runs."""
     reason = bench.skip_reason(variant)
     if reason:
         pytest.skip(reason)
-    try:
+    with one_line_failures(variant, Path(pytestconfig.option.report_dir)):
         return bench.suite.artifact(variant)
-    except QuantError as e:  # bad input or a bad state: one line, no traceback
-        pytest.fail(f"{variant}: {e}", pytrace=False)
 
 
 def test_variant(variant, artifact, bench, benchmark, request):
-    try:
+    with one_line_failures(variant, Path(request.config.option.report_dir)):
         row = bench.measure(variant)
         failures = bench.gate(variant)
-    except QuantError as e:
-        pytest.fail(f"{variant}: {e}", pytrace=False)
     request.node.user_properties.append((ROW, row))
     if variant != BASELINE:  # the baseline's row travels too when its own test did not run here
         request.node.user_properties.append((ROW, bench.rows[BASELINE]))

@@ -6,3 +6,7 @@ class QuantError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))  # always one line
+
+
+class BuildError(QuantError):
+    """A variant's build failed (a worker crashed or hung, a timeout): one line; only that variant fails."""

@@ -8,7 +8,10 @@ version. A warm run therefore only re-times latency (``revalidate=True`` forces 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +22,31 @@ from quant.autosettings import DEFAULTS as AUTO_DEFAULTS
 from quant.cache import ArtifactCache, ResultCache, cache_key, library_versions
 from quant.calibration import CalibrationReader, activation_ranges, letterbox, read_image, reader_for
 from quant.data import DataSpec, list_images
-from quant.errors import QuantError
+from quant.errors import BuildError, QuantError
 from quant.evaluate import Accuracy, validate
 from quant.model import check_imgsz, file_sha256, load_weights, model_stride
+from quant.preflight import label_path
 from quant.variants import BASELINE, REGISTRY, Variant
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None, name: str):
+    """Raise BuildError in the main thread when the block runs longer than ``seconds`` (None: no limit).
+    Python code is interrupted at once; a long native call (a kernel, a library's C loop) when it returns."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise BuildError(f"building {name} took longer than --build-timeout {seconds:g} s; nothing was kept")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -35,9 +59,16 @@ class Suite:
     weights_sha256: str = ""
     fidelity_images: Path | None = None  # label-free fidelity on these images (default: the val images)
     revalidate: bool = False  # evaluate even when a cached result exists
+    skip_images: frozenset = frozenset()  # unreadable images left out (--skip-bad-images)
+    build_timeout: float | None = None  # seconds a build may take (None: no limit)
+    threads: int | None = None  # threads of every timed model (ONNX Runtime, OpenVINO, torch); None: defaults
+    require_engines: bool = False  # -m gpu: a TensorRT engine that cannot be built is a failure, not a CPU stand-in
+    interrupted: str | None = None  # the variant being built when Ctrl-C arrived
+    notes: list = field(default_factory=list)  # what the data checks found (shortfalls, skipped images)
     _manifests: dict = field(default_factory=dict, repr=False)
     _digests: dict = field(default_factory=dict, repr=False)
     evaluations: dict = field(default_factory=dict, repr=False)  # (kind, variant) -> "cached" | "measured"
+    _building: list = field(default_factory=list, repr=False)  # variants being built (outermost first)
 
     @classmethod
     def create(cls, weights, data_yaml, imgsz: int, cache_dir, calib_images: int = 64, verify_cache: bool = False,
@@ -55,8 +86,12 @@ class Suite:
         return ResultCache(self.cache.root)
 
     # ---- inputs -----------------------------------------------------------------------------
+    def images(self, folder) -> list[Path]:
+        """The images of a folder (or image list) the run may read: unreadable ones skipped if asked."""
+        return [f for f in list_images(folder) if f not in self.skip_images]
+
     def calibration_files(self) -> list[Path]:
-        return list_images(self.data.calib)[: self.calib_images]
+        return self.images(self.data.calib)[: self.calib_images]
 
     def calibration_reader(self, input_name: str = "images") -> CalibrationReader:
         return reader_for(self.calibration_files(), self.imgsz, input_name)
@@ -64,7 +99,7 @@ class Suite:
     def calibration_inputs(self, v: Variant) -> dict:
         """The images a variant calibrates on, for its cache key. Ultralytics' own INT8 exports
         calibrate on the val split (their default), the suite's variants on the calibration split."""
-        files = list_images(self.data.val) if v.calibration == "ultralytics-val" else self.calibration_files()
+        files = self.images(self.data.val) if v.calibration == "ultralytics-val" else self.calibration_files()
         return self.digest(files)
 
     def digest(self, files: list[Path]) -> dict:
@@ -82,7 +117,7 @@ class Suite:
         calibration images (held out from calibration, whose ranges fit their own images), and never
         val, which stays held out for the confirming measurement. Falls back to the whole split when
         it has no images beyond the calibration ones."""
-        files = list_images(self.data.calib)
+        files = self.images(self.data.calib)
         rest = files[self.calib_images:]
         return (rest or files)[: int(n)]
 
@@ -99,7 +134,7 @@ class Suite:
 
     def sample_input(self) -> np.ndarray:
         """The first val image, letterboxed: what latency is measured on (batch 1)."""
-        return letterbox(read_image(list_images(self.data.val)[0]), self.imgsz)
+        return letterbox(read_image(self.images(self.data.val)[0]), self.imgsz)
 
     # ---- build ------------------------------------------------------------------------------
     def key_inputs(self, v: Variant) -> dict:
@@ -132,7 +167,17 @@ class Suite:
         backend = backends.get(v.backend)
         inputs = self.key_inputs(v)
         key = cache_key(inputs)
-        path, manifest, cached = self.cache.get_or_build(name, key, inputs, lambda tmp: backend.build(v, self, tmp))
+        outermost = not self._building  # nested builds (a source) run under the outer deadline
+        self._building.append(name)
+        try:
+            with deadline(self.build_timeout if outermost else None, name):
+                path, manifest, cached = self.cache.get_or_build(name, key, inputs,
+                                                                 lambda tmp: backend.build(v, self, tmp))
+        except KeyboardInterrupt:
+            self.interrupted = self.interrupted or name
+            raise
+        finally:
+            self._building.pop()
         self._manifests[name] = {**manifest, "cached": cached,
                                  "built_because": "cached" if cached else manifest.get("built_because")}
         return path
@@ -141,25 +186,40 @@ class Suite:
     def _evaluated(self, kind: str, name: str, data_yaml: Path, data_key: dict, run_name: str) -> Accuracy:
         """Ultralytics' validator on ``data_yaml``, or its cached result for the same artifact, data and code."""
         v, path = REGISTRY[name], self.artifact(name)
-        eval_args = getattr(backends.get(v.backend), "eval_args", lambda v, p: {})(v, path)
+        backend = backends.get(v.backend)
+        eval_args = getattr(backend, "eval_args", lambda v, p: {})(v, path)
+        precision = getattr(backend, "inference_precision", lambda v: None)(v)
         inputs = {"artifact": self.manifest(name)["key"], "data": data_key, "imgsz": self.imgsz, "eval_args": eval_args,
-                  "code": codehash.digests(["quant.evaluate", backends.get(v.backend).__name__]),
+                  "inference_precision": precision, "code": codehash.digests(["quant.evaluate", backend.__name__]),
                   "ultralytics": library_versions().get("ultralytics")}
         key = cache_key(inputs)
         hit = None if self.revalidate else self.results.get(kind, key)
         self.evaluations[(kind, name)] = "cached" if hit is not None else "measured"
         if hit is not None:
             return Accuracy(**hit)
-        acc = validate(path, data_yaml, self.imgsz, self.cache.root / "runs", run_name, **eval_args)
+        with getattr(backend, "eval_context", lambda v: contextlib.nullcontext())(v):  # e.g. OpenVINO's precision
+            acc = validate(path, data_yaml, self.imgsz, self.cache.root / "runs", run_name, **eval_args)
         self.results.put(kind, key, acc.to_dict(), inputs)
         return acc
 
     def accuracy(self, name: str) -> Accuracy:
-        return self._evaluated("accuracy", name, self.data.yaml, self.val_digest(), name)
+        return self._evaluated("accuracy", name, self.eval_yaml(), self.val_digest(), name)
+
+    def eval_yaml(self) -> Path:
+        """The data YAML the validator scores on: the user's, or one listing only readable val images."""
+        if not self.skip_images:
+            return self.data.yaml
+        from quant.data import write_data_yaml
+
+        folder = self.cache.root / "data-lists" / self.val_digest()["sha256"][:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        listing = folder / "val.txt"
+        listing.write_text("".join(f"{f.resolve()}\n" for f in self.images(self.data.val)))
+        return write_data_yaml(folder / "data.yaml", folder, listing.resolve(), self.data.names)
 
     def val_digest(self) -> dict:
         """Digest of the val split as the validator reads it: its images, their label files and the class names."""
-        files = list_images(self.data.val)
+        files = self.images(self.data.val)
         labels = [label_path(f) for f in files]
         d = self.digest(files + [p for p in labels if p.is_file()])
         return {**d, "names": self.data.names}
@@ -173,13 +233,13 @@ class Suite:
         baseline's key, the images, the confidence cut and the code that makes it."""
         from quant.fidelity import pseudo_dataset
 
-        images = self.fidelity_images or self.data.val
+        images = self.images(self.fidelity_images or self.data.val)
         return pseudo_dataset(self.artifact(BASELINE), images, self.cache.root / "fidelity" / self._fidelity_key(conf)[:16],
                               self.data.names, self.imgsz, conf)
 
     def _fidelity_key(self, conf: float = 0.25) -> str:
-        images = self.fidelity_images or self.data.val
-        return cache_key({"baseline": self.manifest(BASELINE)["key"], "images": self.digest(list_images(images)),
+        images = self.images(self.fidelity_images or self.data.val)
+        return cache_key({"baseline": self.manifest(BASELINE)["key"], "images": self.digest(images),
                           "conf": conf, "imgsz": self.imgsz,
                           "code": codehash.digests(["quant.fidelity", "quant.evaluate"])})
 
@@ -188,11 +248,3 @@ class Suite:
         data = self.fidelity_data()
         return self._evaluated("fidelity", name, data, {"pseudo": self._fidelity_key()}, f"{name}-fidelity")
 
-
-def label_path(image: Path) -> Path:
-    """Where Ultralytics looks for an image's YOLO label file (``.../images/x.jpg`` -> ``.../labels/x.txt``)."""
-    parts = list(image.parts)
-    if "images" in parts:
-        i = len(parts) - 1 - parts[::-1].index("images")
-        parts[i] = "labels"
-    return Path(*parts).with_suffix(".txt")

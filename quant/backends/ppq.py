@@ -13,11 +13,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from quant.errors import QuantError
+from quant.errors import BuildError, QuantError
 
 PLATFORMS = ("ONNXRUNTIME", "OPENVINO_INT8", "TRT_INT8", "PPL_CUDA_INT8")
 THRESHOLD = 0.1  # PPQ's own "this op needs attention" SNR threshold
@@ -51,11 +52,7 @@ def build(variant, ctx, out_dir: Path):
     (out_dir / "job.json").write_text(json.dumps(job, indent=1))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", RUNS_MODULES[0], str(out_dir / "job.json")], cwd=out_dir,
-                          env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"PPQ worker failed for {variant.name}: {tail[0]}\n{proc.stderr[-4000:]}")
+    run_worker(worker_command(out_dir / "job.json"), variant.name, getattr(ctx, "build_timeout", None), out_dir, env)
     qmodel = onnx.load(str(out))
     del qmodel.metadata_props[:]  # PPQ's export drops Ultralytics' metadata: put it back
     for k, v in onnx_metadata(src).items():
@@ -68,6 +65,26 @@ def build(variant, ctx, out_dir: Path):
     return out, {"float_nodes": float_nodes, "calibration_images": len(job["calib_files"]),
                  **int8_conv_counts(model, float_nodes), "platform": platform,
                  "reports": ["error_analysis.json", "error_analysis.md"]}
+
+
+def worker_command(job: Path) -> list[str]:
+    return [sys.executable, "-m", RUNS_MODULES[0], str(job)]
+
+
+def run_worker(cmd: list[str], name: str, timeout: float | None, cwd: Path, env: dict) -> None:
+    """Run the PPQ worker; a crash, a kill or a hang fails this variant alone, in one line naming the exit
+    code or signal and the worker's last words on stderr."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"PPQ worker for {name} hung: no result after --build-timeout {timeout:g} s; "
+                         "it was killed and nothing was kept") from None
+    if proc.returncode == 0:
+        return
+    how = (f"was killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
+           else f"exited with code {proc.returncode}")
+    last = [ln.strip() for ln in proc.stderr.strip().splitlines() if ln.strip()][-3:] or ["(nothing on stderr)"]
+    raise BuildError(f"PPQ worker for {name} {how}; last stderr: {' | '.join(last)}")
 
 
 def class_score_tensor(model) -> str:
