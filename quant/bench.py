@@ -35,12 +35,14 @@ class BenchSession:
     embedded: bool
     profile: str | None = None
     rounds: int = 15  # paired rounds per variant
-    calls: int = 3  # calls of each model per round
+    calls: int = 2  # calls of each model per round
     warmup: int = 3
     fidelity: bool = True
     timing_lock: Path | None = None  # machine-wide lock file held while timing
     rows: dict[str, dict] = field(default_factory=dict)
     variant_times: dict[str, tuple] = field(default_factory=dict)  # each timed call, s (for pytest-benchmark)
+    runs_as: dict[str, dict | None] = field(default_factory=dict)  # precision and threads the runtime reports
+    engine_gpu_ms: dict[str, float] = field(default_factory=dict)  # TensorRT: median CUDA-event ms, timed calls
     _baseline_run: object = field(default=None, repr=False)
     _aa: Paired | None = field(default=None, repr=False)
     _aa_timing: dict | None = field(default=None, repr=False)
@@ -73,7 +75,9 @@ class BenchSession:
     def aa_control(self) -> Paired:
         """The baseline against a second session of the same model: its interval should contain 1.0."""
         if self._aa is None:
-            self._aa, self._aa_timing = self._paired(self.suite.runner(BASELINE), seed=0)
+            run = self.suite.runner(BASELINE)
+            self.runs_as[BASELINE] = getattr(run, "runs_as", None)
+            self._aa, self._aa_timing = self._paired(run, seed=0)
         return self._aa
 
     def noisy(self) -> str | None:
@@ -87,7 +91,14 @@ class BenchSession:
     def time_variant(self, name: str) -> tuple[Paired, dict]:
         if name == BASELINE:
             return self.aa_control(), self._aa_timing
-        return self._paired(self.suite.runner(name), seed=sum(map(ord, name)))
+        run = self.suite.runner(name)
+        self.runs_as[name] = getattr(run, "runs_as", None)
+        result = self._paired(run, seed=sum(map(ord, name)))
+        if getattr(run, "gpu_ms", None):  # a TensorRT engine: CUDA-event time of the execution alone
+            import statistics
+
+            self.engine_gpu_ms[name] = statistics.median(run.gpu_ms[self.warmup:] or run.gpu_ms)  # no warm-up
+        return result
 
     # ---- rows ---------------------------------------------------------------------------------
     def measure(self, name: str) -> dict:
@@ -126,7 +137,8 @@ class BenchSession:
                "evaluation": evals.get(("accuracy", name)), "seconds": seconds,
                "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
                "engine": m.get("engine"), "auto": m.get("auto"), "config": v.config(), "peer": v.peer,
-               "status": "measured"}
+               "runs_as": self.runs_as.get(name), "threads": self.suite.threads,
+               "engine_gpu_ms": self.engine_gpu_ms.get(name), "status": "measured"}
         self.rows[name] = row
         self.variant_times[name] = lat.variant_times
         return row
@@ -164,10 +176,11 @@ class BenchSession:
         return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "weights": str(s.weights), "data": str(s.data.yaml), "imgsz": s.imgsz,
                 "calibration_images": s.calib_images, "baseline": BASELINE, "thresholds": self.thresholds.path,
-                "device_profile": self.profile, "machine": machine_info(),
+                "device_profile": self.profile, "machine": {**machine_info(), "threads_used": s.threads},
                 "latency_protocol": {"rounds": self.rounds, "calls": self.calls, "warmup": self.warmup},
                 "aa_control": aa.to_dict() if aa else None, "cache": str(s.cache.root),
-                "cache_notices": list(s.cache.notices),
+                "cache_notices": list(s.cache.notices), "data_notes": list(s.notes),
+                "skipped_images": sorted(str(p) for p in s.skip_images),
                 "python": platform.python_version(), "versions": library_versions()}
 
 

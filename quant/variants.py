@@ -19,7 +19,7 @@ from quant.hardware import x86_without_vnni
 class Variant:
     name: str
     backend: str  # module in quant.backends
-    precision: str  # fp32 | fp16 | int8
+    precision: str  # fp32 | fp16 | bf16 | int8
     format: str  # artifact format: pt | onnx | engine | openvino
     calibration: str | None = None  # minmax | entropy | percentile | nncf | ultralytics-val (INT8 only)
     float_scope: FloatScope | None = None  # what stays float in an INT8 model
@@ -96,6 +96,7 @@ register(Variant("ul-openvino-int8", "ultralytics", "int8", "openvino", calibrat
 # symmetric INT8 activations, float biases (TensorRT's placement; it fuses Conv+bias+SiLU).
 _TRT_INT8 = (("activation_type", "int8"), ("weight_type", "int8"), ("per_channel", True), ("reduce_range", False),
              ("op_types", ("Conv",)), ("no_output_qdq", ("Conv",)), ("quantize_bias", False))
+_TRT_MIXED = (("float_precision", "fp16"),)  # INT8 engines run what is not INT8 in FP16 (decode FP32)
 _GPU = ("gpu", "tensorrt")
 register(Variant("trt-fp32", "tensorrt", "fp32", "engine", source="onnx-fp32", markers=_GPU,
                  description="TensorRT FP32 engine"))
@@ -104,11 +105,11 @@ register(Variant("trt-fp16", "tensorrt", "fp16", "engine", source="onnx-fp32", m
                  description="TensorRT FP16 (FP16 ONNX, box decode FP32, strongly typed)"))
 for _method in ("minmax", "entropy", "percentile"):
     register(Variant(f"trt-int8-{_method}", "tensorrt", "int8", "engine", calibration=_method,
-                     float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8, source="onnx-fp32",
-                     markers=_GPU, description=f"TensorRT explicit Q/DQ INT8, {_method}, box decode float"))
+                     float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _TRT_MIXED, source="onnx-fp32",
+                     markers=_GPU, description=f"TensorRT explicit Q/DQ INT8 + FP16, {_method}, box decode FP32"))
 register(Variant("trt-int8-headfloat", "tensorrt", "int8", "engine", calibration="minmax",
-                 float_scope=FloatScope(presets=("head",)), settings=_TRT_INT8, source="onnx-fp32", markers=_GPU,
-                 description="TensorRT explicit Q/DQ INT8, minmax, detection head float"))
+                 float_scope=FloatScope(presets=("head",)), settings=_TRT_INT8 + _TRT_MIXED, source="onnx-fp32",
+                 markers=_GPU, description="TensorRT explicit Q/DQ INT8, minmax, detection head FP16 (decode FP32)"))
 _CUDA_EP = (("provider", "CUDAExecutionProvider"),)
 register(Variant("ort-cuda-fp32", "onnxruntime", "fp32", "onnx", settings=_CUDA_EP, source="onnx-fp32",
                  markers=("gpu",), description="ONNX Runtime CUDA execution provider, FP32 (needs onnxruntime-gpu)"))
@@ -137,14 +138,24 @@ register(Variant("onnx-int8-auto", "onnxruntime", "int8", "onnx", calibration="a
                  float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8 + _AUTO, source="onnx-fp32",
                  description="ONNX Runtime Q/DQ INT8, searched method and float set (target drop 0.3 points)"))
 register(Variant("trt-int8-auto", "tensorrt", "int8", "engine", calibration="auto",
-                 float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _AUTO, source="onnx-fp32",
-                 markers=_GPU, description="TensorRT explicit Q/DQ INT8, searched method and float set"))
+                 float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _TRT_MIXED + _AUTO,
+                 source="onnx-fp32", markers=_GPU,
+                 description="TensorRT explicit Q/DQ INT8, searched method and float set (run in FP16)"))
 register(Variant("ov-int8-auto", "openvino", "int8", "openvino", calibration="nncf",
                  float_scope=FloatScope(presets=("decode",)), settings=_NNCF + (("float_set_from", "onnx-int8-auto"),),
                  source="onnx-fp32", description="OpenVINO NNCF INT8, ignoring the float set onnx-int8-auto found"))
 register(Variant("ppq-int8-auto", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("decode",)),
                  settings=_PPQ + (("float_set_from", "onnx-int8-auto"),), source="onnx-fp32",
                  description="PPQ INT8, the float set onnx-int8-auto found left float"))
+
+# BF16 (CPUs with AVX512_BF16 or AMX; skipped with the reason elsewhere): OpenVINO runs the float IR,
+# or the float layers of ov-int8-auto, in BF16 (INFERENCE_PRECISION_HINT=bf16); every other OpenVINO row
+# pins f32.
+register(Variant("ov-bf16", "openvino", "bf16", "openvino", source="onnx-fp32",
+                 description="OpenVINO CPU, the FP32 IR run in BF16"))
+register(Variant("ov-int8-auto-bf16", "openvino", "int8", "openvino", source="ov-int8-auto",
+                 settings=(("inference_precision", "bf16"),),
+                 description="ov-int8-auto's IR with what stays float run in BF16"))
 
 
 def override_settings(prefix: str, **settings) -> None:

@@ -55,13 +55,16 @@ def build(variant, ctx, out_dir: Path):
     raise ValueError(f"onnxruntime backend cannot build precision '{variant.precision}'")
 
 
-def session_options():
-    """Options of every timed session: intra-op threads do not spin-wait after a call. Paired timing keeps
-    two sessions alive; spinning threads of the idle one stole the cores of the one being timed (measured on
-    2 cores: the same model against itself timed 0.67-1.79x per round with spinning, 0.96-1.01x without)."""
+def session_options(threads: int | None = None):
+    """Options of every timed session: ``threads`` intra-op threads (None: ONNX Runtime's default, the
+    physical cores) that do not spin-wait after a call. Paired timing keeps two sessions alive; spinning
+    threads of the idle one stole the cores of the one being timed (measured on 2 cores: the same model
+    against itself timed 0.67-1.79x per round with spinning, 0.96-1.01x without)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return so
@@ -70,7 +73,11 @@ def session_options():
 def runner(variant, artifact: Path, ctx):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(artifact), session_options(),
+    threads = getattr(ctx, "threads", None)
+    sess = ort.InferenceSession(str(artifact), session_options(threads),
                                 providers=[variant.setting("provider", "CPUExecutionProvider")])
     name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: x})
+    run = lambda x: sess.run(None, {name: x})  # noqa: E731
+    run.runs_as = {"precision": "as stored (ONNX Runtime's CPU provider computes FP32 in FP32)",
+                   "intra_op_num_threads": sess.get_session_options().intra_op_num_threads}
+    return run

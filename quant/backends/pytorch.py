@@ -33,10 +33,14 @@ def runner(variant, artifact: Path, ctx):
 
     model = load_weights(artifact).model.fuse().eval()  # fused Conv+BN, as Ultralytics' validator runs it
     if variant.setting("device", "cpu") == "cpu":
+        if getattr(ctx, "threads", None):
+            torch.set_num_threads(int(ctx.threads))
+
         def run(x):
             with torch.inference_mode():
                 return model(torch.from_numpy(x))
 
+        run.runs_as = {"precision": str(next(model.parameters()).dtype), "threads": torch.get_num_threads()}
         return run
     half = variant.precision == "fp16"
     model = model.cuda().half() if half else model.cuda()
