@@ -34,7 +34,8 @@ from quant.errors import QuantError
 from quant.fsutil import file_sha256  # noqa: F401  (re-exported)
 
 LIBRARIES = ("quant-bench", "ultralytics", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim",
-             "openvino", "nncf", "ppq", "tensorrt")
+             "openvino", "nncf", "ppq", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-libs",
+             "tensorrt-cu12-libs", "tensorrt-cu13-libs", "tensorrt-cu12-bindings", "tensorrt-cu13-bindings")
 
 
 def library_versions() -> dict[str, str]:

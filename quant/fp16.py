@@ -31,6 +31,22 @@ def build(variant, ctx, out_dir: Path):
     return out, {"fp32_nodes": keep}
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def mixed_int8_fp16(path: Path, keep_fp32=()) -> dict:
+    """Rewrite a Q/DQ INT8 ONNX in place so that everything outside the Q/DQ pairs computes in FP16 (what
+    TensorRT runs fast), ``keep_fp32`` (the box decode) excepted. Opset 13 defines QuantizeLinear and
+    DequantizeLinear on FP32 only, so they stay FP32 with Casts around them."""
+    model = onnx.load(str(path))
+    for i, n in enumerate(model.graph.node):  # Q/DQ nodes are kept by name: every one needs one
+        n.name = n.name or f"{n.op_type}_{i}"
+    qdq = [n.name for n in model.graph.node if n.op_type in QDQ_OPS]
+    mixed = convert_to_fp16(model, keep_fp32=list(keep_fp32) + qdq)
+    onnx.save(mixed, str(path))
+    return {"fp32_nodes": list(keep_fp32), "float_precision": "fp16"}
+
+
 def _float_tensors(model) -> set[str]:
     inferred = onnx.shape_inference.infer_shapes(model)
     vis = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)

@@ -17,12 +17,15 @@ def suite(tiny_weights, tiny_data, tmp_path_factory):
     return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
 
 
+def _onnx_of(suite, name: str):
+    """The ONNX a TensorRT variant's engine is built from (beside the engine where one was built)."""
+    path = suite.artifact(name)
+    return path if path.suffix == ".onnx" else path.with_name("model.onnx")
+
+
 def test_fp16_onnx_keeps_decode_and_io_in_fp32(suite):
     fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
-    path = suite.artifact("trt-fp16") if trt_backend.engine_unavailable(REGISTRY["trt-fp16"]) else None
-    if path is None:
-        pytest.skip("an engine was built: the FP16 ONNX check runs where TensorRT is absent")
-    m = onnx.load(str(path))
+    m = onnx.load(str(_onnx_of(suite, "trt-fp16")))
     onnx.checker.check_model(m)
     assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
     assert m.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
@@ -35,38 +38,87 @@ def test_fp16_onnx_keeps_decode_and_io_in_fp32(suite):
         if n.name in decode:
             assert all(types.get(o, TensorProto.FLOAT) == TensorProto.FLOAT for o in n.output), n.name
     x = suite.sample_input()
-    ref, out = suite.runner("onnx-fp32")(x)[0], suite.runner("trt-fp16")(x)[0]
+    from quant.backends.onnxruntime import runner as ort_runner
+
+    ref, out = suite.runner("onnx-fp32")(x)[0], ort_runner(REGISTRY["onnx-fp32"], _onnx_of(suite, "trt-fp16"), suite)(x)[0]
     assert out.dtype == np.float32
     assert np.abs(out[:, 4:] - ref[:, 4:]).max() < 5e-3  # class scores
     assert np.abs(out[:, :4] - ref[:, :4]).max() < 0.5  # box pixels at 96 px
 
 
-def test_trt_qdq_placement(suite):
-    if not trt_backend.engine_unavailable(REGISTRY["trt-int8-minmax"]):
-        pytest.skip("an engine was built: the Q/DQ ONNX check runs where TensorRT is absent")
-    m = onnx.load(str(suite.artifact("trt-int8-minmax")))
-    inits = {i.name: i for i in m.graph.initializer}
-    consumers = {}
+def _graph_maps(m):
+    consumers, producers = {}, {o: n for n in m.graph.node for o in n.output}
     for n in m.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    producers = {o: n for n in m.graph.node for o in n.output}
+    return consumers, producers
+
+
+def _readers(consumers, tensor):
+    """Nodes reading ``tensor``, looking through the Casts that the FP16 conversion puts around Q/DQ."""
+    out = []
+    for n in consumers.get(tensor, []):
+        out += _readers(consumers, n.output[0]) if n.op_type == "Cast" else [n]
+    return out
+
+
+def _source(producers, tensor):
+    n = producers.get(tensor)
+    return _source(producers, n.input[0]) if n is not None and n.op_type == "Cast" else n
+
+
+def test_trt_qdq_placement(suite):
+    m = onnx.load(str(_onnx_of(suite, "trt-int8-minmax")))
+    inits = {i.name: i for i in m.graph.initializer}
+    consumers, producers = _graph_maps(m)
     dqs = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
     assert dqs
     for dq in dqs:
         zp = numpy_helper.to_array(inits[dq.input[2]])
         assert zp.dtype == np.int8 and not zp.any()  # symmetric INT8, weights and activations; no INT32 bias
         # a tensor is quantized only because a conv reads it (its other readers share the value)
-        assert any(c.op_type == "Conv" for c in consumers[dq.output[0]]), dq.name
+        assert any(c.op_type == "Conv" for c in _readers(consumers, dq.output[0])), dq.name
         if dq.input[0] in inits:  # weights: per output channel
             axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
             assert axis == 0 and numpy_helper.to_array(inits[dq.input[1]]).ndim == 1
     quantized = [q for q in m.graph.node if q.op_type == "QuantizeLinear"]
-    assert not any(producers.get(q.input[0]) is not None and producers[q.input[0]].op_type == "Conv" for q in quantized)
-    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
-    decode = set(decode_nodes(fp32))
-    assert not any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
+    assert not any((_source(producers, q.input[0]) or q).op_type == "Conv" for q in quantized)
+    decode = set(decode_nodes(onnx.load(str(suite.artifact("onnx-fp32")))))
+    assert not any((_source(producers, i) or n).op_type == "DequantizeLinear"
                    for n in m.graph.node if n.name in decode for i in n.input if i not in inits)
+
+
+def test_int8_engines_run_fp16_outside_the_qdq_pairs(suite):
+    """TensorRT INT8 ONNX: INT8 convolutions, FP16 for everything else but the box decode (FP32); Q/DQ in FP32
+    with Casts around them (opset 13 has no FP16 Q/DQ). Valid, and close to the FP32 Q/DQ model in ONNX Runtime."""
+    m = onnx.load(str(_onnx_of(suite, "trt-int8-minmax")))
+    onnx.checker.check_model(m)
+    assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 13
+    types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
+    inits = {i.name: i.data_type for i in m.graph.initializer}
+    types.update(inits)
+    decode = set(decode_nodes(onnx.load(str(suite.artifact("onnx-fp32")))))
+    convs = [n for n in m.graph.node if n.op_type == "Conv" and n.name not in decode]
+    assert convs and all(types.get(n.input[0]) == TensorProto.FLOAT16 for n in convs)
+    for n in m.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            float_io = [t for t in (n.input[0] if n.op_type == "QuantizeLinear" else n.output[0],) if t]
+            assert all(types.get(t) == TensorProto.FLOAT for t in float_io), n.name
+        if n.name in decode:
+            assert all(types.get(o, TensorProto.FLOAT) == TensorProto.FLOAT for o in n.output), n.name
+    assert suite.manifest("trt-int8-minmax")["float_precision"] == "fp16"
+    from dataclasses import replace
+
+    from quant.backends.onnxruntime import runner as ort_runner
+    from quant.qdq import quantize_qdq
+
+    v = REGISTRY["trt-int8-minmax"]
+    fp32_qdq, _ = quantize_qdq(suite.artifact("onnx-fp32"), suite.cache.root / "qdq-fp32.onnx",
+                               replace(v, settings=tuple((k, x) for k, x in v.settings if k != "float_precision")), suite)
+    x = suite.sample_input()
+    mixed = ort_runner(v, _onnx_of(suite, "trt-int8-minmax"), suite)(x)[0]
+    ref = ort_runner(v, fp32_qdq, suite)(x)[0]
+    assert mixed.dtype == np.float32 and np.abs(mixed[:, 4:] - ref[:, 4:]).max() < 0.02  # class scores
 
 
 def test_engine_header_round_trips_through_ultralytics(tmp_path, tiny_onnx):
@@ -100,11 +152,17 @@ def test_skip_reasons_name_the_missing_piece(monkeypatch):
     assert trt_backend.engine_unavailable(implicit) is None
 
 
-@pytest.mark.gpu
-def test_engines_build_and_run_on_gpu(suite):
-    reason = trt_backend.engine_unavailable(REGISTRY["trt-int8-minmax"])
+def _skip_or_fail(reason: str | None) -> None:
+    """Without a GPU a GPU test skips with its reason; with one, an engine that cannot be built fails."""
+    if reason and trt_backend.gpu_present():
+        pytest.fail(f"this machine has an NVIDIA GPU but no engine can be built: {reason}")
     if reason:
         pytest.skip(reason)
+
+
+@pytest.mark.gpu
+def test_engines_build_and_run_on_gpu(suite):
+    _skip_or_fail(trt_backend.engine_unavailable(REGISTRY["trt-int8-minmax"]))
     x = suite.sample_input()
     ref = suite.runner("onnx-fp32")(x)[0]
     for name in ("trt-fp32", "trt-fp16", "trt-int8-minmax"):

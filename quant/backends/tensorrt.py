@@ -37,6 +37,11 @@ def trt_version() -> tuple[int, int] | None:
     return major, minor
 
 
+def gpu_present() -> bool:
+    """An NVIDIA GPU on this machine, whether or not torch or TensorRT can use it."""
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
 def engine_unavailable(variant) -> str | None:
     """Why no engine can be built here (None when it can)."""
     version = trt_version()
@@ -63,12 +68,15 @@ def unavailable(variant=None) -> str | None:
 
 
 def key_extras(variant) -> dict:
-    """The engine depends on the TensorRT build and the GPU it was tuned on."""
+    """An engine loads only with the exact TensorRT version and GPU that built it: both are in its key."""
     if engine_unavailable(variant):
         return {"engine": None}
+    import tensorrt as trt
     import torch
 
-    return {"engine": {"tensorrt": ".".join(map(str, trt_version())), "gpu": torch.cuda.get_device_name(0)}}
+    major, minor = torch.cuda.get_device_capability(0)
+    return {"engine": {"tensorrt": trt.__version__, "gpu": torch.cuda.get_device_name(0),
+                       "compute_capability": f"{major}.{minor}"}}
 
 
 def builders(variant) -> list[str]:
@@ -78,15 +86,24 @@ def builders(variant) -> list[str]:
         return ["quant.calibration"]  # TensorRT's own calibrators read the suite's calibration images
     if variant.precision == "fp16":
         return ["quant.fp16"]
-    if variant.precision == "int8":
-        return ["quant.autoselect"] if variant.calibration == "auto" else ["quant.qdq"]
+    if variant.precision == "int8":  # Q/DQ INT8, then (float_precision fp16) FP16 outside the Q/DQ pairs
+        qdq = ["quant.autoselect"] if variant.calibration == "auto" else ["quant.qdq"]
+        return qdq + (["quant.fp16"] if variant.setting("float_precision") == "fp16" else [])
     return []
 
 
 def prepare_onnx(variant, ctx, out_dir: Path) -> tuple[Path, dict]:
     """The ONNX the engine is built from (runs in ONNX Runtime on CPU too), as ``out_dir/model.onnx``."""
     if variant.precision in ("fp16", "int8") and not variant.setting("implicit"):
-        return importlib.import_module(builders(variant)[0]).build(variant, ctx, out_dir)
+        build, *after = [importlib.import_module(m) for m in builders(variant)]
+        path, info = build.build(variant, ctx, out_dir)
+        for fp16 in after:  # INT8 engines: FP16 everywhere outside the Q/DQ pairs, the box decode FP32
+            import onnx
+
+            from quant.graph import decode_nodes
+
+            info.update(fp16.mixed_int8_fp16(path, decode_nodes(onnx.load(str(ctx.artifact(variant.source))))))
+        return path, info
     if variant.precision != "fp32" and not variant.setting("implicit"):
         raise ValueError(f"tensorrt backend cannot build precision '{variant.precision}'")
     out = out_dir / "model.onnx"
@@ -95,8 +112,11 @@ def prepare_onnx(variant, ctx, out_dir: Path) -> tuple[Path, dict]:
 
 
 def build(variant, ctx, out_dir: Path):
-    onnx_path, info = prepare_onnx(variant, ctx, out_dir)
     reason = engine_unavailable(variant)
+    if reason and getattr(ctx, "require_engines", False) and gpu_present():
+        raise QuantError(f"an engine was asked for (-m gpu) and this machine has an NVIDIA GPU, but {reason}; "
+                         "its CPU stand-in would be reported under a TensorRT name")
+    onnx_path, info = prepare_onnx(variant, ctx, out_dir)
     if reason:
         info["engine"] = f"not built: {reason}"
         return onnx_path, info
@@ -148,15 +168,13 @@ def build_engine(onnx_path: Path, engine_path: Path, variant, ctx) -> None:
         raise QuantError(f"TensorRT cannot parse '{onnx_path}': {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
+    if variant.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default: FP32 means FP32
     if variant.setting("implicit"):  # TensorRT <= 10: builder flags and a calibrator
         config.set_flag(trt.BuilderFlag.INT8)
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        decode = set(decode_nodes(onnx.load(str(onnx_path))))
-        for i in range(network.num_layers):  # the box decode stays FP32 in every variant
-            layer = network.get_layer(i)
-            if layer.name in decode:
-                layer.precision = trt.float32
+        pin_fp32(network, decode_nodes(onnx.load(str(onnx_path))), trt.float32)  # the box decode, as everywhere
         calibration = importlib.import_module(builders(variant)[0])  # quant.calibration (see builders)
         reader = calibration.reader_for(ctx.calibration_files(), ctx.imgsz, network.get_input(0).name)
         config.int8_calibrator = make_calibrator(variant.setting("implicit"), reader,
@@ -165,6 +183,28 @@ def build_engine(onnx_path: Path, engine_path: Path, variant, ctx) -> None:
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from '{onnx_path}'")
     write_engine(engine_path, bytes(serialized), onnx_metadata(onnx_path))
+
+
+def _expands(layer_name: str, node: str) -> bool:
+    """TensorRT names a layer after its ONNX node, and suffixes the layers one node expands into."""
+    return layer_name == node or any(layer_name.startswith(node + sep) for sep in ("_", " ", "/", ".", "(", "["))
+
+
+def pin_fp32(network, nodes, float32) -> list[str]:
+    """Constrain the layers of ``nodes`` (and what TensorRT expanded them into) to FP32: their precision
+    and their output types. Fails when nothing matched (the constraint would silently constrain nothing)."""
+    pinned = []
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if any(_expands(layer.name, n) for n in nodes):
+            layer.precision = float32
+            for k in range(layer.num_outputs):
+                layer.set_output_type(k, float32)
+            pinned.append(layer.name)
+    if nodes and not pinned:
+        raise QuantError(f"no TensorRT layer matched the {len(nodes)} box decode nodes (e.g. '{list(nodes)[0]}'): "
+                         "the decode cannot be kept FP32")
+    return pinned
 
 
 def make_calibrator(kind: str, reader, cache_file: Path):
@@ -197,7 +237,8 @@ def make_calibrator(kind: str, reader, cache_file: Path):
         def write_calibration_cache(self, cache):
             cache_file.write_bytes(bytes(cache))
 
-        # IInt8LegacyCalibrator's extra knobs (TensorRT's documented defaults)
+        # IInt8LegacyCalibrator's extra knobs; TensorRT documents no defaults: these are the values of its
+        # own samples (keep the 99.99th percentile, no regression cutoff)
         def get_quantile(self):
             return 0.9999
 
@@ -213,32 +254,77 @@ def make_calibrator(kind: str, reader, cache_file: Path):
     return Calibrator()
 
 
-def engine_runner(engine_path: Path):
-    """Batch-1 call of the engine; CUDA-event times of the execution alone are kept in ``run.gpu_ms``."""
-    import tensorrt as trt
-    import torch
+class TorchCuda:
+    """The few CUDA operations the engine runner needs, done with torch (a stand-in can replace it in tests)."""
 
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+
+    def stream(self):
+        return self.torch.cuda.Stream()  # non-blocking: it does not wait for the default stream
+
+    def event(self):
+        return self.torch.cuda.Event(enable_timing=True)
+
+    def on(self, stream):
+        """Context in which copies run on ``stream`` (the same stream the engine is enqueued on)."""
+        return self.torch.cuda.stream(stream)
+
+    def empty(self, shape, np_dtype):
+        dtype = self.torch.from_numpy(np.zeros(1, dtype=np_dtype)).dtype
+        return self.torch.empty(tuple(shape), dtype=dtype, device="cuda")
+
+    def upload(self, dst, x: np.ndarray) -> None:
+        dst.copy_(self.torch.from_numpy(x), non_blocking=True)
+
+    def download(self, src):
+        return src.to("cpu", non_blocking=True)
+
+
+def _load_engine(trt, engine_path: Path):
     _, blob = read_engine(engine_path)
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(blob)
+    if engine is None:
+        raise QuantError(f"engine '{engine_path}' cannot be loaded by TensorRT {trt.__version__} on this GPU: an "
+                         "engine loads only with the exact TensorRT version and GPU that built it; delete it and "
+                         "run again to rebuild")
     context = engine.create_execution_context()
+    if context is None:
+        raise QuantError(f"TensorRT could not create an execution context for '{engine_path}' (out of GPU memory?)")
+    return engine, context
+
+
+def engine_runner(engine_path: Path, cuda=None):
+    """Batch-1 call of the engine. Input copy, enqueue, event records and output copies all go on one
+    stream, which is synchronized before outputs are returned or times read; every TensorRT return value
+    is checked. ``run.gpu_ms`` keeps the CUDA-event time of each execution alone (warm-up calls included:
+    callers drop the first ones)."""
+    import tensorrt as trt
+
+    cuda = cuda or TorchCuda()
+    engine, context = _load_engine(trt, engine_path)
     buffers, inputs = {}, []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
-        dtype = torch.from_numpy(np.zeros(1, dtype=trt.nptype(engine.get_tensor_dtype(name)))).dtype
-        buffers[name] = torch.empty(tuple(engine.get_tensor_shape(name)), dtype=dtype, device="cuda")
-        context.set_tensor_address(name, buffers[name].data_ptr())
+        buffers[name] = cuda.empty(engine.get_tensor_shape(name), trt.nptype(engine.get_tensor_dtype(name)))
+        if not context.set_tensor_address(name, buffers[name].data_ptr()):
+            raise QuantError(f"TensorRT refused the address of tensor '{name}' of '{engine_path}'")
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
             inputs.append(name)
     outputs = [n for n in buffers if n not in inputs]
-    stream = torch.cuda.Stream()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    stream, start, end = cuda.stream(), cuda.event(), cuda.event()
 
     def run(x):
-        buffers[inputs[0]].copy_(torch.from_numpy(x))
-        start.record(stream)
-        context.execute_async_v3(stream.cuda_stream)
-        end.record(stream)
-        out = [buffers[n].cpu() for n in outputs]  # synchronizes
+        with cuda.on(stream):
+            cuda.upload(buffers[inputs[0]], x)
+            start.record(stream)
+            if not context.execute_async_v3(stream.cuda_stream):
+                raise QuantError(f"TensorRT failed to enqueue '{engine_path}' (execute_async_v3 returned False)")
+            end.record(stream)
+            out = [cuda.download(buffers[n]) for n in outputs]
+        stream.synchronize()  # outputs and events are complete only now
         run.gpu_ms.append(start.elapsed_time(end))
         return out
 
