@@ -75,6 +75,7 @@ def test_truncated_artifact_is_moved_aside_and_rebuilt_with_one_line(tmp_path):
     assert not cached and calls == [1] and path2.read_bytes() == b"model-bytes" * 100
     assert len(cache.notices) == 1 and "\n" not in cache.notices[0]
     assert "v entry" in cache.notices[0] and "damaged" in cache.notices[0] and "moved aside" in cache.notices[0]
+    assert "m.onnx has 50 bytes, the manifest says 1100" in cache.notices[0]  # found by size, without hashing
     assert len(list((tmp_path / "damaged").iterdir())) == 1
 
 
@@ -202,3 +203,27 @@ def test_why_built_names_the_changed_modules(tmp_path):
         == "code changed (quant.calibration)"
     assert cache.why_built("v", "3" * 64, {**base, "imgsz": 128}) == "inputs changed (imgsz)"
     assert cache.why_built("w", "4" * 64, base) == "new key"
+
+
+def test_every_key_input_of_a_variant_changes_its_key(tiny_weights, tiny_data, tmp_path):
+    """Each thing an INT8 artifact is built from is in its key, and changing it changes the key."""
+    from dataclasses import replace
+
+    from quant.suite import Suite
+    from quant.variants import REGISTRY
+
+    suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=4)
+    v = REGISTRY["onnx-int8-minmax"]
+    base = suite.key_inputs(v)
+    assert set(base) == {"variant", "weights_sha256", "imgsz", "versions", "code", "calibration", "source"}
+    changed = {
+        "variant": suite.key_inputs(replace(v, settings=tuple({**dict(v.settings), "per_channel": False}.items()))),
+        "calibration": Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=3).key_inputs(v),
+        "imgsz": Suite.create(tiny_weights, tiny_data, 128, tmp_path / "c", calib_images=4).key_inputs(v),
+    }
+    for field, inputs in changed.items():
+        assert inputs[field] != base[field] and cache_key(inputs) != cache_key(base), field
+    for field in ("weights_sha256", "versions", "code", "source"):  # the values the other inputs come from
+        assert cache_key({**base, field: "something else"}) != cache_key(base), field
+    assert "quant.qdq" in base["code"] and "quant.calibration" in base["code"]
+    assert base["source"] == suite.manifest("onnx-fp32")["key"]

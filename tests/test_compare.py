@@ -353,3 +353,13 @@ def test_cli_with_the_repository_thresholds_file(two_reports):
     report["rows"][1]["map50_95"] = 0.5209
     new.write_text(json.dumps(report))
     assert cli.main(["compare", str(old), str(new), "--thresholds", str(ROOT / "thresholds.toml")]) == 1
+
+
+def test_a_peer_that_got_worse_is_reported_not_failed():
+    old, new = _run(_report()), _run(_report(), "new.json")
+    peer = new["rows"]["ul-onnx-int8"]
+    new["rows"]["ul-onnx-int8"] = {**peer, "map50_95": peer["map50_95"] - 0.01}  # 1 point worse
+    cmp = compare(old, new)
+    change = next(c for c in cmp.changes if c.variant == "ul-onnx-int8")
+    assert cmp.regressions == [] and change.verdict == "worse (peer)"
+    assert change.peer_changes and "fell 1.00 points" in change.peer_changes[0]

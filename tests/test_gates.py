@@ -77,3 +77,23 @@ def test_repository_thresholds_file_is_valid():
 
     t = Thresholds.load(Path(__file__).resolve().parents[1] / "thresholds.toml")
     assert t.for_variant("onnx-int8-minmax")["max_latency_ratio"] <= 1.2  # INT8 must not be slower than FP32
+
+
+def test_a_drop_exactly_at_the_limit_passes_and_a_hair_above_fails():
+    base = Result("onnx-fp32", 0.5, 0.5, 10.0)
+    at = Result("v", 0.5, 0.4375, 10.0)  # 6.25 points, exact in binary
+    assert check(at, {"max_drop_points": 6.25}, base) == []
+    above = Result("v", 0.5, 0.4375 - 2 ** -20, 10.0)
+    assert len(check(above, {"max_drop_points": 6.25}, base)) == 1
+    assert check(Result("v", 0.5, 0.5, 10.0, latency_ratio=1.25), {"max_latency_ratio": 1.25}, base) == []
+    assert check(Result("v", 0.5, 0.5, 10.0, latency_ratio=1.25 + 2 ** -20), {"max_latency_ratio": 1.25}, base)
+    assert check(Result("v", 0.5, 0.25, 10.0), {"min_map50_95": 0.25}, base) == []
+    assert check(Result("v", 0.5, 0.25 - 2 ** -20, 10.0), {"min_map50_95": 0.25}, base)
+
+
+def test_latency_gate_judges_the_paired_ratio_not_the_ratio_of_medians():
+    base = Result("onnx-fp32", 0.5, 0.5, 10.0)  # timed at another moment: 10 ms
+    paired_fast = Result("v", 0.5, 0.5, 14.0, latency_ratio=0.9)  # 14 ms here, but 0.9x side by side
+    assert check(paired_fast, {"max_latency_ratio": 1.2}, base) == []
+    msgs = check(Result("v", 0.5, 0.5, 9.0, latency_ratio=1.3), {"max_latency_ratio": 1.2}, base)
+    assert msgs == ["v: latency 1.30x onnx-fp32 (paired median; 9.00 ms) > max ratio 1.20"]

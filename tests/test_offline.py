@@ -68,3 +68,21 @@ print(json.dumps(g.attempts))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-1000:]
+
+
+def test_the_guard_itself_refuses_even_where_the_network_would_answer(monkeypatch):
+    """With the real connect stubbed to succeed, only the guard stands between the code and the network."""
+    calls = []
+    monkeypatch.setattr(socket.socket, "connect", lambda sock, address: calls.append(address))
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda sock, address: calls.append(address) or 0)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: calls.append(host) or [])
+    with NetworkGuard() as g:
+        with socket.socket() as s:
+            with pytest.raises(OSError, match="network disabled by quant.offline.NetworkGuard"):
+                s.connect(("93.184.215.14", 443))
+            assert s.connect_ex(("93.184.215.14", 443)) == 111
+        with pytest.raises(OSError):
+            socket.getaddrinfo("example.com", 443)
+        with socket.socket() as s:
+            s.connect(("127.0.0.1", 9))  # loopback goes through
+    assert calls == [("127.0.0.1", 9)] and len(g.attempts) == 3

@@ -109,3 +109,22 @@ def test_second_build_comes_from_cache(suite, tiny_weights, tiny_data):
     other = Suite.create(tiny_weights, tiny_data, 96, suite.cache.root, calib_images=3)
     assert other.artifact("onnx-int8-minmax") != suite.artifact("onnx-int8-minmax")  # calibration set is in the key
     assert other.manifest("onnx-fp32")["cached"] is True  # ... but not in the FP32 export's key
+
+
+@pytest.mark.parametrize("reduce_range, limit", [(False, 127), (True, 64)])
+def test_weight_range_is_what_the_variant_asks_for(suite, tmp_path, reduce_range, limit):
+    from dataclasses import replace
+
+    from quant.qdq import quantize_qdq
+    from quant.variants import REGISTRY
+
+    v = REGISTRY["onnx-int8-minmax"]
+    v = replace(v, settings=tuple({**dict(v.settings), "reduce_range": reduce_range}.items()))
+    out, _ = quantize_qdq(suite.artifact("onnx-fp32"), tmp_path / "m.onnx", v, suite)
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    peaks = [int(np.abs(inits[producers[c.input[1]].input[0]].astype(np.int32)).max())
+             for c in model.graph.node if c.op_type == "Conv" and producers.get(c.input[1]) is not None
+             and producers[c.input[1]].op_type == "DequantizeLinear"]
+    assert peaks and max(peaks) <= limit and max(peaks) >= limit - 1  # per-channel symmetric: the peak is used

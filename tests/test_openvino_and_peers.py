@@ -70,3 +70,15 @@ def test_ultralytics_peer_exports_build_offline(suite):
     assert onnx_int8.suffix == ".onnx" and ov_int8.is_dir()
     assert sorted(p.name for p in onnx_int8.parent.iterdir()) == ["manifest.json", onnx_int8.name]
     assert suite.manifest("ul-onnx-int8")["inputs"]["calibration"]["images"] == 6  # the val split, their default
+
+
+def test_deltas_and_ratios_on_hand_made_rows():
+    from quant.report import with_deltas
+
+    rows = [{"variant": "onnx-fp32", "map50_95": 0.5, "latency_ms": 20.0, "latency_ratio": 1.0},
+            {"variant": "a", "map50_95": 0.4375, "latency_ms": 10.0, "latency_ratio": 0.625},
+            {"variant": "b", "map50_95": 0.5625, "latency_ms": 30.0}]  # an unpaired row: ratio of medians
+    out = {r["variant"]: r for r in with_deltas(rows, "onnx-fp32")}
+    assert out["onnx-fp32"]["delta_points"] == 0.0
+    assert out["a"]["delta_points"] == -6.25 and out["a"]["latency_ratio"] == 0.625
+    assert out["b"]["delta_points"] == 6.25 and out["b"]["latency_ratio"] == 1.5

@@ -1,0 +1,179 @@
+"""Mutation check: plant one-line bugs of the kind a merge could bring, one at a time, in a temporary copy
+of the repository, and run the tests named for each. A mutant the tests do not fail on has *survived*:
+the behaviour it breaks is untested. Every listed mutant must be killed at each release.
+
+    python tools/mutation_check.py            # all mutants (several minutes on 2 cores)
+    python tools/mutation_check.py --only gates-drop-at-limit cache-lock-per-process
+    python tools/mutation_check.py --list
+
+Add a mutant to MUTANTS whenever a gate, a cache-key input, a check or a guard is added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    old: str  # must occur exactly once in the file
+    new: str
+    tests: tuple[str, ...]  # pytest node ids or files that must fail with the mutant
+
+
+MUTANTS = [
+    # gates: limits are inclusive, paired ratios are judged
+    Mutant("gates-drop-at-limit", "quant/gates.py", 'drop > limits["max_drop_points"]',
+           'drop >= limits["max_drop_points"]', ("tests/test_gates.py",)),
+    Mutant("gates-ratio-at-limit", "quant/gates.py", 'ratio > limits["max_latency_ratio"]',
+           'ratio >= limits["max_latency_ratio"]', ("tests/test_gates.py",)),
+    Mutant("gates-floor-at-limit", "quant/gates.py", 'result.map50_95 < limits["min_map50_95"]',
+           'result.map50_95 <= limits["min_map50_95"]', ("tests/test_gates.py",)),
+    Mutant("gates-ignore-paired-ratio", "quant/gates.py", "ratio = result.latency_ratio", "ratio = None",
+           ("tests/test_gates.py",)),
+    Mutant("bench-ignore-aa-control", "quant/bench.py", "if aa.contains(1.0):", "if True:", ("tests/test_bench.py",)),
+    Mutant("bench-no-timing-lock", "quant/bench.py",
+           "with file_lock(self.timing_lock) if self.timing_lock else contextlib.nullcontext():",
+           "with contextlib.nullcontext():", ("tests/test_bench.py",)),
+    # cache: atomic publish, integrity, one build per key, stale temp folders
+    Mutant("cache-publish-not-atomic", "quant/cache.py", "os.rename(tmp, final)", "shutil.copytree(tmp, final)",
+           ("tests/test_cache.py",)),
+    Mutant("cache-no-size-check", "quant/cache.py", "if st.st_size != size:", "if False:", ("tests/test_cache.py",)),
+    Mutant("cache-no-hash-check", "quant/cache.py", "if (verify or st.st_mtime_ns != mtime_ns) and file_sha256(f) != sha:",
+           "if False:", ("tests/test_cache.py",)),
+    Mutant("cache-lock-per-process", "quant/cache.py", "with file_lock(self.lock_path(variant, key)):",
+           "with file_lock(self.lock_path(variant + str(os.getpid()), key)):", ("tests/test_cache.py",)),
+    Mutant("cache-sweep-live-builds", "quant/cache.py",
+           'fd = _try_lock(self.lock_path(tmp.parent.name, tmp.name[1:].split("-", 1)[0]))',
+           "fd = os.open(os.devnull, os.O_RDONLY)", ("tests/test_cache.py",)),
+    Mutant("cache-full-disk-traceback", "quant/cache.py", "if e.errno in (errno.ENOSPC,", "if e.errno in (",
+           ("tests/test_cache.py",)),
+    # keys: code and every input
+    Mutant("codehash-top-level-imports-only", "quant/codehash.py", "for node in ast.walk(tree):",
+           "for node in tree.body:", ("tests/test_code_keys.py",)),
+    Mutant("codehash-no-worker-modules", "quant/codehash.py", 'getattr(t, "id", None) == "RUNS_MODULES"',
+           'getattr(t, "id", None) == "RUN_MODULES"', ("tests/test_code_keys.py",)),
+    Mutant("key-without-code", "quant/suite.py", '"code": codehash.digests(backends.code_entries(v))}',
+           '"code": {}}', ("tests/test_cache.py::test_every_key_input_of_a_variant_changes_its_key",)),
+    Mutant("key-without-source", "quant/suite.py", 'inputs["source"] = self.manifest(v.source)["key"]', "pass",
+           ("tests/test_cache.py::test_every_key_input_of_a_variant_changes_its_key",)),
+    Mutant("eval-key-without-data", "quant/suite.py", '"data": data_key,', '"data": None,',
+           ("tests/test_bench.py::test_evaluation_is_cached_until_the_val_data_changes",)),
+    # paired latency and the history comparison
+    Mutant("latency-fixed-order", "quant/latency.py", "if rng.random() < 0.5:", "if True:", ("tests/test_latency.py",)),
+    Mutant("latency-ci-off-by-one", "quant/latency.py", "return xs[best - 1], xs[n - best]",
+           "return xs[best], xs[n - best - 1]", ("tests/test_latency.py",)),
+    Mutant("compare-drop-at-limit", "quant/compare.py", "if -delta > limit:", "if -delta >= limit:",
+           ("tests/test_compare.py",)),
+    Mutant("compare-latency-not-significant", "quant/compare.py",
+           "if point > 1 + limit and (ci is None or ci[0] > 1.0):", "if point > 1 + limit:",
+           ("tests/test_compare.py",)),
+    Mutant("compare-other-machine", "quant/compare.py", "refused = None if force_latency else machine_mismatch(",
+           "refused = None if True else machine_mismatch(",
+           ("tests/test_compare.py",)),
+    # the report's headline numbers
+    Mutant("report-delta-against-itself", "quant/report.py", 'round(100 * (r["map50_95"] - base["map50_95"]), 3)',
+           'round(100 * (r["map50_95"] - r["map50_95"]), 3)', ("tests/test_openvino_and_peers.py",)),
+    # offline guard
+    Mutant("guard-connect-allowed", "quant/offline.py", 'raise guard._blocked(f"connect {address!r}")',
+           'guard._blocked(f"connect {address!r}")', ("tests/test_offline.py",)),
+    # INT8 settings and precision
+    Mutant("qdq-reduce-range-inverted", "quant/qdq.py", 'reduce_range=variant.setting("reduce_range", False)',
+           'reduce_range=not variant.setting("reduce_range", False)',
+           ("tests/test_onnxruntime_int8.py::test_weight_range_is_what_the_variant_asks_for",)),
+    Mutant("openvino-fp32-unpinned", "quant/backends/openvino.py",
+           'variant.setting("inference_precision", "bf16" if variant.precision == "bf16" else "f32")',
+           'variant.setting("inference_precision", "bf16" if variant.precision == "bf16" else None)',
+           ("tests/test_precision.py",)),
+    # TensorRT engine layer (tested against a stand-in TensorRT and CUDA)
+    Mutant("trt-enqueue-unchecked", "quant/backends/tensorrt.py", "if not context.execute_async_v3(stream.cuda_stream):",
+           "if not (context.execute_async_v3(stream.cuda_stream) or True):",
+           ("tests/test_tensorrt_engine_layer.py",)),
+    Mutant("trt-no-synchronize", "quant/backends/tensorrt.py", "stream.synchronize()  # outputs and events",
+           "pass  # outputs and events", ("tests/test_tensorrt_engine_layer.py",)),
+    Mutant("trt-key-major-minor-only", "quant/backends/tensorrt.py", '"tensorrt": trt.__version__,',
+           '"tensorrt": ".".join(trt.__version__.split(".")[:2]),', ("tests/test_tensorrt_engine_layer.py",)),
+    Mutant("trt-decode-unmatched-silent", "quant/backends/tensorrt.py", "if nodes and not pinned:", "if False:",
+           ("tests/test_tensorrt_engine_layer.py",)),
+    Mutant("trt-int8-fp32-outside-qdq", "quant/fp16.py", "keep_fp32=list(keep_fp32) + qdq)",
+           "keep_fp32=[n.name for n in model.graph.node])", ("tests/test_tensorrt.py",)),
+    # checks before any work, contained failures
+    Mutant("preflight-unreadable-ignored", "quant/preflight.py", "if bad and not skip_bad:", "if False:",
+           ("tests/test_checks.py",)),
+    Mutant("threads-ignored", "quant/backends/onnxruntime.py", "so.intra_op_num_threads = int(threads)", "pass",
+           ("tests/test_precision.py",)),
+    Mutant("worker-signal-ignored", "quant/backends/ppq.py", "if proc.returncode == 0:", "if proc.returncode <= 0:",
+           ("tests/test_checks.py::test_killed_ppq_worker_fails_only_that_variant_in_one_line",)),
+]
+
+
+def _copy(dst: Path) -> None:
+    skip = shutil.ignore_patterns(".git", ".venv", "__pycache__", "bench-report", ".benchmarks", "runs")
+    for item in ROOT.iterdir():
+        if item.name in (".git", ".venv", "bench-report", ".benchmarks"):
+            continue
+        (shutil.copytree(item, dst / item.name, ignore=skip) if item.is_dir() else shutil.copy2(item, dst / item.name))
+
+
+def run_mutant(m: Mutant, copy: Path, timeout: float) -> tuple[str, float]:
+    path = copy / m.file
+    text = path.read_text()
+    if text.count(m.old) != 1:
+        return f"STALE (the line occurs {text.count(m.old)} times in {m.file})", 0.0
+    path.write_text(text.replace(m.old, m.new))
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *m.tests],
+                              cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True,
+                              text=True, timeout=timeout)
+        verdict = "killed" if proc.returncode in (1, 2) else "SURVIVED" if proc.returncode == 0 else \
+            f"ERROR (pytest exit {proc.returncode})"
+    except subprocess.TimeoutExpired:
+        verdict = "killed (timeout)"
+    finally:
+        path.write_text(text)
+    return verdict, time.monotonic() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", help="mutant names")
+    ap.add_argument("--list", action="store_true", help="list the mutants and exit")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per mutant (default 600)")
+    args = ap.parse_args(argv)
+    mutants = [m for m in MUTANTS if not args.only or m.name in args.only]
+    if args.list:
+        for m in MUTANTS:
+            print(f"{m.name:36s} {m.file}: {m.old!r} -> {m.new!r}")
+        return 0
+    unknown = set(args.only or ()) - {m.name for m in MUTANTS}
+    if unknown:
+        print(f"ERROR: unknown mutants: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        copy = Path(tmp)
+        _copy(copy)
+        results = []
+        for m in mutants:
+            verdict, seconds = run_mutant(m, copy, args.timeout)
+            results.append((m, verdict))
+            print(f"{verdict:10s} {m.name:36s} {seconds:6.1f} s  ({', '.join(m.tests)})", flush=True)
+    killed = sum(v.startswith("killed") for _, v in results)
+    print(f"score: {killed}/{len(results)} mutants killed ({100 * killed / max(len(results), 1):.0f} %)")
+    return 0 if killed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
