@@ -49,9 +49,10 @@ class DataCheck:
     notes: list[str] = field(default_factory=list)
 
 
-def check_data(data: DataSpec, calib_images: int, search_images: int, skip_bad: bool = False) -> DataCheck:
+def check_data(data: DataSpec, calib_images: int, search_images: int, skip_bad: bool = False,
+               label_free: bool = False) -> DataCheck:
     val, calib = list_images(data.val), list_images(data.calib)  # missing or empty: one line
-    if not any(label_path(f).is_file() for f in val):
+    if not label_free and not any(label_path(f).is_file() for f in val):
         raise QuantError(f"val images in '{data.val}' have no YOLO label files (looked for "
                          f"'{label_path(val[0])}' and the like; images/ -> labels/, one .txt per image)")
     used = val + calib[: calib_images + search_images]

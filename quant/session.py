@@ -40,6 +40,8 @@ def _flag(help_text: str) -> dict:
 OPTIONS: dict[str, dict] = {
     "--weights": {"default": None, "help": "Ultralytics detection .pt (default: the embedded default model)"},
     "--data": {"default": None, "help": "data YAML; val split for accuracy, 'calib' (else 'train') for calibration"},
+    "--images": {"default": None, "help": "label-free mode: a folder of unlabeled images in place of --data, split "
+                                          "into calibration, search and validation images; accuracy = fidelity"},
     "--imgsz": {"type": int, "default": None, "help": "input size, multiple of 32 (default: the weights' training size)"},
     "--calib-images": {"type": int, "default": 64, "help": "number of calibration images (default 64)"},
     "--skip-bad-images": _flag("skip unreadable images (counted in the report header) instead of failing"),
@@ -92,6 +94,15 @@ def default_data(cache: Path) -> Path:
     return shapes.generate(cache / "data" / f"shapes-v{shapes.VERSION}-{code}")
 
 
+def label_free_data(o, weights: Path, cache: Path) -> Path:
+    """The data YAML of a label-free run: the --images folder split deterministically (quant.labelfree)."""
+    from quant.labelfree import write_data
+    from quant.model import load_weights
+
+    names = load_weights(weights).model.names  # bad weights: one line, before the images are read
+    return write_data(o.images, names, o.calib_images, o.auto_images, cache / "data")
+
+
 def weights_imgsz(weights) -> int:
     """The size the weights were trained at (Ultralytics keeps it in the checkpoint's args), else 640."""
     from quant.model import load_weights
@@ -108,6 +119,8 @@ def check_options(o) -> None:
         raise QuantError("--latency-rounds and --latency-calls must be at least 1, --latency-warmup at least 0")
     if o.calib_images < 1:
         raise QuantError(f"--calib-images must be at least 1, got {o.calib_images}")
+    if o.images and o.data:
+        raise QuantError("--images (unlabeled images) and --data (a labelled data YAML) exclude each other")
     if o.threads is not None and o.threads < 1:
         raise QuantError(f"--threads must be at least 1, got {o.threads}")
     if o.build_timeout <= 0:
@@ -130,10 +143,12 @@ def _suite(o, cache: Path) -> Suite:
     from quant.preflight import check_data
 
     weights = Path(o.weights) if o.weights else DEFAULT_WEIGHTS
-    data = Path(o.data) if o.data else default_data(cache)
+    data = Path(o.data) if o.data else label_free_data(o, weights, cache) if o.images else default_data(cache)
     suite = Suite.create(weights, data, o.imgsz or weights_imgsz(weights), cache, o.calib_images,
                          verify_cache=o.verify_cache, revalidate=o.revalidate)
-    checked = check_data(suite.data, o.calib_images, o.auto_images, skip_bad=o.skip_bad_images)
+    suite.label_free = bool(o.images)
+    checked = check_data(suite.data, o.calib_images, o.auto_images, skip_bad=o.skip_bad_images,
+                         label_free=suite.label_free)
     suite.skip_images, suite.notes = frozenset(checked.bad_images), checked.notes
     suite.build_timeout = o.build_timeout
     suite.threads = o.threads or physical_cores()
@@ -162,6 +177,7 @@ def open_session(o, storage: Path | None = None) -> BenchSession:
         from quant.compare import load_run
 
         load_run(o.compare_to, storage)  # a bad reference: one line, before any work
-    return BenchSession(suite, thresholds, embedded=o.weights is None and o.data is None, profile=o.device_profile,
+    embedded = o.weights is None and o.data is None and o.images is None
+    return BenchSession(suite, thresholds, embedded=embedded, profile=o.device_profile,
                         rounds=o.latency_rounds, calls=o.latency_calls, warmup=o.latency_warmup,
                         fidelity=not o.no_fidelity, timing_lock=cache / "timing.lock")

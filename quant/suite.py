@@ -65,6 +65,7 @@ class Suite:
     require_engines: bool = False  # -m gpu: a TensorRT engine that cannot be built is a failure, not a CPU stand-in
     interrupted: str | None = None  # the variant being built when Ctrl-C arrived
     notes: list = field(default_factory=list)  # what the data checks found (shortfalls, skipped images)
+    label_free: bool = False  # --images: no labels; accuracy is the fidelity against FP32's own detections
     _manifests: dict = field(default_factory=dict, repr=False)
     _digests: dict = field(default_factory=dict, repr=False)
     evaluations: dict = field(default_factory=dict, repr=False)  # (kind, variant) -> "cached" | "measured"
@@ -203,6 +204,11 @@ class Suite:
         return acc
 
     def accuracy(self, name: str) -> Accuracy:
+        """Against the val labels; in label-free mode against the FP32 model's own detections (= fidelity)."""
+        if self.label_free:
+            acc = self.fidelity(name)
+            self.evaluations[("accuracy", name)] = self.evaluations[("fidelity", name)]
+            return acc
         return self._evaluated("accuracy", name, self.eval_yaml(), self.val_digest(), name)
 
     def eval_yaml(self) -> Path:
