@@ -99,8 +99,13 @@ def pytest_sessionfinish(session, exitstatus):
     if bench is None or _is_worker(config) or not config._quant_rows:
         return
     guard = getattr(config, "_quant_guard", None)
-    header = {**bench.header(), "network_attempts": guard.attempts if guard is not None else None}
     rows = list(config._quant_rows.values())
+    header = {**bench.header(), "network_attempts": guard.attempts if guard is not None else None,
+              "cache_notices": cache_notices(bench, rows)}
+    base = config._quant_rows.get(BASELINE)
+    if header["aa_control"] is None and base is not None:  # -n: the A/A control ran in a worker
+        header["aa_control"] = {"ratio": base["latency_ratio"], "ci": base["latency_ratio_ci"],
+                                "ratios": base["latency_ratio_rounds"], "verdict": base.get("aa_verdict")}
     out = Path(config.option.report_dir)
     try:
         config._quant_paths = write_report(rows, out, header)
@@ -134,12 +139,15 @@ def pytest_terminal_summary(terminalreporter, config):
     tr.write_line("mAP in %, Δ = mAP50-95 points vs onnx-fp32 (same run), fidelity = mAP50-95 against onnx-fp32's "
                   "own detections (label-free), ms/img = median model call at batch 1, × FP32 = paired median ratio "
                   "vs onnx-fp32 with its 95 % interval")
+    if bench.suite.label_free:
+        tr.write_line("label-free (--images): P, R, mAP50 and mAP50-95 score each variant against onnx-fp32's own "
+                      "detections on the val images, as fidelity does; the gates judge those", yellow=True)
     tr.write_line(report.table(rows))
     for line in report.auto_lines(rows) + report.build_lines(rows) + report.latency_lines(rows):
         tr.write_line(line)
     for note in bench.suite.notes:
         tr.write_line(f"data: {note}", yellow=True)
-    for notice in bench.suite.cache.notices:
+    for notice in cache_notices(bench, rows):
         tr.write_line(notice, yellow=True)
     for line in report.breach_lines(rows):
         tr.write_line(f"GATE: {line}", red=True)
@@ -156,6 +164,11 @@ def pytest_terminal_summary(terminalreporter, config):
         tr.write_line(text)
         for line in cmp.regressions:
             tr.write_line(f"REGRESSION: {line}", red=True)
+
+
+def cache_notices(bench: BenchSession, rows: list[dict]) -> list[str]:
+    """Damaged cache entries found in this process or, with -n, in the workers (they travel with the rows)."""
+    return list(dict.fromkeys([*bench.suite.cache.notices, *(n for r in rows for n in r.get("cache_notices") or [])]))
 
 
 def pytest_keyboard_interrupt(excinfo):

@@ -32,8 +32,8 @@ def _fmt(key: str, v):
         return f"{v:.2f}"
     if key == "built_because":  # the reason's first words; report.json has the changed modules or inputs
         return v.split(" (")[0]
-    if key == "engine":
-        return "built" if v.startswith("built") else "ONNX only"
+    if key == "engine":  # {"built": True, "tensorrt": "10.x"} or {"built": False, "reason": ...}
+        return f"TensorRT {v.get('tensorrt')}" if v.get("built") else "ONNX only"
     if key == "vs_peer":
         return f"{v['delta_points']:+.2f} pts {v['latency_ratio']:.2f}× {'ahead' if v['ahead'] else 'behind'}"
     return str(v)
@@ -118,7 +118,7 @@ def latency_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
     for r in rows:
         if r["variant"] == baseline and r.get("latency_ratio_ci"):
             lo, hi = r["latency_ratio_ci"]
-            verdict = "holds" if lo <= 1.0 <= hi else "MISSES 1.00: latency verdicts are inconclusive"
+            verdict = r.get("aa_verdict") or "holds"
             out.append(f"A/A control: {baseline} vs a second session of itself {r['latency_ratio']:.3f}x "
                        f"(95 % interval {lo:.3f}-{hi:.3f}, {r['latency_rounds']} rounds): {verdict}")
     return out

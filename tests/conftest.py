@@ -54,3 +54,12 @@ def tiny_onnx(tiny_weights, tmp_path_factory) -> Path:
     from quant.model import export_onnx
 
     return export_onnx(tiny_weights, tmp_path_factory.mktemp("onnx") / "tiny.onnx", TINY_IMGSZ)
+
+
+@pytest.fixture(scope="module")
+def suite(tiny_weights, tiny_data, tmp_path_factory):
+    """The tiny model on the mini shapes set, imgsz 96, 4 calibration images; a cache of its own per test
+    module (modules needing something else define their own ``suite``)."""
+    from quant.suite import Suite
+
+    return Suite.create(tiny_weights, tiny_data, TINY_IMGSZ, tmp_path_factory.mktemp("cache"), calib_images=4)

@@ -8,7 +8,6 @@ import pytest
 
 from quant.autoselect import search
 from quant.graph import decode_nodes
-from quant.suite import Suite
 from quant.variants import REGISTRY
 
 LAYERS = [f"L{i}" for i in range(10)]  # ranked, most sensitive first
@@ -85,11 +84,6 @@ def test_time_budget_stops_the_search():
 
     r = search(scorer(drop), ["minmax"], lambda m: LAYERS, target=0.3, budget_s=35, clock=clock)
     assert "time budget" in r.stop and len(r.trials) == 4 and not r.met
-
-
-@pytest.fixture(scope="module")
-def suite(tiny_weights, tiny_data, tmp_path_factory):
-    return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
 
 
 def test_search_images_are_held_out_from_calibration_and_val(suite):

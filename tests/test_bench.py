@@ -24,7 +24,11 @@ def _row(name: str, map50_95: float, ratio: float) -> dict:
 
 @pytest.mark.parametrize("aa, status, failures", [
     (_paired(1.0, 0.99, 1.01), "FAIL", 1),  # the machine was quiet: a 1.4x variant fails its 1.2 ceiling
+    (_paired(1.01, 1.004, 1.015), "FAIL", 1),  # a 1 % A/A bias (seen between two sessions) is within tolerance
+    (_paired(1.0, 0.98 - 2 ** -10, 1.0), "FAIL", 1),  # reaches within 2 % of 1.00
     (_paired(1.3, 1.2, 1.4), "pass (latency inconclusive)", 0),  # A/A misses 1.00: no latency verdict
+    (_paired(1.04, 1.021, 1.06), "pass (latency inconclusive)", 0),  # misses by more than 2 %
+    (_paired(1.0, 0.85, 1.25), "pass (latency inconclusive)", 0),  # contains 1.00 but spreads 47 %
 ])
 def test_a_noisy_machine_makes_latency_inconclusive_not_passed(aa, status, failures):
     t = Thresholds({"max_latency_ratio": 1.2, "max_drop_points": 1.0}, {}, {}, {})

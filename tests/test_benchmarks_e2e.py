@@ -165,4 +165,6 @@ def test_only_a_selected_int8_variant_still_gates_against_the_baseline(common):
     assert out.returncode == 0, out.stdout[-3000:]
     rows = {r["variant"]: r for r in json.loads((tmp / "r4" / "report.json").read_text())["rows"]}
     assert set(rows) == {"onnx-fp32", "onnx-int8-minmax"}
-    assert rows["onnx-fp32"]["status"] == "baseline only" and rows["onnx-int8-minmax"]["status"] == "pass"
+    # (a 1-2 ms tiny model timed over 5 rounds may leave the A/A control too wide to judge latency)
+    assert rows["onnx-fp32"]["status"] == "baseline only" and rows["onnx-int8-minmax"]["status"] in (
+        "pass", "pass (latency inconclusive)")

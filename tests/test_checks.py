@@ -81,6 +81,15 @@ def _calib_unreadable(tmp, _w, d):
     return {"data": str(_yaml(tmp, d, **{"calib: calib/images": f"calib: {tmp / 'calib'}"}))}
 
 
+def _few_frames(tmp, _w, d):
+    import shutil
+
+    (tmp / "frames").mkdir()
+    for f in sorted((d.parent / "val" / "images").glob("*.png"))[:5]:
+        shutil.copy(f, tmp / "frames" / f.name)
+    return {"data": None, "images": str(tmp / "frames")}
+
+
 def _thresholds(text):
     def setup(tmp, _w, _d):
         (tmp / "t.toml").write_text(text)
@@ -122,6 +131,10 @@ CATALOGUE = {
     "calib-folder-empty": (_calib_empty, r"image folder '.*empty' has no images"),
     "calib-image-unreadable": (_calib_unreadable,
                                r"1 unreadable image\(s\): .*zz-broken\.png \(fix or remove them, or pass --skip-bad-images\)"),
+    "images-too-few": (_few_frames, r"--images '.*frames' has 5 images; label-free mode needs at least 20 \(4 to "
+                                    r"calibrate with --calib-images, 16 to score on\)"),
+    "images-and-data": (lambda t, w, d: {"images": str(t)}, r"--images \(unlabeled images\) and --data \(a labelled "
+                                                             r"data YAML\) exclude each other"),
     "imgsz-not-multiple-of-32": (lambda t, w, d: {"imgsz": 100}, r"imgsz 100 must be a positive multiple of 32"),
     "imgsz-negative": (lambda t, w, d: {"imgsz": -32}, r"imgsz -32 must be a positive multiple of 32"),
     "calib-images-zero": (lambda t, w, d: {"calib_images": 0}, r"--calib-images must be at least 1, got 0"),

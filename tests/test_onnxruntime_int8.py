@@ -12,11 +12,6 @@ from quant.suite import Suite
 
 
 @pytest.fixture(scope="module")
-def suite(tiny_weights, tiny_data, tmp_path_factory):
-    return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
-
-
-@pytest.fixture(scope="module")
 def int8(suite):
     return onnx.load(str(suite.artifact("onnx-int8-minmax")))
 

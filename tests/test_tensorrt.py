@@ -8,13 +8,7 @@ from onnx import TensorProto, numpy_helper
 
 from quant.backends import tensorrt as trt_backend
 from quant.graph import decode_nodes
-from quant.suite import Suite
 from quant.variants import REGISTRY
-
-
-@pytest.fixture(scope="module")
-def suite(tiny_weights, tiny_data, tmp_path_factory):
-    return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
 
 
 def _onnx_of(suite, name: str):

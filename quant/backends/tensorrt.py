@@ -37,6 +37,12 @@ def trt_version() -> tuple[int, int] | None:
     return major, minor
 
 
+def trt_version_string() -> str:
+    import tensorrt as trt
+
+    return trt.__version__
+
+
 def gpu_present() -> bool:
     """An NVIDIA GPU on this machine, whether or not torch or TensorRT can use it."""
     return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
@@ -118,11 +124,11 @@ def build(variant, ctx, out_dir: Path):
                          "its CPU stand-in would be reported under a TensorRT name")
     onnx_path, info = prepare_onnx(variant, ctx, out_dir)
     if reason:
-        info["engine"] = f"not built: {reason}"
+        info["engine"] = {"built": False, "reason": reason}
         return onnx_path, info
     engine = out_dir / "model.engine"
     build_engine(onnx_path, engine, variant, ctx)
-    info["engine"] = f"built: TensorRT {'.'.join(map(str, trt_version()))}"
+    info["engine"] = {"built": True, "tensorrt": trt_version_string()}
     return engine, info
 
 
