@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import lru_cache
 
@@ -45,12 +46,10 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def physical_cores() -> int:
-    info = _cpuinfo()
+    """Cores per socket times sockets (/proc/cpuinfo), else the logical CPU count."""
     try:
-        return int(info["cpu cores"]) * max(1, len({line for line in _physical_ids()}))
+        return int(_cpuinfo()["cpu cores"]) * len(_physical_ids())
     except (KeyError, ValueError):
-        import os
-
         return os.cpu_count() or 1
 
 
@@ -65,8 +64,6 @@ def _physical_ids() -> set[str]:
 def machine_info() -> dict:
     """What a benchmark row's numbers depend on: CPU model, result-changing ISA flags, cores, threads,
     and the per-CPU settings the suite resolves from them."""
-    import os
-
     return {"cpu": _cpuinfo().get("model name") or platform.processor() or platform.machine(),
             "arch": platform.machine(), "isa": sorted(set(RESULT_FLAGS) & cpu_flags()),
             "cores": physical_cores(), "threads": os.cpu_count() or 1, "reduce_range": x86_without_vnni()}
