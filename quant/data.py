@@ -33,9 +33,13 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def write_data_yaml(path: Path, root: Path, split: str | os.PathLike, names: dict[int, str]) -> Path:
-    """A YOLO data YAML whose train and val are both ``split`` (a folder or an image-list file)."""
-    body = "".join(f"  {k}: {v}\n" for k, v in names.items())
-    Path(path).write_text(f"path: {Path(root).resolve()}\ntrain: {split}\nval: {split}\nnames:\n{body}")
+    """A YOLO data YAML whose train and val are both ``split`` (a folder or an image-list file). Written by
+    a YAML emitter: class names such as ``-``, ``+``, ``a: b`` or an empty name must survive quoted."""
+    import yaml
+
+    spec = {"path": str(Path(root).resolve()), "train": str(split), "val": str(split),
+            "names": {int(k): str(v) for k, v in names.items()}}
+    Path(path).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
     return Path(path)
 
 

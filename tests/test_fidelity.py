@@ -40,3 +40,15 @@ def test_fidelity_floor_gate():
     base = Result("onnx-fp32", 0.9, 0.7, 10.0, 0.98)
     msgs = check(Result("x", 0.9, 0.7, 10.0, 0.80), {"min_fidelity_map50_95": 0.85}, base)
     assert msgs == ["x: fidelity mAP50-95 0.8000 < floor 0.8500"]
+
+
+def test_data_yaml_keeps_awkward_class_names(tmp_path):
+    """Real models name classes '-', '+', '.', '' or 'a: b' (a 147-class molecule detector does): the
+    written YAML must load back with the same names, as Ultralytics reads it."""
+    from ultralytics.utils import YAML
+
+    from quant.data import write_data_yaml
+
+    names = {0: "-", 1: "+", 2: ".", 3: "", 4: "a: b", 5: "Solid wedge", 6: "#x", 7: "[1]", 8: "yes"}
+    path = write_data_yaml(tmp_path / "d.yaml", tmp_path, tmp_path / "list.txt", names)
+    assert YAML.load(path)["names"] == names
