@@ -34,6 +34,7 @@ from quant import qdq
 from quant.autosettings import DEFAULTS
 from quant.calibration import activation_ranges, reader_for
 from quant.graph import load_onnx
+from quant.preflight import label_path
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,7 @@ def build(variant, ctx, out_dir: Path):
 
 def search_data(ctx, files: list[Path], work: Path) -> Path | None:
     """A data YAML over ``files`` with their own labels, or None when they have none."""
-    labels = [Path(str(f.parent).replace("/images", "/labels")) / f"{f.stem}.txt" for f in files]
-    if not any(p.is_file() for p in labels):
+    if not any(label_path(f).is_file() for f in files):
         return None
     from quant.data import write_data_yaml
 
