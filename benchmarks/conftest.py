@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import quant  # noqa: F401  (Ultralytics offline switches, before anything imports it)
+from quant import offline
+
+offline.configure()  # Ultralytics' offline switches, before anything imports it
+
 from quant.bench import BenchSession, table_rows, write_report
 from quant.errors import QuantError
-from quant.offline import NetworkGuard
 from quant.session import OPTIONS, open_session
 from quant.variants import BASELINE
 
@@ -40,7 +42,7 @@ def pytest_configure(config):
         return
     guard = None
     if not config.option.allow_network:
-        guard = NetworkGuard().__enter__()
+        guard = offline.NetworkGuard().__enter__()
     config._quant_guard = guard
     config._quant_rows = {}
     _CONFIGS.append(config)

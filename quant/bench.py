@@ -175,7 +175,7 @@ class BenchSession:
         noisy = self.noisy()
         if proxy or noisy:  # the CPU stand-in for an engine, or a machine too noisy: no latency verdict
             limits = {k: val for k, val in limits.items() if not k.startswith("max_latency")}
-        failures = gates.check(_result(r), limits, _result(b))
+        failures = gates.check_row(r, limits, b)
         r["limits"] = limits
         r["failures"] = failures
         r["status"] = ("FAIL" if failures else "pass (accuracy; no engine)" if proxy
@@ -197,11 +197,6 @@ class BenchSession:
                 "cache_notices": list(s.cache.notices), "data_notes": list(s.notes),
                 "skipped_images": sorted(str(p) for p in s.skip_images),
                 "python": platform.python_version(), "versions": library_versions()}
-
-
-def _result(row: dict) -> gates.Result:
-    return gates.Result(row["variant"], row["map50"], row["map50_95"], row["latency_ms"],
-                        row.get("fidelity_map50_95"), row.get("latency_ratio"))
 
 
 def table_rows(rows: list[dict]) -> list[dict]:

@@ -24,9 +24,9 @@ from quant.errors import QuantError
 
 def letterbox(image_bgr: np.ndarray, imgsz: int, stride: int = 32) -> np.ndarray:
     """Exactly Ultralytics' inference preprocessing for a fixed-size model: BGR uint8 HWC -> RGB float32 NCHW."""
-    from ultralytics.data.augment import LetterBox
+    from quant.offline import ultralytics_module
 
-    im = LetterBox((imgsz, imgsz), auto=False, stride=stride)(image=image_bgr)
+    im = ultralytics_module("data.augment").LetterBox((imgsz, imgsz), auto=False, stride=stride)(image=image_bgr)
     im = im[..., ::-1].transpose(2, 0, 1)  # BGR->RGB, HWC->CHW
     return (np.ascontiguousarray(im, dtype=np.float32) / 255.0)[None]
 

@@ -18,12 +18,12 @@ forced.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from quant.errors import QuantError
+from quant.gates import LatencyRise, MaxDrop, latency_change
 
 BASELINE = "onnx-fp32"
 DEFAULT_LIMITS = {"max_map_regression_points": 0.1, "max_latency_regression": 0.10}
@@ -170,13 +170,6 @@ class Comparison:
         return [m for c in self.changes for m in c.improvements]
 
 
-def _num(v) -> float | None:
-    """A finite float, or None (missing values, NaN, strings, booleans)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
 def _limits(variant: str, limits_for: Callable[[str], dict] | None) -> tuple[float, float]:
     """(max mAP drop in points, max relative latency rise) for a variant, defaults where unset."""
     limits = {**DEFAULT_LIMITS, **{k: v for k, v in (limits_for(variant) if limits_for else {}).items()
@@ -184,77 +177,12 @@ def _limits(variant: str, limits_for: Callable[[str], dict] | None) -> tuple[flo
     return float(limits["max_map_regression_points"]), float(limits["max_latency_regression"])
 
 
-def _accuracy(variant: str, label: str, old, new, limit: float, since: str) -> tuple[float | None, list, list]:
-    """(delta in points, regressions, improvements) for one accuracy metric (values 0-1)."""
-    old, new = _num(old), _num(new)
-    if old is None or new is None:
-        return None, [], []
-    delta = 100.0 * (new - old)
-    what = f"{variant}: {label} {{}} {abs(delta):.2f} points since {since} ({100 * old:.2f} -> {100 * new:.2f})"
-    if -delta > limit:
-        return delta, [what.format("fell") + f" > max {limit:.2f}"], []
-    if delta > limit:
-        return delta, [], [what.format("rose")]
-    return delta, [], []
-
-
-def _ci(v) -> tuple[float, float] | None:
-    """A (lo, hi) pair of positive finite numbers, or None."""
-    if not isinstance(v, (list, tuple)) or len(v) != 2:
-        return None
-    lo, hi = _num(v[0]), _num(v[1])
-    return (lo, hi) if lo is not None and hi is not None and 0 < lo <= hi else None
-
-
-def _rounds(v) -> list[float] | None:
-    """The per-round ratios if every one is a positive finite number, else None."""
-    if not isinstance(v, (list, tuple)) or not v:
-        return None
-    xs = [_num(x) for x in v]
-    return xs if all(x is not None and x > 0 for x in xs) else None
-
-
-def latency_change(old_row: dict, new_row: dict) -> tuple[float | None, tuple[float, float] | None]:
-    """(ratio of ratios, 95 % interval) of one variant between two runs.
-
-    With both runs' per-round ratios: ``quant.latency.ratio_of_ratios`` (median over median, seeded
-    bootstrap interval). Otherwise new ``latency_ratio`` / old ``latency_ratio``, with the conservative
-    interval (new_lo / old_hi, new_hi / old_lo) when both runs recorded one, else no interval.
-    """
-    new_r, old_r = _rounds(new_row.get("latency_ratio_rounds")), _rounds(old_row.get("latency_ratio_rounds"))
-    if new_r and old_r:
-        from quant.latency import ratio_of_ratios
-
-        point, (lo, hi) = ratio_of_ratios(new_r, old_r)
-        return point, (lo, hi)
-    new_x, old_x = _num(new_row.get("latency_ratio")), _num(old_row.get("latency_ratio"))
-    if new_x is None or old_x is None or old_x <= 0:
-        return None, None
-    new_ci, old_ci = _ci(new_row.get("latency_ratio_ci")), _ci(old_row.get("latency_ratio_ci"))
-    ci = (new_ci[0] / old_ci[1], new_ci[1] / old_ci[0]) if new_ci and old_ci else None
-    return new_x / old_x, ci
-
-
-def _latency(variant: str, baseline: str, old_row: dict, new_row: dict, limit: float,
-             since: str) -> tuple[float | None, tuple | None, list, list]:
-    """(ratio of ratios, interval, regressions, improvements) for one variant's latency.
-
-    A rise counts when it is over ``1 + limit`` and significant (interval entirely above 1); a fall
-    when under ``1 - limit`` and entirely below 1. Without an interval the point alone decides, and
-    the message says so.
-    """
-    point, ci = latency_change(old_row, new_row)
-    if point is None:
-        return None, None, [], []
-    then, now = _num(old_row.get("latency_ratio")), _num(new_row.get("latency_ratio"))
-    ratios = f"{then:.2f}x -> {now:.2f}x" if then is not None and now is not None else "ratios"
-    interval = f"95 % interval {ci[0]:.2f}-{ci[1]:.2f}" if ci else "no interval recorded"
-    what = f"{variant}: latency vs {baseline} {{}} {point:.2f}x since {since} ({ratios}, {interval})"
-    if point > 1 + limit and (ci is None or ci[0] > 1.0):
-        return point, ci, [what.format("rose") + f" > max +{100 * limit:g} %"], []
-    if point < 1 - limit and (ci is None or ci[1] < 1.0):
-        return point, ci, [], [what.format("fell")]
-    return point, ci, [], []
+def history_checks(limits: tuple[float, float], baseline: str, with_latency: bool) -> list:
+    """The checks between two runs: mAP50-95 and fidelity may not fall more than ``limits[0]`` points,
+    the latency ratio vs ``baseline`` may not rise more than ``limits[1]`` (the same check classes as
+    the same-run gates, :mod:`quant.gates`)."""
+    checks = [MaxDrop(key, limits[0], label) for key, label in ACCURACY_METRICS]
+    return checks + ([LatencyRise(limits[1], baseline)] if with_latency else [])
 
 
 def _describe(machine: dict | None) -> str:
@@ -276,16 +204,13 @@ def machine_mismatch(old: dict | None, new: dict | None) -> str | None:
 def _change(variant: str, old_row: dict, new_row: dict, baseline: str, limits: tuple[float, float],
             since: str, with_latency: bool) -> Change:
     """One variant's :class:`Change` under its (accuracy points, latency fraction) limits."""
-    deltas, regs, imps = {}, [], []
-    for key, label in ACCURACY_METRICS:
-        deltas[key], r, i = _accuracy(variant, label, old_row.get(key), new_row.get(key), limits[0], since)
-        regs += r
-        imps += i
-    point = ci = None
-    if with_latency and variant != baseline:
-        point, ci, r, i = _latency(variant, baseline, old_row, new_row, limits[1], since)
-        regs += r
-        imps += i
+    new_row, old_row = {**new_row, "variant": variant}, {**old_row, "variant": variant}
+    where = f"since {since}"
+    checks = history_checks(limits, baseline, with_latency and variant != baseline)
+    regs = [m for c in checks if (m := c.fails(new_row, old_row, where))]
+    imps = [m for c in checks if (m := c.improved(new_row, old_row, where))]
+    point, ci = latency_change(old_row, new_row) if any(isinstance(c, LatencyRise) for c in checks) else (None, None)
+    deltas = {c.field: c.delta(new_row, old_row) for c in checks if isinstance(c, MaxDrop)}
     if new_row.get("peer"):  # not our code: its changes inform, they do not fail the run
         return Change(variant, deltas["map50_95"], deltas["fidelity_map50_95"], point, ci, (), tuple(imps), tuple(regs))
     return Change(variant, deltas["map50_95"], deltas["fidelity_map50_95"], point, ci, tuple(regs), tuple(imps))

@@ -21,7 +21,7 @@ import fnmatch
 import math
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from quant.errors import QuantError
@@ -38,7 +38,7 @@ KEYS = {"min_map50_95": "absolute mAP50-95 floor (0-1)", "min_map50": "absolute 
 
 @dataclass(frozen=True)
 class Result:
-    """What gates look at for one variant."""
+    """What gates look at for one variant (a report row holds the same fields)."""
 
     variant: str
     map50: float
@@ -46,6 +46,167 @@ class Result:
     latency_ms: float
     fidelity_map50_95: float | None = None
     latency_ratio: float | None = None  # paired against the baseline in the same process (quant.latency.paired)
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------ checks
+# One small object per kind of limit, in the spirit of pytest-benchmark's RegressionCheck:
+# ``check.fails(current, reference, where)`` -> the breach as one line, or None. ``current`` and
+# ``reference`` are rows (dicts with the Result fields); ``where`` names the reference in the message
+# ("vs onnx-fp32" for the same-run baseline, "since main/report.json" for a recorded run). The
+# same-run gates and the history comparison (quant.compare) use the same classes.
+
+
+def _num(v) -> float | None:
+    """A finite float, or None (missing values, NaN, strings, booleans)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """``current[field]`` must not be under ``limit`` (absolute, 0-1)."""
+
+    field: str
+    limit: float
+    label: str
+
+    def fails(self, current: dict, reference: dict | None = None, where: str = "") -> str | None:
+        x = _num(current.get(self.field))
+        if x is not None and x < self.limit:
+            return f"{current['variant']}: {self.label} {x:.4f} < floor {self.limit:.4f}"
+        return None
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """``current[field]`` must not be over ``limit`` (absolute, e.g. ms)."""
+
+    field: str
+    limit: float
+    label: str
+    unit: str = ""
+
+    def fails(self, current: dict, reference: dict | None = None, where: str = "") -> str | None:
+        x = _num(current.get(self.field))
+        if x is not None and x > self.limit:
+            return f"{current['variant']}: {self.label} {x:.2f}{self.unit} > ceiling {self.limit:.2f}{self.unit}"
+        return None
+
+
+@dataclass(frozen=True)
+class MaxDrop:
+    """``current[field]`` may fall at most ``limit`` points (0-100) below ``reference[field]``."""
+
+    field: str
+    limit: float
+    label: str
+
+    def delta(self, current: dict, reference: dict | None) -> float | None:
+        """current - reference in points, None when either lacks the value."""
+        new, old = _num(current.get(self.field)), _num((reference or {}).get(self.field))
+        return None if new is None or old is None else 100.0 * (new - old)
+
+    def _says(self, verb: str, current: dict, reference: dict, where: str) -> str:
+        d = self.delta(current, reference)
+        old, new = 100 * reference[self.field], 100 * current[self.field]
+        return f"{current['variant']}: {self.label} {verb} {abs(d):.2f} points {where} ({old:.2f} -> {new:.2f})"
+
+    def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
+        d = self.delta(current, reference)
+        if d is not None and -d > self.limit:
+            return self._says("fell", current, reference, where) + f" > max {self.limit:.2f}"
+        return None
+
+    def improved(self, current: dict, reference: dict | None, where: str = "") -> str | None:
+        d = self.delta(current, reference)
+        return self._says("rose", current, reference, where) if d is not None and d > self.limit else None
+
+
+@dataclass(frozen=True)
+class MaxRatio:
+    """Same run: the variant's paired latency ratio vs the baseline (``reference``) at most ``limit``."""
+
+    limit: float
+
+    def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
+        ratio = _num(current.get("latency_ratio"))
+        if ratio is None:
+            if reference is None or not _num(reference.get("latency_ms")):
+                return None
+            ratio = current["latency_ms"] / reference["latency_ms"]
+        if ratio > self.limit:
+            return (f"{current['variant']}: latency {ratio:.2f}x {reference['variant'] if reference else 'baseline'} "
+                    f"(paired median; {current['latency_ms']:.2f} ms) > max ratio {self.limit:.2f}")
+        return None
+
+
+def _ci(v) -> tuple[float, float] | None:
+    """A (lo, hi) pair of positive finite numbers, or None."""
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        return None
+    lo, hi = _num(v[0]), _num(v[1])
+    return (lo, hi) if lo is not None and hi is not None and 0 < lo <= hi else None
+
+
+def _rounds(v) -> list[float] | None:
+    """The per-round ratios if every one is a positive finite number, else None."""
+    if not isinstance(v, (list, tuple)) or not v:
+        return None
+    xs = [_num(x) for x in v]
+    return xs if all(x is not None and x > 0 for x in xs) else None
+
+
+def latency_change(old_row: dict, new_row: dict) -> tuple[float | None, tuple[float, float] | None]:
+    """(ratio of ratios, 95 % interval) of one variant between two runs.
+
+    With both runs' per-round ratios: ``quant.latency.ratio_of_ratios`` (median over median, seeded
+    bootstrap interval). Otherwise new ``latency_ratio`` / old ``latency_ratio``, with the conservative
+    interval (new_lo / old_hi, new_hi / old_lo) when both runs recorded one, else no interval.
+    """
+    new_r, old_r = _rounds(new_row.get("latency_ratio_rounds")), _rounds(old_row.get("latency_ratio_rounds"))
+    if new_r and old_r:
+        from quant.latency import ratio_of_ratios
+
+        return ratio_of_ratios(new_r, old_r)
+    new_x, old_x = _num(new_row.get("latency_ratio")), _num(old_row.get("latency_ratio"))
+    if new_x is None or old_x is None or old_x <= 0:
+        return None, None
+    new_ci, old_ci = _ci(new_row.get("latency_ratio_ci")), _ci(old_row.get("latency_ratio_ci"))
+    ci = (new_ci[0] / old_ci[1], new_ci[1] / old_ci[0]) if new_ci and old_ci else None
+    return new_x / old_x, ci
+
+
+@dataclass(frozen=True)
+class LatencyRise:
+    """Between runs: the latency ratio vs ``baseline`` may rise by at most ``limit`` (0.10 = 10 %), judged
+    as a ratio of ratios; a rise counts when over ``1 + limit`` and significant (interval entirely
+    above 1). Without an interval the point alone decides, and the message says so."""
+
+    limit: float
+    baseline: str
+
+    def _says(self, verb: str, current: dict, reference: dict, where: str) -> str:
+        point, ci = latency_change(reference, current)
+        then, now = _num(reference.get("latency_ratio")), _num(current.get("latency_ratio"))
+        ratios = f"{then:.2f}x -> {now:.2f}x" if then is not None and now is not None else "ratios"
+        interval = f"95 % interval {ci[0]:.2f}-{ci[1]:.2f}" if ci else "no interval recorded"
+        return f"{current['variant']}: latency vs {self.baseline} {verb} {point:.2f}x {where} ({ratios}, {interval})"
+
+    def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
+        point, ci = latency_change(reference or {}, current)
+        if point is not None and point > 1 + self.limit and (ci is None or ci[0] > 1.0):
+            return self._says("rose", current, reference, where) + f" > max +{100 * self.limit:g} %"
+        return None
+
+    def improved(self, current: dict, reference: dict | None, where: str = "") -> str | None:
+        point, ci = latency_change(reference or {}, current)
+        if point is not None and point < 1 - self.limit and (ci is None or ci[1] < 1.0):
+            return self._says("fell", current, reference, where)
+        return None
 
 
 def _check_table(table, where: str, path) -> dict:
@@ -114,27 +275,30 @@ class Thresholds:
         return limits
 
 
-def check(result: Result, limits: dict, baseline: Result | None) -> list[str]:
-    """Every breached limit as one message naming variant, metric, value and threshold."""
-    v, out = result.variant, []
-    if "min_map50_95" in limits and result.map50_95 < limits["min_map50_95"]:
-        out.append(f"{v}: mAP50-95 {result.map50_95:.4f} < floor {limits['min_map50_95']:.4f}")
-    if "min_map50" in limits and result.map50 < limits["min_map50"]:
-        out.append(f"{v}: mAP50 {result.map50:.4f} < floor {limits['min_map50']:.4f}")
-    f = result.fidelity_map50_95
-    if "min_fidelity_map50_95" in limits and f is not None and f < limits["min_fidelity_map50_95"]:
-        out.append(f"{v}: fidelity mAP50-95 {f:.4f} < floor {limits['min_fidelity_map50_95']:.4f}")
-    if "max_latency_ms" in limits and result.latency_ms > limits["max_latency_ms"]:
-        out.append(f"{v}: latency {result.latency_ms:.2f} ms > ceiling {limits['max_latency_ms']:.2f} ms")
-    if baseline is not None and baseline.variant != v:
-        drop = 100.0 * (baseline.map50_95 - result.map50_95)
-        if "max_drop_points" in limits and drop > limits["max_drop_points"]:
-            out.append(f"{v}: mAP50-95 drop {drop:.2f} points vs {baseline.variant} "
-                       f"({result.map50_95:.4f} vs {baseline.map50_95:.4f}) > max {limits['max_drop_points']:.2f}")
-        ratio = result.latency_ratio
-        if ratio is None:
-            ratio = result.latency_ms / baseline.latency_ms if baseline.latency_ms > 0 else math.inf
-        if "max_latency_ratio" in limits and ratio > limits["max_latency_ratio"]:
-            out.append(f"{v}: latency {ratio:.2f}x {baseline.variant} (paired median; {result.latency_ms:.2f} ms) "
-                       f"> max ratio {limits['max_latency_ratio']:.2f}")
+def same_run_checks(limits: dict) -> list:
+    """The checks a variant's merged limits (:meth:`Thresholds.for_variant`) ask for, in one run."""
+    table = [("min_map50_95", lambda x: Floor("map50_95", x, "mAP50-95")),
+             ("min_map50", lambda x: Floor("map50", x, "mAP50")),
+             ("min_fidelity_map50_95", lambda x: Floor("fidelity_map50_95", x, "fidelity mAP50-95")),
+             ("max_latency_ms", lambda x: Ceiling("latency_ms", x, "latency", " ms")),
+             ("max_drop_points", lambda x: MaxDrop("map50_95", x, "mAP50-95")),
+             ("max_latency_ratio", MaxRatio)]
+    return [make(limits[key]) for key, make in table if key in limits]
+
+
+def check_row(row: dict, limits: dict, baseline: dict | None) -> list[str]:
+    """Every breached limit of one report row against the same run's baseline row, one line each."""
+    relative = (MaxDrop, MaxRatio)  # need the baseline, and say nothing about the baseline itself
+    out = []
+    for c in same_run_checks(limits):
+        if isinstance(c, relative) and (baseline is None or baseline["variant"] == row["variant"]):
+            continue
+        msg = c.fails(row, baseline, f"vs {baseline['variant']}" if baseline else "")
+        if msg:
+            out.append(msg)
     return out
+
+
+def check(result: Result, limits: dict, baseline: Result | None) -> list[str]:
+    """:func:`check_row` on :class:`Result` values."""
+    return check_row(result.row(), limits, baseline.row() if baseline else None)

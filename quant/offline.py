@@ -1,6 +1,8 @@
 """Keep Ultralytics offline: no weight/data/font downloads, no pip auto-installs, no telemetry.
 
-``configure()`` must run before ``ultralytics`` is first imported; ``import quant`` does it.
+``configure()`` must run before ``ultralytics`` is first imported: the pytest plugin, ``python -m quant``
+and the PPQ worker call it first thing, and :func:`ultralytics_yolo` / :func:`ultralytics_module` (the
+only ways the package reaches Ultralytics) call it too. ``import quant`` itself changes nothing.
 ``NetworkGuard`` blocks (and records) every outbound connection of the process, so tests can
 prove that nothing reaches the network.
 """
@@ -17,8 +19,14 @@ from quant.paths import default_cache_dir
 
 
 
+_configured: Path | None = None
+
+
 def configure(config_dir: str | os.PathLike | None = None) -> Path:
     """Set Ultralytics' offline switches (environment) and give it a local font. Idempotent."""
+    global _configured
+    if _configured is not None and config_dir is None and os.environ.get("YOLO_OFFLINE") == "1":
+        return _configured
     cfg = Path(os.environ.get("YOLO_CONFIG_DIR") or config_dir or default_cache_dir() / "ultralytics")
     cfg.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_CONFIG_DIR"] = str(cfg)
@@ -37,6 +45,7 @@ def configure(config_dir: str | os.PathLike | None = None) -> Path:
                 tmp = fonts / f".{name}.tmp"
                 shutil.copyfile(font, tmp)
                 os.replace(tmp, fonts / name)
+    _configured = cfg
     return cfg
 
 
@@ -56,6 +65,7 @@ _QUIET_SETTINGS = {"sync": False, "clearml": False, "comet": False, "dvc": False
 
 def ultralytics_yolo():
     """``ultralytics.YOLO``, with analytics/sync and logger integrations turned off in its settings."""
+    configure()
     from ultralytics import YOLO
     from ultralytics.utils import SETTINGS
 
@@ -63,6 +73,14 @@ def ultralytics_yolo():
     if changed:
         SETTINGS.update(changed)
     return YOLO
+
+
+def ultralytics_module(name: str):
+    """``import ultralytics.<name>`` after :func:`configure` (e.g. ``"data.augment"``)."""
+    import importlib
+
+    configure()
+    return importlib.import_module(f"ultralytics.{name}")
 
 
 class NetworkGuard:

@@ -64,8 +64,9 @@ def main(job_path: str) -> None:
 
 
 if __name__ == "__main__":
-    from quant.offline import NetworkGuard
+    from quant.offline import NetworkGuard, configure
 
+    configure()
     with NetworkGuard() as guard:  # PPQ has no business on the network either
         main(sys.argv[1])
     if guard.attempts:

@@ -28,7 +28,7 @@ def quantize_qdq(src: Path, out: Path, variant, ctx, method: str | None = None, 
     """Q/DQ INT8 of ``src`` by ``method`` (default: the variant's) leaving ``float_nodes`` (default: the
     variant's float scope) float. Returns (artifact, manifest info)."""
     model = load_onnx(src)
-    method = method or variant.calibration
+    method = method or variant.method
     float_nodes = list(ctx.float_nodes(variant, model) if float_nodes is None else float_nodes)
     files = ctx.calibration_files()
     write_qdq(src, out, variant, activation_ranges(src, files, ctx.imgsz, method), float_nodes)

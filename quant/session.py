@@ -18,7 +18,7 @@ from quant.gates import Thresholds
 from quant.hardware import physical_cores
 from quant.paths import default_cache_dir
 from quant.suite import Suite
-from quant.variants import BASELINE, REGISTRY, override_settings
+from quant.variants import BASELINE, override_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = ROOT / "fixtures" / "yolov8n-shapes.pt"
@@ -169,9 +169,8 @@ def open_session(o, storage: Path | None = None) -> BenchSession:
     cache = check_writable_dir(Path(o.cache_dir) if o.cache_dir else default_cache_dir(), "cache directory")
     suite = _suite(o, cache)
     suite.cache.sweep()  # temp folders of killed builds
-    for name in [n for n, v in REGISTRY.items() if v.calibration == "auto"]:
-        override_settings(name, **{key: getattr(o, key) for key in AUTO_OPTIONS})
-    override_settings("ppq-", platform=o.ppq_platform, calib_steps=o.ppq_calib_steps,
+    override_settings(lambda v: v.search, **{key: getattr(o, key) for key in AUTO_OPTIONS})
+    override_settings(lambda v: v.tool == "ppq", platform=o.ppq_platform, calib_steps=o.ppq_calib_steps,
                       lsq_steps=o.ppq_lsq_steps, analysis_images=o.ppq_analysis_images)
     if o.compare_to:
         from quant.compare import load_run

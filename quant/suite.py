@@ -100,7 +100,7 @@ class Suite:
     def calibration_inputs(self, v: Variant) -> dict:
         """The images a variant calibrates on, for its cache key. Ultralytics' own INT8 exports
         calibrate on the val split (their default), the suite's variants on the calibration split."""
-        files = self.images(self.data.val) if v.calibration == "ultralytics-val" else self.calibration_files()
+        files = self.images(self.data.val) if v.calib_split == "val" else self.calibration_files()
         return self.digest(files)
 
     def digest(self, files: list[Path]) -> dict:
@@ -141,13 +141,13 @@ class Suite:
     def key_inputs(self, v: Variant) -> dict:
         inputs = {"variant": v.config(), "weights_sha256": self.weights_sha256, "imgsz": self.imgsz,
                   "versions": library_versions(), "code": codehash.digests(backends.code_entries(v))}
-        if v.calibration:
+        if v.calibrates:
             inputs["calibration"] = self.calibration_inputs(v)
         if v.source:
             inputs["source"] = self.manifest(v.source)["key"]
         if v.setting("float_set_from"):
             inputs["float_set_from"] = self.manifest(v.setting("float_set_from"))["key"]
-        if v.calibration == "auto":
+        if v.search:
             inputs["search"] = self.digest(self.search_files(v.setting("auto_images", AUTO_DEFAULTS["auto_images"])))
         extras = getattr(backends.get(v.backend), "key_extras", None)
         if extras:

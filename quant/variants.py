@@ -8,7 +8,7 @@ over ``REGISTRY``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from quant.autosettings import DEFAULTS
 from quant.graph import FloatScope
@@ -21,13 +21,21 @@ class Variant:
     backend: str  # module in quant.backends
     precision: str  # fp32 | fp16 | bf16 | int8
     format: str  # artifact format: pt | onnx | engine | openvino
-    calibration: str | None = None  # minmax | entropy | percentile | nncf | ultralytics-val (INT8 only)
+    method: str | None = None  # the suite's calibration method (quant.calibration): minmax | entropy | percentile
+    search: bool = False  # the automatic recipe (quant.autoselect) picks the method and the float set
+    tool: str | None = None  # an outside quantizer that calibrates itself: nncf | ppq | ultralytics | tensorrt-implicit
+    calib_split: str = "calib"  # the data split calibration reads: calib, or val (Ultralytics' own default)
     float_scope: FloatScope | None = None  # what stays float in an INT8 model
     settings: tuple[tuple[str, Any], ...] = ()  # backend-specific, hashable
     source: str | None = None  # variant whose artifact this one is built from
     peer: bool = False  # a yardstick (e.g. Ultralytics' own export), gated only for "did not crash"
     markers: tuple[str, ...] = ()  # pytest markers of its benchmark (e.g. "gpu")
     description: str = ""
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether building this variant reads calibration images."""
+        return self.precision == "int8" and bool(self.method or self.search or self.tool)
 
     def setting(self, key: str, default: Any = None) -> Any:
         return dict(self.settings).get(key, default)
@@ -63,10 +71,10 @@ register(Variant("pt-fp16", "pytorch", "fp16", "pt", settings=(("device", "cuda"
                  description="PyTorch FP16 on CUDA: the framework baseline on GPU"))
 register(Variant("onnx-fp32", "onnxruntime", "fp32", "onnx", description="ONNX Runtime CPU, FP32 (the baseline)"))
 for _method in ("minmax", "entropy", "percentile"):
-    register(Variant(f"onnx-int8-{_method}", "onnxruntime", "int8", "onnx", calibration=_method,
+    register(Variant(f"onnx-int8-{_method}", "onnxruntime", "int8", "onnx", method=_method,
                      float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8, source="onnx-fp32",
                      description=f"ONNX Runtime Q/DQ INT8, {_method} calibration, box decode float"))
-register(Variant("onnx-int8-minmax-headfloat", "onnxruntime", "int8", "onnx", calibration="minmax",
+register(Variant("onnx-int8-minmax-headfloat", "onnxruntime", "int8", "onnx", method="minmax",
                  float_scope=FloatScope(presets=("head",)), settings=_ORT_INT8, source="onnx-fp32",
                  description="ONNX Runtime Q/DQ INT8, minmax, whole detection head float"))
 
@@ -75,19 +83,19 @@ register(Variant("onnx-int8-minmax-headfloat", "onnxruntime", "int8", "onnx", ca
 _NNCF = (("preset", "mixed"), ("fast_bias_correction", False))
 register(Variant("ov-fp32", "openvino", "fp32", "openvino", source="onnx-fp32",
                  description="OpenVINO CPU, FP32 IR"))
-register(Variant("ov-int8", "openvino", "int8", "openvino", calibration="nncf",
+register(Variant("ov-int8", "openvino", "int8", "openvino", tool="nncf",
                  float_scope=FloatScope(presets=("decode",)), settings=_NNCF, source="onnx-fp32",
                  description="OpenVINO CPU, NNCF INT8, box decode ignored"))
-register(Variant("ov-int8-headfloat", "openvino", "int8", "openvino", calibration="nncf",
+register(Variant("ov-int8-headfloat", "openvino", "int8", "openvino", tool="nncf",
                  float_scope=FloatScope(presets=("head",)), settings=_NNCF, source="onnx-fp32",
                  description="OpenVINO CPU, NNCF INT8, whole detection head ignored"))
 
 # Peers: Ultralytics' own exports, as a user calls them (settings = export() arguments).
 register(Variant("ul-onnx", "ultralytics", "fp32", "onnx", settings=(("format", "onnx"),), peer=True,
                  description="Ultralytics export(format='onnx')"))
-register(Variant("ul-onnx-int8", "ultralytics", "int8", "onnx", calibration="ultralytics-val", settings=(("format", "onnx"), ("quantize", 8)),
+register(Variant("ul-onnx-int8", "ultralytics", "int8", "onnx", tool="ultralytics", calib_split="val", settings=(("format", "onnx"), ("quantize", 8)),
                  peer=True, description="Ultralytics export(format='onnx', quantize=8)"))
-register(Variant("ul-openvino-int8", "ultralytics", "int8", "openvino", calibration="ultralytics-val",
+register(Variant("ul-openvino-int8", "ultralytics", "int8", "openvino", tool="ultralytics", calib_split="val",
                  settings=(("format", "openvino"), ("quantize", 8)), peer=True,
                  description="Ultralytics export(format='openvino', quantize=8)"))
 
@@ -104,29 +112,29 @@ register(Variant("trt-fp16", "tensorrt", "fp16", "engine", source="onnx-fp32", m
                  float_scope=FloatScope(presets=("decode",)),
                  description="TensorRT FP16 (FP16 ONNX, box decode FP32, strongly typed)"))
 for _method in ("minmax", "entropy", "percentile"):
-    register(Variant(f"trt-int8-{_method}", "tensorrt", "int8", "engine", calibration=_method,
+    register(Variant(f"trt-int8-{_method}", "tensorrt", "int8", "engine", method=_method,
                      float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _TRT_MIXED, source="onnx-fp32",
                      markers=_GPU, description=f"TensorRT explicit Q/DQ INT8 + FP16, {_method}, box decode FP32"))
-register(Variant("trt-int8-headfloat", "tensorrt", "int8", "engine", calibration="minmax",
+register(Variant("trt-int8-headfloat", "tensorrt", "int8", "engine", method="minmax",
                  float_scope=FloatScope(presets=("head",)), settings=_TRT_INT8 + _TRT_MIXED, source="onnx-fp32",
                  markers=_GPU, description="TensorRT explicit Q/DQ INT8, minmax, detection head FP16 (decode FP32)"))
 _CUDA_EP = (("provider", "CUDAExecutionProvider"),)
 register(Variant("ort-cuda-fp32", "onnxruntime", "fp32", "onnx", settings=_CUDA_EP, source="onnx-fp32",
                  markers=("gpu",), description="ONNX Runtime CUDA execution provider, FP32 (needs onnxruntime-gpu)"))
-register(Variant("ort-cuda-int8", "onnxruntime", "int8", "onnx", calibration="minmax",
+register(Variant("ort-cuda-int8", "onnxruntime", "int8", "onnx", method="minmax",
                  float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _CUDA_EP, source="onnx-fp32",
                  markers=("gpu",), description="ONNX Runtime CUDA provider on the TensorRT-style Q/DQ INT8 ONNX"))
 for _calib in ("minmax", "entropy2", "entropy", "legacy"):  # the reference report's implicit path
-    register(Variant(f"trt10-int8-{_calib}-implicit", "tensorrt", "int8", "engine", calibration=f"trt-{_calib}",
+    register(Variant(f"trt10-int8-{_calib}-implicit", "tensorrt", "int8", "engine", tool="tensorrt-implicit",
                      settings=(("implicit", _calib),), source="onnx-fp32", markers=_GPU,
                      description=f"TensorRT <= 10 implicit INT8, {_calib} calibrator, box decode FP32"))
 
 # PPQ (the reference report's tool): default setting, box decode float (full INT8 zeroes the class
 # scores in PPQ too), or the whole head float (the report's "layer 22 left float").
 _PPQ = (("platform", "ONNXRUNTIME"), ("calib_steps", 32), ("lsq_steps", 0), ("analysis_images", 4))
-register(Variant("ppq-int8", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("decode",)),
+register(Variant("ppq-int8", "ppq", "int8", "onnx", tool="ppq", float_scope=FloatScope(presets=("decode",)),
                  settings=_PPQ, source="onnx-fp32", description="PPQ INT8, default setting, box decode float"))
-register(Variant("ppq-int8-headfloat", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("head",)),
+register(Variant("ppq-int8-headfloat", "ppq", "int8", "onnx", tool="ppq", float_scope=FloatScope(presets=("head",)),
                  settings=_PPQ, source="onnx-fp32", description="PPQ INT8, default setting, detection head float"))
 
 
@@ -134,17 +142,17 @@ register(Variant("ppq-int8-headfloat", "ppq", "int8", "onnx", calibration="ppq",
 # are searched (quant/autoselect.py) and saved with the artifact (auto.json). OpenVINO and PPQ reuse
 # the float set onnx-int8-auto found (a declarative value), with their own calibration.
 _AUTO = tuple(DEFAULTS.items())
-register(Variant("onnx-int8-auto", "onnxruntime", "int8", "onnx", calibration="auto",
+register(Variant("onnx-int8-auto", "onnxruntime", "int8", "onnx", search=True,
                  float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8 + _AUTO, source="onnx-fp32",
                  description="ONNX Runtime Q/DQ INT8, searched method and float set (target drop 0.3 points)"))
-register(Variant("trt-int8-auto", "tensorrt", "int8", "engine", calibration="auto",
+register(Variant("trt-int8-auto", "tensorrt", "int8", "engine", search=True,
                  float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _TRT_MIXED + _AUTO,
                  source="onnx-fp32", markers=_GPU,
                  description="TensorRT explicit Q/DQ INT8, searched method and float set (run in FP16)"))
-register(Variant("ov-int8-auto", "openvino", "int8", "openvino", calibration="nncf",
+register(Variant("ov-int8-auto", "openvino", "int8", "openvino", tool="nncf",
                  float_scope=FloatScope(presets=("decode",)), settings=_NNCF + (("float_set_from", "onnx-int8-auto"),),
                  source="onnx-fp32", description="OpenVINO NNCF INT8, ignoring the float set onnx-int8-auto found"))
-register(Variant("ppq-int8-auto", "ppq", "int8", "onnx", calibration="ppq", float_scope=FloatScope(presets=("decode",)),
+register(Variant("ppq-int8-auto", "ppq", "int8", "onnx", tool="ppq", float_scope=FloatScope(presets=("decode",)),
                  settings=_PPQ + (("float_set_from", "onnx-int8-auto"),), source="onnx-fp32",
                  description="PPQ INT8, the float set onnx-int8-auto found left float"))
 
@@ -158,8 +166,9 @@ register(Variant("ov-int8-auto-bf16", "openvino", "int8", "openvino", source="ov
                  description="ov-int8-auto's IR with what stays float run in BF16"))
 
 
-def override_settings(prefix: str, **settings) -> None:
-    """Change settings of every variant whose name starts with ``prefix`` (command-line options)."""
+def override_settings(selected: Callable[[Variant], bool], **settings) -> None:
+    """Change settings of every variant ``selected`` picks (command-line options), e.g.
+    ``override_settings(lambda v: v.tool == "ppq", calib_steps=64)``."""
     for name, v in list(REGISTRY.items()):
-        if name.startswith(prefix):
+        if selected(v):
             REGISTRY[name] = replace(v, settings=tuple({**dict(v.settings), **settings}.items()))

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import quant  # noqa: F401  (offline switches)
+from quant import offline
+
+offline.configure()  # Ultralytics' offline switches, as the plugin sets them
 
 TINY_IMGSZ = 96
 

@@ -65,7 +65,7 @@ def test_check_names_variant_metric_value_and_threshold():
     msgs = check(bad, {"max_drop_points": 3.0, "max_latency_ratio": 1.2, "min_map50_95": 0.65, "max_latency_ms": 25},
                  base)
     assert len(msgs) == 4
-    assert any("onnx-int8-minmax: mAP50-95 drop 10.00 points" in m and "> max 3.00" in m for m in msgs)
+    assert any("onnx-int8-minmax: mAP50-95 fell 10.00 points vs onnx-fp32 (70.00 -> 60.00)" in m and "> max 3.00" in m for m in msgs)
     assert any("1.50x onnx-fp32" in m and "max ratio 1.20" in m for m in msgs)
     assert any("mAP50-95 0.6000 < floor 0.6500" in m for m in msgs)
     assert any("latency 30.00 ms > ceiling 25.00 ms" in m for m in msgs)
@@ -97,3 +97,23 @@ def test_latency_gate_judges_the_paired_ratio_not_the_ratio_of_medians():
     assert check(paired_fast, {"max_latency_ratio": 1.2}, base) == []
     msgs = check(Result("v", 0.5, 0.5, 9.0, latency_ratio=1.3), {"max_latency_ratio": 1.2}, base)
     assert msgs == ["v: latency 1.30x onnx-fp32 (paired median; 9.00 ms) > max ratio 1.20"]
+
+
+def test_checks_are_small_objects_shared_by_the_gate_and_the_history_comparison():
+    from quant.compare import history_checks
+    from quant.gates import Ceiling, Floor, LatencyRise, MaxDrop, MaxRatio, same_run_checks
+
+    row = {"variant": "v", "map50_95": 0.50, "latency_ms": 12.0, "latency_ratio": 1.2}
+    ref = {"variant": "onnx-fp32", "map50_95": 0.52, "latency_ms": 10.0, "latency_ratio": 1.0}
+    assert MaxDrop("map50_95", 1.0, "mAP50-95").fails(row, ref, "vs onnx-fp32") == (
+        "v: mAP50-95 fell 2.00 points vs onnx-fp32 (52.00 -> 50.00) > max 1.00")
+    assert MaxDrop("map50_95", 2.5, "mAP50-95").fails(row, ref) is None
+    assert MaxDrop("map50_95", 1.0, "mAP50-95").improved(ref | {"variant": "v"}, row, "since old") == (
+        "v: mAP50-95 rose 2.00 points since old (50.00 -> 52.00)")
+    assert Floor("map50_95", 0.6, "mAP50-95").fails(row) == "v: mAP50-95 0.5000 < floor 0.6000"
+    assert Ceiling("latency_ms", 11, "latency", " ms").fails(row) == "v: latency 12.00 ms > ceiling 11.00 ms"
+    assert MaxRatio(1.25).fails(row, ref) is None and MaxRatio(1.1).fails(row, ref)
+    assert LatencyRise(0.1, "onnx-fp32").fails(row, {**row, "latency_ratio": 1.0}, "since old")  # 1.2x, no interval
+    kinds = {type(c) for c in same_run_checks({"max_drop_points": 1, "max_latency_ratio": 2, "min_map50": 0.1})}
+    assert kinds == {MaxDrop, MaxRatio, Floor}
+    assert {type(c) for c in history_checks((0.1, 0.1), "onnx-fp32", True)} == {MaxDrop, LatencyRise}

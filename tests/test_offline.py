@@ -86,3 +86,27 @@ def test_the_guard_itself_refuses_even_where_the_network_would_answer(monkeypatc
         with socket.socket() as s:
             s.connect(("127.0.0.1", 9))  # loopback goes through
     assert calls == [("127.0.0.1", 9)] and len(g.attempts) == 3
+
+
+def test_import_quant_changes_nothing_until_configured(tmp_path):
+    """``import quant`` (and its modules) leaves the environment and the disk alone; the first path into
+    Ultralytics configures the offline switches itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "YQB_"))}
+    env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    code = """
+import os, json, pathlib, sys
+import quant, quant.suite, quant.bench, quant.variants, quant.offline
+before = {"yolo_env": sorted(k for k in os.environ if k.startswith("YOLO_")),
+          "created": sorted(str(p) for p in pathlib.Path(sys.argv[1]).rglob("*"))}
+quant.offline.ultralytics_module("utils")
+after = {"offline": os.environ.get("YOLO_OFFLINE")}
+print(json.dumps([before, after]))
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before == {"yolo_env": [], "created": []}
+    assert after == {"offline": "1"}

@@ -37,7 +37,7 @@ def builders(variant) -> list[str]:
     """Modules that build this variant besides this one (their code is part of its cache key)."""
     if variant.precision != "int8":
         return []
-    return ["quant.autoselect"] if variant.calibration == "auto" else ["quant.qdq"]
+    return ["quant.autoselect"] if variant.search else ["quant.qdq"]
 
 
 def build(variant, ctx, out_dir: Path):
