@@ -49,11 +49,12 @@ def artifact(variant, bench, pytestconfig):
 
 def test_variant(variant, artifact, bench, benchmark, request):
     with one_line_failures(variant, Path(request.config.option.report_dir)):
-        row = bench.measure(variant)
+        bench.measure(variant)
         failures = bench.gate(variant)
+    row = bench.rows[variant].to_dict()
     request.node.user_properties.append((ROW, row))
     if variant != BASELINE:  # the baseline's row travels too when its own test did not run here
-        request.node.user_properties.append((ROW, bench.rows[BASELINE]))
+        request.node.user_properties.append((ROW, bench.rows[BASELINE].to_dict()))
     benchmark.group = "batch-1 model call (paired rounds)"
     if not benchmark.disabled:  # pytest-benchmark's statistics and history from the paired variant calls
         benchmark._mode = "paired rounds (quant.latency.paired)"  # the fixture is used, through its stats
@@ -61,7 +62,7 @@ def test_variant(variant, artifact, bench, benchmark, request):
         for t in bench.variant_times.get(variant, ()):
             stats.update(t)
     benchmark.extra_info.update({k: row.get(k) for k in (
-        "variant", "peer", "precision", "precision_P", "recall", "map50", "map50_95", "fidelity_map50_95",
+        "variant", "peer", "precision", "box_precision", "recall", "map50", "map50_95", "fidelity_map50_95",
         "latency_ms", "latency_ratio", "latency_ratio_ci", "latency_ratio_rounds", "size_mb", "preprocess_ms",
         "postprocess_ms", "int8_share", "cached", "built_because", "config", "status")}, machine=bench.header()["machine"])
     if failures:

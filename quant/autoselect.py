@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 from quant import qdq
 from quant.autosettings import DEFAULTS
 from quant.calibration import activation_ranges, reader_for
+from quant.context import BuildContext
 from quant.graph import load_onnx
 from quant.preflight import label_path
 
@@ -139,7 +140,7 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
 
 
 # ---- ONNX Q/DQ: the search wired to ONNX Runtime, the suite's data and the validator ----------
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     """Search the recipe for ``variant`` (an ONNX Q/DQ INT8 variant), then write it as ``out_dir/model.onnx``."""
     src = ctx.artifact(variant.source)
     base_float = ctx.float_nodes(variant, load_onnx(src))
@@ -148,17 +149,17 @@ def build(variant, ctx, out_dir: Path):
                             info=info)
 
 
-def search_data(ctx, files: list[Path], work: Path) -> Path | None:
+def search_data(ctx: BuildContext, files: list[Path], work: Path) -> Path | None:
     """A data YAML over ``files`` with their own labels, or None when they have none."""
     if not any(label_path(f).is_file() for f in files):
         return None
     from quant.data import write_data_yaml
 
     (work / "search.txt").write_text("".join(f"{f.resolve()}\n" for f in files))
-    return write_data_yaml(work / "search.yaml", work, (work / "search.txt").resolve(), ctx.data.names)
+    return write_data_yaml(work / "search.yaml", work, (work / "search.txt").resolve(), ctx.names)
 
 
-def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
+def auto_quantize(src: Path, work: Path, variant, ctx: BuildContext, base_float: list[str]):
     """Run the search for an ONNX Q/DQ variant; write its reports in ``work``.
 
     A candidate's drop is estimated from its *fidelity* on the search images (mAP50-95 against the
@@ -177,8 +178,8 @@ def auto_quantize(src: Path, work: Path, variant, ctx, base_float: list[str]):
     cfg = {k: variant.setting(k, v) for k, v in DEFAULTS.items()}
     files = ctx.search_files(cfg["auto_images"])
     labelled = search_data(ctx, files, work)
-    pseudo = pseudo_dataset(src, files, work / "search-fidelity", ctx.data.names, ctx.imgsz)  # src: the FP32 model
-    runs = ctx.cache.root / "runs"
+    pseudo = pseudo_dataset(src, files, work / "search-fidelity", ctx.names, ctx.imgsz)  # src: the FP32 model
+    runs = ctx.scratch
     score = lambda path, data: validate(path, data, ctx.imgsz, runs, f"{variant.name}-search").map50_95  # noqa: E731
     fp32 = {"fidelity": score(src, pseudo), "map": score(src, labelled) if labelled else None}
     full: dict[str, Path] = {}

@@ -24,6 +24,7 @@ from quant import backends, gates, report
 from quant.cache import artifact_size, file_lock, library_versions
 from quant.hardware import machine_info
 from quant.latency import Paired, paired
+from quant.row import Row
 from quant.suite import Suite
 from quant.variants import BASELINE, REGISTRY
 
@@ -43,7 +44,7 @@ class BenchSession:
     warmup: int = 3
     fidelity: bool = True
     timing_lock: Path | None = None  # machine-wide lock file held while timing
-    rows: dict[str, dict] = field(default_factory=dict)
+    rows: dict[str, Row] = field(default_factory=dict)
     variant_times: dict[str, tuple] = field(default_factory=dict)  # each timed call, s (for pytest-benchmark)
     runs_as: dict[str, dict | None] = field(default_factory=dict)  # precision and threads the runtime reports
     engine_gpu_ms: dict[str, float] = field(default_factory=dict)  # TensorRT: median CUDA-event ms, timed calls
@@ -111,7 +112,7 @@ class BenchSession:
         return result
 
     # ---- rows ---------------------------------------------------------------------------------
-    def measure(self, name: str) -> dict:
+    def measure(self, name: str) -> Row:
         """Build (or reuse) the artifact, evaluate it (or reuse the result), time it paired; the row."""
         seconds = {}
         t0 = time.monotonic()
@@ -129,37 +130,35 @@ class BenchSession:
         seconds["time"] = round(time.monotonic() - t0, 2)
         return self._row(name, path, acc, fid, lat, timing, seconds)
 
-    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict) -> dict:
+    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict) -> Row:
         v, m = REGISTRY[name], self.suite.manifest(name)
         convs, int8 = m.get("convs"), m.get("int8_convs")
-        evals = self.suite.evaluations
-        row = {"variant": name, "backend": v.backend, "format": "onnx" if path.suffix == ".onnx" else v.format,
-               "precision": v.precision, "latency_ms": lat.variant_ms, "baseline_ms": lat.baseline_ms,
-               "latency_ratio": lat.ratio, "latency_ratio_ci": list(lat.ci), "latency_ratio_rounds": list(lat.ratios),
-               "latency_rounds": lat.rounds, "latency_calls": lat.calls, "timing": timing,
-               "preprocess_ms": acc.preprocess_ms, "postprocess_ms": acc.postprocess_ms,
-               "val_inference_ms": acc.inference_ms,
-               "precision_P": acc.precision, "recall": acc.recall, "map50": acc.map50, "map50_95": acc.map50_95,
-               "fidelity_map50": fid.map50 if fid else None, "fidelity_map50_95": fid.map50_95 if fid else None,
-               "size_mb": artifact_size(path) / 1e6, "artifact": str(path),
-               "artifact_dir": str(self.suite.cache.folder(name, m["key"])), "reports": m.get("reports", []),
-               "cached": m["cached"], "built_because": m.get("built_because"),
-               "evaluation": evals.get(("accuracy", name)), "seconds": seconds,
-               "int8_share": f"{int8}/{convs}" if convs else None, "float_nodes": m.get("float_nodes"),
-               "engine": m.get("engine"), "auto": m.get("auto"), "config": v.config(), "peer": v.peer,
-               "runs_as": self.runs_as.get(name), "threads": self.suite.threads,
-               "engine_gpu_ms": self.engine_gpu_ms.get(name), "cache_notices": list(self.suite.cache.notices),
-               "status": "measured"}
+        row = Row(
+            variant=name, backend=v.backend, format="onnx" if path.suffix == ".onnx" else v.format,
+            precision=v.precision, peer=v.peer, config=v.config(),
+            box_precision=acc.precision, recall=acc.recall, map50=acc.map50, map50_95=acc.map50_95,
+            fidelity_map50=fid.map50 if fid else None, fidelity_map50_95=fid.map50_95 if fid else None,
+            evaluation=self.suite.evaluations.get(("accuracy", name)), preprocess_ms=acc.preprocess_ms,
+            postprocess_ms=acc.postprocess_ms, val_inference_ms=acc.inference_ms,
+            latency_ms=lat.variant_ms, baseline_ms=lat.baseline_ms, latency_ratio=lat.ratio,
+            latency_ratio_ci=list(lat.ci), latency_ratio_rounds=list(lat.ratios), latency_rounds=lat.rounds,
+            latency_calls=lat.calls, timing=timing, runs_as=self.runs_as.get(name), threads=self.suite.threads,
+            engine_gpu_ms=self.engine_gpu_ms.get(name),
+            size_mb=artifact_size(path) / 1e6, artifact=str(path),
+            artifact_dir=str(self.suite.cache.folder(name, m["key"])), reports=m.get("reports", []),
+            cached=m["cached"], built_because=m.get("built_because"), seconds=seconds,
+            int8_share=f"{int8}/{convs}" if convs else None, float_nodes=m.get("float_nodes"),
+            engine=m.get("engine"), auto=m.get("auto"), cache_notices=list(self.suite.cache.notices))
         if name == BASELINE:  # its latency is the A/A control: say whether latency can be judged in this run
-            row["aa_verdict"] = self.noisy() or "holds"
+            row.aa_verdict = self.noisy() or "holds"
         self.rows[name] = row
         self.variant_times[name] = lat.variant_times
         return row
 
-    def baseline(self) -> dict:
+    def baseline(self) -> Row:
         """The same-run baseline row; measured here if its test was not selected (or runs elsewhere)."""
         if BASELINE not in self.rows:
-            self.measure(BASELINE)["status"] = "baseline only"
+            self.measure(BASELINE).status = "baseline only"
         return self.rows[BASELINE]
 
     # ---- gates --------------------------------------------------------------------------------
@@ -167,18 +166,18 @@ class BenchSession:
         """Check the row against its limits; set its status; return one line per breach."""
         r, v = self.rows[name], REGISTRY[name]
         if v.peer:  # a yardstick: measured and shown, only "did not crash" is checked
-            r["status"] = "peer"
+            r.status = "peer"
             return []
         b = self.baseline()
         limits = self.thresholds.for_variant(name, embedded=self.embedded, profile=self.profile)
-        proxy = r.get("engine") is not None and not r["engine"]["built"]  # a TensorRT row without its engine
+        proxy = r.engine_missing  # a TensorRT row measured on its CPU stand-in
         noisy = self.noisy()
         if proxy or noisy:  # the CPU stand-in for an engine, or a machine too noisy: no latency verdict
             limits = {k: val for k, val in limits.items() if not k.startswith("max_latency")}
-        failures = gates.check_row(r, limits, b)
-        r["limits"] = limits
-        r["failures"] = failures
-        r["status"] = ("FAIL" if failures else "pass (accuracy; no engine)" if proxy
+        failures = gates.check_row(r.to_dict(), limits, b.to_dict())
+        r.limits = limits
+        r.failures = failures
+        r.status = ("FAIL" if failures else "pass (accuracy; no engine)" if proxy
                        else "pass (latency inconclusive)" if noisy else "pass")
         return failures
 

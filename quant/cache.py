@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from quant.errors import QuantError
-from quant.fsutil import file_sha256  # noqa: F401  (re-exported)
+from quant.fsutil import atomic_dir, file_sha256  # noqa: F401  (file_sha256 re-exported)
 
 LIBRARIES = ("quant-bench", "ultralytics", "torch", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxslim",
              "openvino", "nncf", "ppq", "tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-libs",
@@ -226,8 +226,7 @@ class ArtifactCache:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{final.name}-*"):  # left by a killed build of this key
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-        try:
+        with atomic_dir(final, replace=True) as tmp:  # under the key's lock: what is there is stale
             t0 = time.monotonic()
             artifact, info = build(tmp)
             manifest = {"variant": variant, "key": key, "artifact": Path(artifact).relative_to(tmp).as_posix(),
@@ -235,11 +234,6 @@ class ArtifactCache:
                         **info}
             manifest["files"] = _files_record(tmp)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-            if final.exists():  # a stale or incomplete folder under the same key
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return manifest
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from quant.data import list_images
 from quant.errors import QuantError
+from quant.graph import float_tensors
 
 
 def letterbox(image_bgr: np.ndarray, imgsz: int, stride: int = 32) -> np.ndarray:
@@ -175,19 +176,6 @@ def make_method(name: str, **params):
         return METHODS[name](**params)
     except KeyError:
         raise QuantError(f"unknown calibration method '{name}' (choose from {', '.join(METHODS)})") from None
-
-
-def float_tensors(model) -> list[str]:
-    """Names of every float activation of an ONNX model (graph inputs and node outputs)."""
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in
-             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
-    inits = {i.name for i in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in inits]
-    names += [o for n in model.graph.node for o in n.output if o]
-    return [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
 
 
 def collect_stats(model_path: str | os.PathLike, reader: CalibrationReader, histogram_bins: int = 0,

@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from quant.graph import decode_nodes
+from quant.context import BuildContext
+from quant.graph import decode_nodes, float_tensors
 
 # (op type, input index) that the ONNX spec requires to stay float32 whatever the data type is
 _FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
@@ -22,7 +23,7 @@ _FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
 _FP32_OPS = {"Constant", "ConstantOfShape", "Shape", "Size", "RandomNormal", "RandomUniform", "Range"}
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     """The FP16 ONNX of the variant's source as ``out_dir/model.onnx``, the box decode kept FP32."""
     model = onnx.load(str(ctx.artifact(variant.source)))
     keep = decode_nodes(model)
@@ -47,16 +48,9 @@ def mixed_int8_fp16(path: Path, keep_fp32=()) -> dict:
     return {"fp32_nodes": list(keep_fp32), "float_precision": "fp16"}
 
 
-def _float_tensors(model) -> set[str]:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    vis = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    names = {v.name for v in vis if v.type.tensor_type.elem_type == TensorProto.FLOAT}
-    return names | {i.name for i in model.graph.initializer if i.data_type == TensorProto.FLOAT}
-
-
 def convert_to_fp16(model: onnx.ModelProto, keep_fp32=()) -> onnx.ModelProto:
     model = onnx.ModelProto.FromString(model.SerializeToString())  # work on a copy
-    floats = _float_tensors(model)
+    floats = set(float_tensors(model, initializers=True))
     keep = set(keep_fp32)
     half_nodes = {n.name for n in model.graph.node if n.name not in keep and n.op_type not in _FP32_OPS}
     inits = {i.name: i for i in model.graph.initializer}

@@ -29,6 +29,23 @@ def load_onnx(path):
     return model
 
 
+def float_tensors(model, initializers: bool = False) -> list[str]:
+    """Names of the FP32 activations of an ONNX model (non-constant graph inputs and node outputs whose
+    inferred type is float), in graph order; with ``initializers`` the FP32 initializers too."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    names += [o for n in model.graph.node for o in n.output if o]
+    out = [n for n in dict.fromkeys(names) if types.get(n) == onnx.TensorProto.FLOAT]
+    if initializers:
+        out += [i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT]
+    return out
+
+
 def _producers(model) -> dict[str, object]:
     return {o: n for n in model.graph.node for o in n.output}
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from quant.backends.openvino import ov_names_of, save_ir
 from quant.calibration import reader_for
+from quant.context import BuildContext
 from quant.graph import int8_conv_counts
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     import nncf
     import onnx
     import openvino as ov

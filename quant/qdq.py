@@ -13,17 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from quant.calibration import activation_ranges
+from quant.context import BuildContext
 from quant.graph import int8_conv_counts, load_onnx, remove_qdq_before
 
 _QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     """The variant's INT8 model as ``out_dir/model.onnx`` (calibration method and float set as registered)."""
     return quantize_qdq(ctx.artifact(variant.source), out_dir / "model.onnx", variant, ctx)
 
 
-def quantize_qdq(src: Path, out: Path, variant, ctx, method: str | None = None, float_nodes=None,
+def quantize_qdq(src: Path, out: Path, variant, ctx: BuildContext, method: str | None = None, float_nodes=None,
                  info: dict | None = None):
     """Q/DQ INT8 of ``src`` by ``method`` (default: the variant's) leaving ``float_nodes`` (default: the
     variant's float scope) float. Returns (artifact, manifest info)."""

@@ -11,7 +11,7 @@ from tabulate import tabulate
 COLUMNS = [  # (key in a row, header)
     ("variant", "variant"), ("format", "format"), ("precision", "precision"), ("latency_ms", "ms/img"),
     ("latency_ratio", "× FP32 [95 % CI]"),
-    ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("precision_P", "P"), ("recall", "R"),
+    ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("box_precision", "P"), ("recall", "R"),
     ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"),
     ("fidelity_map50_95", "fidelity"), ("size_mb", "size MB"),
     ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("engine", "engine"), ("built_because", "built"),
@@ -24,7 +24,7 @@ def _fmt(key: str, v):
         return "-"
     if key in ("latency_ms", "preprocess_ms", "postprocess_ms", "size_mb"):
         return f"{v:.1f}" if key != "size_mb" else f"{v:.2f}"
-    if key in ("precision_P", "recall", "map50", "map50_95", "fidelity_map50_95"):
+    if key in ("box_precision", "recall", "map50", "map50_95", "fidelity_map50_95"):
         return f"{100 * v:.1f}"
     if key == "delta_points":
         return f"{v:+.2f}"

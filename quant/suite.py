@@ -20,7 +20,7 @@ import numpy as np
 from quant import backends, codehash
 from quant.autosettings import DEFAULTS as AUTO_DEFAULTS
 from quant.cache import ArtifactCache, ResultCache, cache_key, library_versions
-from quant.calibration import CalibrationReader, activation_ranges, letterbox, read_image, reader_for
+from quant.calibration import letterbox, read_image
 from quant.data import DataSpec, list_images
 from quant.errors import BuildError, QuantError
 from quant.evaluate import Accuracy, validate
@@ -86,6 +86,19 @@ class Suite:
     def results(self) -> ResultCache:
         return ResultCache(self.cache.root)
 
+    # ---- what builds see (quant.context.BuildContext) ------------------------------------------
+    @property
+    def names(self) -> dict[int, str]:
+        return self.data.names
+
+    @property
+    def data_yaml(self) -> Path:
+        return self.data.yaml
+
+    @property
+    def scratch(self) -> Path:
+        return self.cache.root / "runs"
+
     # ---- inputs -----------------------------------------------------------------------------
     def images(self, folder) -> list[Path]:
         """The images of a folder (or image list) the run may read: unreadable ones skipped if asked."""
@@ -93,9 +106,6 @@ class Suite:
 
     def calibration_files(self) -> list[Path]:
         return self.images(self.data.calib)[: self.calib_images]
-
-    def calibration_reader(self, input_name: str = "images") -> CalibrationReader:
-        return reader_for(self.calibration_files(), self.imgsz, input_name)
 
     def calibration_inputs(self, v: Variant) -> dict:
         """The images a variant calibrates on, for its cache key. Ultralytics' own INT8 exports
@@ -121,9 +131,6 @@ class Suite:
         files = self.images(self.data.calib)
         rest = files[self.calib_images:]
         return (rest or files)[: int(n)]
-
-    def activation_ranges(self, src: Path, method: str) -> dict[str, tuple[float, float]]:
-        return activation_ranges(src, self.calibration_files(), self.imgsz, method)
 
     def float_nodes(self, v: Variant, model) -> list[str]:
         """What stays float in ``v``: its own scope, plus the float set another variant chose

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -10,6 +11,7 @@ import pytest
 from quant.bench import BenchSession
 from quant.gates import Thresholds
 from quant.latency import Paired
+from quant.row import Row
 from quant.suite import Suite
 
 
@@ -17,9 +19,11 @@ def _paired(ratio: float, lo: float, hi: float) -> Paired:
     return Paired(ratio, (lo, hi), (ratio,) * 15, 10.0 * ratio, 10.0, 15, 3)
 
 
-def _row(name: str, map50_95: float, ratio: float) -> dict:
-    return {"variant": name, "map50": 0.6, "map50_95": map50_95, "latency_ms": 10.0 * ratio, "latency_ratio": ratio,
-            "fidelity_map50_95": None, "engine": None, "status": "measured"}
+def _row(name: str, map50_95: float, ratio: float) -> Row:
+    unset = {f.name: None for f in dataclasses.fields(Row)
+             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    return Row(**{**unset, "variant": name, "peer": False, "map50": 0.6, "map50_95": map50_95,
+                  "latency_ms": 10.0 * ratio, "latency_ratio": ratio})
 
 
 @pytest.mark.parametrize("aa, status, failures", [
@@ -36,9 +40,9 @@ def test_a_noisy_machine_makes_latency_inconclusive_not_passed(aa, status, failu
     bench._aa = aa
     bench.rows = {"onnx-fp32": _row("onnx-fp32", 0.5, 1.0), "onnx-int8-minmax": _row("onnx-int8-minmax", 0.5, 1.4)}
     assert len(bench.gate("onnx-int8-minmax")) == failures
-    assert bench.rows["onnx-int8-minmax"]["status"] == status
-    bench.rows["onnx-int8-minmax"]["map50_95"] = 0.48  # accuracy is judged either way
-    assert any("mAP50-95 drop 2.00" in f for f in bench.gate("onnx-int8-minmax"))
+    assert bench.rows["onnx-int8-minmax"].status == status
+    bench.rows["onnx-int8-minmax"].map50_95 = 0.48  # accuracy is judged either way
+    assert any("mAP50-95 fell 2.00 points vs onnx-fp32" in f for f in bench.gate("onnx-int8-minmax"))
 
 
 def test_timing_lock_keeps_two_processes_from_timing_at_once(tmp_path):

@@ -56,7 +56,7 @@ def test_full_run_then_cached_rerun_with_history(common):
     assert len(saved) == 1
     bench = json.loads(saved[0].read_text())["benchmarks"]
     info = {b["name"]: b["extra_info"] for b in bench}
-    assert set(info["test_variant[onnx-int8-entropy]"]) >= {"map50_95", "map50", "precision_P", "recall", "size_mb", "config"}
+    assert set(info["test_variant[onnx-int8-entropy]"]) >= {"map50_95", "map50", "box_precision", "recall", "size_mb", "config"}
     assert info["test_variant[onnx-int8-entropy]"]["config"]["method"] == "entropy"
 
     assert all(r["built_because"] != "cached" and r["evaluation"] == "measured" for r in report["rows"])

@@ -71,3 +71,40 @@ def test_no_function_longer_than_60_lines_without_a_reason():
                 if (rel, n.name) not in LONG_FUNCTIONS:
                     long.append(f"{rel}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)")
     assert not long, long
+
+
+BUILD_MODULES = ["quant/backends/" + p.name for p in sorted((ROOT / "quant" / "backends").glob("*.py"))
+                 if p.name != "__init__.py"] + ["quant/qdq.py", "quant/autoselect.py", "quant/nncf_int8.py",
+                                                "quant/fp16.py"]
+
+
+def _ctx_uses(path: Path) -> set[str]:
+    """Every ``ctx.<name>`` the module reads, where ``ctx`` is a function parameter."""
+    used = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ctx":
+            used.add(node.attr)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and \
+                getattr(node.args[0], "id", None) == "ctx":
+            used.add(f"getattr:{ast.unparse(node.args[1])}")  # dynamic access defeats the contract
+    return used
+
+
+def test_builds_use_only_the_build_context():
+    """Backends and builders ask the context for what quant.context.BuildContext names, nothing else,
+    and the Suite provides all of it."""
+    from quant.context import BuildContext
+    from quant.suite import Suite
+
+    members = {n for n in dir(BuildContext) if not n.startswith("_")} | set(BuildContext.__annotations__)
+    for module in BUILD_MODULES:
+        extra = _ctx_uses(ROOT / module) - members
+        assert not extra, f"{module} reads ctx.{sorted(extra)} outside quant.context.BuildContext"
+    assert all(hasattr(Suite, m) or m in Suite.__dataclass_fields__ for m in members), members
+    assert "ctx.data.names" not in (ROOT / "quant/autoselect.py").read_text()
+
+
+def test_ctx_use_finder_sees_attribute_and_getattr_reads(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text("def build(v, ctx):\n    return ctx.cache.root, getattr(ctx, 'secret', None)\n")
+    assert _ctx_uses(p) == {"cache", "getattr:'secret'"}

@@ -56,7 +56,7 @@ def test_a_label_free_run_scores_against_fp32s_own_detections(tmp_path, tiny_wei
     assert len(s.suite.calibration_files()) == 4 and not set(s.suite.calibration_files()) & set(
         s.suite.images(s.suite.data.val))
     row = s.measure("onnx-fp32")
-    assert row["map50_95"] == row["fidelity_map50_95"] and row["evaluation"] == "measured"
+    assert row.map50_95 == row.fidelity_map50_95 and row.evaluation == "measured"
     assert s.header()["accuracy"].startswith("label-free")
     int8 = s.measure("onnx-int8-minmax")
-    assert int8["map50_95"] == int8["fidelity_map50_95"] and int8["map50"] == int8["fidelity_map50"]
+    assert int8.map50_95 == int8.fidelity_map50_95 and int8.map50 == int8.fidelity_map50

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -72,8 +73,8 @@ def test_ppq_builds_offline_keeps_metadata_and_writes_analysis(tiny_weights, tin
     analysis = json.loads((path.parent / "error_analysis.json").read_text())
     assert analysis["graphwise"] and analysis["layerwise"] and not set(analysis["graphwise"]) & head
     assert (path.parent / "error_analysis.md").read_text().startswith("# PPQ error analysis: ppq-int8-headfloat")
-    from quant.offline import ultralytics_yolo
-
-    res = ultralytics_yolo()(str(path), task="detect").val(data=str(tiny_data), imgsz=96, batch=1, verbose=False,
-                                                            plots=False, project=str(tmp_path / "runs"))
-    assert res.box.map >= 0.0
+    x = suite.sample_input()  # the PPQ model computes what FP32 computes, within INT8 error
+    ref, out = suite.runner("onnx-fp32")(x)[0], suite.runner("ppq-int8-headfloat")(x)[0]
+    assert out.shape == ref.shape and np.isfinite(out).all()
+    assert np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05  # class scores
+    assert np.abs(out[:, :4] - ref[:, :4]).mean() < 0.05 * np.abs(ref[:, :4]).mean()  # box pixels

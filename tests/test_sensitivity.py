@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
+from quant.calibration import reader_for
 from quant.sensitivity import Sensitivity, analyze, keep_quantized, layers, nsr, quantized_layers, sqnr_db, write_reports
 from quant.suite import Suite
 
@@ -37,7 +38,7 @@ def test_zero_signal_edge_cases():
 def models(tiny_weights, tiny_data, tmp_path_factory):
     s = Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
     fp32, q = s.artifact("onnx-fp32"), s.artifact("onnx-int8-minmax")
-    feeds = list(s.calibration_reader())[:2]
+    feeds = list(reader_for(s.calibration_files(), s.imgsz))[:2]
     return fp32, q, feeds
 
 

@@ -53,7 +53,7 @@ MUTANTS = [
            "with file_lock(self.timing_lock) if self.timing_lock else contextlib.nullcontext():",
            "with contextlib.nullcontext():", ("tests/test_bench.py",)),
     # cache: atomic publish, integrity, one build per key, stale temp folders
-    Mutant("cache-publish-not-atomic", "quant/cache.py", "os.rename(tmp, final)", "shutil.copytree(tmp, final)",
+    Mutant("cache-publish-not-atomic", "quant/fsutil.py", "os.rename(tmp, out)", "shutil.copytree(tmp, out)",
            ("tests/test_cache.py",)),
     Mutant("cache-no-size-check", "quant/cache.py", "if st.st_size != size:", "if False:", ("tests/test_cache.py",)),
     Mutant("cache-no-hash-check", "quant/cache.py", "if (verify or st.st_mtime_ns != mtime_ns) and file_sha256(f) != sha:",

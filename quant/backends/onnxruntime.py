@@ -11,6 +11,8 @@ import importlib
 import shutil
 from pathlib import Path
 
+from quant.context import BuildContext
+
 
 def unavailable(variant=None) -> str | None:
     try:
@@ -40,7 +42,7 @@ def builders(variant) -> list[str]:
     return ["quant.autoselect"] if variant.search else ["quant.qdq"]
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     for module in builders(variant):
         return importlib.import_module(module).build(variant, ctx, out_dir)
     out = out_dir / "model.onnx"
@@ -70,10 +72,10 @@ def session_options(threads: int | None = None):
     return so
 
 
-def runner(variant, artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx: BuildContext):
     import onnxruntime as ort
 
-    threads = getattr(ctx, "threads", None)
+    threads = ctx.threads
     sess = ort.InferenceSession(str(artifact), session_options(threads),
                                 providers=[variant.setting("provider", "CPUExecutionProvider")])
     name = sess.get_inputs()[0].name

@@ -19,6 +19,8 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
+from quant.context import BuildContext
+
 FOLDER = "model_openvino_model"
 
 
@@ -83,7 +85,7 @@ def builders(variant) -> list[str]:
     return ["quant.nncf_int8"] if variant.precision == "int8" and not _reuses_ir(variant) else []
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     import openvino as ov
 
     for module in builders(variant):
@@ -128,11 +130,11 @@ def eval_context(variant):
         ov.Core.compile_model = original
 
 
-def runner(variant, artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx: BuildContext):
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(Path(artifact) / "model.xml"), "CPU",
-                                       runtime_config(variant, getattr(ctx, "threads", None)))
+                                       runtime_config(variant, ctx.threads))
     request = compiled.create_infer_request()
     run = lambda x: request.infer({0: x})  # noqa: E731
     run.runs_as = {k: str(compiled.get_property(k)) for k in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS")}

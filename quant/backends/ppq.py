@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from quant.context import BuildContext
 from quant.errors import BuildError, QuantError
 
 PLATFORMS = ("ONNXRUNTIME", "OPENVINO_INT8", "TRT_INT8", "PPL_CUDA_INT8")
@@ -32,7 +33,7 @@ def unavailable(variant=None) -> str | None:
     return None
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
 
     from quant.graph import int8_conv_counts, remove_qdq_before
@@ -52,7 +53,7 @@ def build(variant, ctx, out_dir: Path):
     (out_dir / "job.json").write_text(json.dumps(job, indent=1))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
-    run_worker(worker_command(out_dir / "job.json"), variant.name, getattr(ctx, "build_timeout", None), out_dir, env)
+    run_worker(worker_command(out_dir / "job.json"), variant.name, ctx.build_timeout, out_dir, env)
     qmodel = onnx.load(str(out))
     del qmodel.metadata_props[:]  # PPQ's export drops Ultralytics' metadata: put it back
     for k, v in onnx_metadata(src).items():
@@ -116,7 +117,7 @@ def write_analysis_markdown(analysis: dict, path: Path, variant: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def runner(variant, artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx: BuildContext):
     from quant.backends import onnxruntime as ort_backend
 
     return ort_backend.runner(variant, artifact, ctx)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from quant.context import BuildContext
+
 
 def unavailable(variant=None) -> str | None:
     if variant is not None and variant.setting("device") == "cuda":
@@ -20,20 +22,20 @@ def eval_args(variant, artifact) -> dict:
     return {"device": "0" if cuda else "cpu", "half": variant.precision == "fp16"}
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     out = out_dir / "model.pt"
     shutil.copyfile(ctx.weights, out)  # cached like any artifact: the row reports this exact file
     return out, {}
 
 
-def runner(variant, artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx: BuildContext):
     import torch
 
     from quant.model import load_weights
 
     model = load_weights(artifact).model.fuse().eval()  # fused Conv+BN, as Ultralytics' validator runs it
     if variant.setting("device", "cpu") == "cpu":
-        if getattr(ctx, "threads", None):
+        if ctx.threads:
             torch.set_num_threads(int(ctx.threads))
 
         def run(x):

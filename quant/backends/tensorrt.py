@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quant.context import BuildContext
 from quant.errors import QuantError
 
 IMPLICIT = ("minmax", "entropy2", "entropy", "legacy")
@@ -98,7 +99,7 @@ def builders(variant) -> list[str]:
     return []
 
 
-def prepare_onnx(variant, ctx, out_dir: Path) -> tuple[Path, dict]:
+def prepare_onnx(variant, ctx: BuildContext, out_dir: Path) -> tuple[Path, dict]:
     """The ONNX the engine is built from (runs in ONNX Runtime on CPU too), as ``out_dir/model.onnx``."""
     if variant.precision in ("fp16", "int8") and not variant.setting("implicit"):
         build, *after = [importlib.import_module(m) for m in builders(variant)]
@@ -117,9 +118,9 @@ def prepare_onnx(variant, ctx, out_dir: Path) -> tuple[Path, dict]:
     return out, {}
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     reason = engine_unavailable(variant)
-    if reason and getattr(ctx, "require_engines", False) and gpu_present():
+    if reason and ctx.require_engines and gpu_present():
         raise QuantError(f"an engine was asked for (-m gpu) and this machine has an NVIDIA GPU, but {reason}; "
                          "its CPU stand-in would be reported under a TensorRT name")
     onnx_path, info = prepare_onnx(variant, ctx, out_dir)
@@ -154,7 +155,7 @@ def read_engine(path: Path) -> tuple[dict, bytes]:
         raise QuantError(f"engine '{path}' has no Ultralytics metadata header") from None
 
 
-def build_engine(onnx_path: Path, engine_path: Path, variant, ctx) -> None:
+def build_engine(onnx_path: Path, engine_path: Path, variant, ctx: BuildContext) -> None:
     import onnx
     import tensorrt as trt
 
@@ -338,7 +339,7 @@ def engine_runner(engine_path: Path, cuda=None):
     return run
 
 
-def runner(variant, artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx: BuildContext):
     if Path(artifact).suffix == ".engine":
         return engine_runner(artifact)
     from quant.backends import onnxruntime as ort_backend

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from quant.backends import onnxruntime as ort_backend
 from quant.backends import openvino as ov_backend
+from quant.context import BuildContext
 
 
 def unavailable(variant=None) -> str | None:
@@ -23,14 +24,14 @@ def unavailable(variant=None) -> str | None:
     return ort_backend.unavailable(variant)
 
 
-def build(variant, ctx, out_dir: Path):
+def build(variant, ctx: BuildContext, out_dir: Path):
     from quant.offline import ultralytics_yolo
 
     src = out_dir / "model.pt"
     shutil.copyfile(ctx.weights, src)  # Ultralytics writes its export next to the weights
     kwargs = dict(variant.settings)
     if kwargs.get("quantize") == 8:
-        kwargs["data"] = str(ctx.data.yaml)
+        kwargs["data"] = str(ctx.data_yaml)
     produced = Path(ultralytics_yolo()(str(src), task="detect").export(imgsz=ctx.imgsz, device="cpu", **kwargs))
     src.unlink()
     for leftover in out_dir.iterdir():  # keep only the exported model (the .onnx, or the _openvino_model folder)
@@ -39,5 +40,5 @@ def build(variant, ctx, out_dir: Path):
     return produced, {}
 
 
-def runner(variant, artifact: Path, ctx):
+def runner(variant, artifact: Path, ctx: BuildContext):
     return (ov_backend if Path(artifact).is_dir() else ort_backend).runner(variant, artifact, ctx)

@@ -1,0 +1,71 @@
+"""One variant's measured row: what the table, report.json, the history and the gates read.
+
+Fields are grouped as they are measured: what the variant is, its accuracy (against labels, and
+against the FP32 model's own detections), its paired latency, its build, and the gate's verdict.
+``to_dict()`` is the record written to report.json and attached to pytest-benchmark's history
+(``box_precision`` is the detection precision P; ``precision`` the numeric precision, fp32/int8).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Row:
+    # what it is
+    variant: str
+    backend: str
+    format: str
+    precision: str  # numeric: fp32 | fp16 | bf16 | int8
+    peer: bool
+    config: dict
+    # accuracy (0-1), against the val labels (label-free mode: against FP32's detections)
+    box_precision: float
+    recall: float
+    map50: float
+    map50_95: float
+    fidelity_map50: float | None
+    fidelity_map50_95: float | None
+    evaluation: str | None  # "cached" | "measured"
+    preprocess_ms: float
+    postprocess_ms: float
+    val_inference_ms: float
+    # latency, paired against the baseline in this process (quant.latency.paired)
+    latency_ms: float
+    baseline_ms: float
+    latency_ratio: float
+    latency_ratio_ci: list
+    latency_ratio_rounds: list
+    latency_rounds: int
+    latency_calls: int
+    timing: dict | None
+    runs_as: dict | None
+    threads: int | None
+    engine_gpu_ms: float | None
+    # build
+    size_mb: float
+    artifact: str
+    artifact_dir: str
+    reports: list
+    cached: bool
+    built_because: str | None
+    seconds: dict
+    int8_share: str | None  # "INT8 convolutions/convolutions"
+    float_nodes: list | None
+    engine: dict | None  # TensorRT: whether an engine was built, and on what (quant.backends.tensorrt)
+    auto: dict | None  # the searched recipe (quant.autoselect)
+    cache_notices: list
+    # verdict
+    status: str = "measured"  # measured | baseline only | pass | FAIL | peer | pass (...)
+    aa_verdict: str | None = None  # the baseline's row: whether latency could be judged in this run
+    limits: dict = field(default_factory=dict)
+    failures: list = field(default_factory=list)
+
+    @property
+    def engine_missing(self) -> bool:
+        """A TensorRT row measured on its CPU stand-in: no engine was built."""
+        return self.engine is not None and not self.engine["built"]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
