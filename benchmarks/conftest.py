@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from quant import offline
+from quant import offline, progress
 
 offline.configure()  # Ultralytics' offline switches, before anything imports it
 
-from quant.bench import BenchSession, table_rows, write_report
-from quant.errors import QuantError
-from quant.session import OPTIONS, open_session
-from quant.variants import BASELINE
+from quant.bench import BenchSession, table_rows, write_report  # noqa: E402
+from quant.errors import QuantError  # noqa: E402
+from quant.session import OPTIONS, open_session  # noqa: E402
+from quant.variants import BASELINE  # noqa: E402
 
 ROW = "quant_row"  # user_properties key a test's row travels under (to the xdist controller too)
 MARKERS = {"gpu": "needs an NVIDIA GPU with CUDA", "tensorrt": "builds or runs a TensorRT engine",
@@ -46,6 +46,9 @@ def pytest_configure(config):
     config._quant_guard = guard
     config._quant_rows = {}
     _CONFIGS.append(config)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:  # long builds (the recipe search) report progress past output capture
+        progress.set_sink(lambda line: terminal.write_line(line))
     if not _is_worker(config):
         config.pluginmanager.register(RowCollector(config._quant_rows), "quant-rows")
     try:

@@ -1,11 +1,11 @@
 """Automatic INT8 recipe: the calibration method, then the fewest float layers that meet a target drop.
 
-The search is generic (:func:`search` takes an ``evaluate(method, layers) -> drop in points``
-callable). For ONNX Q/DQ models (:func:`auto_quantize`) every candidate is built and scored by
-Ultralytics' validator on the *search* images: calibration-split images after the calibration ones,
-so held out from calibration; val stays held out from the whole search and the benchmark row on it
-is the confirmation. The drop of a candidate is estimated from its fidelity (see ``auto_quantize``);
-it must meet the target minus a margin (default 0.2 points: on a few hundred images the labelled
+Backend-neutral: :func:`search` takes an ``evaluate(method, layers) -> drop in points`` callable;
+:func:`auto_quantize` runs it over one FP32 model with a :class:`Candidates` value (ranges by method,
+a writer, scorers), so it knows no suite and no backend (:mod:`quant.auto_qdq` wires it to ONNX Q/DQ
+and the validator). Candidates are scored on *search* images held out from calibration and val; the
+benchmark row on val is the confirmation. The drop of a candidate is estimated from its fidelity
+(:class:`_Estimate`); it must meet the target minus a margin (default 0.2 points: on a few hundred images the labelled
 mAP50-95 of two near-identical models differs by up to ~0.2 points by chance, so the held-out val
 needs that room).
 
@@ -30,12 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from quant import qdq
-from quant.autosettings import DEFAULTS
-from quant.calibration import activation_ranges, reader_for
-from quant.context import BuildContext
-from quant.graph import load_onnx
-from quant.preflight import label_path
+from quant.graph import FloatScope
+from quant.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -67,181 +63,222 @@ class _Stop(Exception):
     pass
 
 
+class _Trials:
+    """Every candidate evaluated so far (each at most once), under an evaluation count and a time budget."""
+
+    def __init__(self, evaluate, target: float, max_evals: int, budget_s: float, clock, on_trial=None):
+        self.evaluate, self.target, self.max_evals, self.budget_s, self.clock = evaluate, target, max_evals, budget_s, clock
+        self.on_trial = on_trial
+        self.start = clock()
+        self.done: dict[tuple[str, frozenset], Trial] = {}
+
+    def run(self, method: str, layers: Sequence[str]) -> Trial:
+        key = (method, frozenset(layers))
+        if key in self.done:
+            return self.done[key]
+        if len(self.done) >= self.max_evals:
+            raise _Stop(f"evaluation budget spent ({self.max_evals} evaluations)")
+        if self.clock() - self.start >= self.budget_s:
+            raise _Stop(f"time budget spent ({self.budget_s:.0f} s)")
+        t0 = self.clock()
+        t = self.done[key] = Trial(method, tuple(layers), float(self.evaluate(method, tuple(layers))), self.clock() - t0)
+        if self.on_trial is not None:
+            self.on_trial(t, self.ok(t))
+        return t
+
+    def ok(self, t: Trial) -> bool:
+        return t.drop <= self.target
+
+    def result(self, t: Trial, met: bool, stop: str) -> SearchResult:
+        return SearchResult(t.method, t.layers, t.drop, met, stop, self.target, list(self.done.values()),
+                            self.clock() - self.start)
+
+    def best_so_far(self, why: str) -> SearchResult:
+        """Fewest float layers among the candidates meeting the target, else the smallest drop."""
+        passing = [t for t in self.done.values() if self.ok(t)]
+        if passing:
+            return self.result(min(passing, key=lambda t: (len(t.layers), t.drop)), True,
+                               f"{why}; best set meeting the target so far")
+        if not self.done:
+            raise RuntimeError(f"automatic INT8 search could not evaluate anything: {why}")
+        return self.result(min(self.done.values(), key=lambda t: t.drop), False, f"{why}; target not met")
+
+
+def _shortest_prefix(trials: _Trials, method: str, ranked: list[str]) -> int | None:
+    """Length of the shortest ranked prefix meeting the target: doubling (1, 2, 4, ...), then bisecting
+    between the last miss and the first hit; None when even the whole ranking misses."""
+    lo, hi, k = 0, None, 1  # prefix ranked[:lo] misses, ranked[:hi] meets
+    while hi is None:
+        k = min(k, len(ranked))
+        if trials.ok(trials.run(method, ranked[:k])):
+            hi = k
+        elif k == len(ranked):
+            return None
+        else:
+            lo, k = k, 2 * k
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if trials.ok(trials.run(method, ranked[:mid])):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _prune(trials: _Trials, method: str, chosen: list[str], cost) -> list[str]:
+    """Send each chosen layer back to INT8 if the target still holds: the most expensive first when costs
+    are known (what stays float then costs the least latency), else the least sensitive first."""
+    order = list(reversed(chosen))
+    if cost is not None:
+        order.sort(key=lambda layer: -cost(method, layer))
+    for layer in order:
+        trial = [x for x in chosen if x != layer]
+        if trials.ok(trials.run(method, trial)):
+            chosen = trial
+    return chosen
+
+
 def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[str],
            ranking: Callable[[str], list[str]], target: float = 0.3, max_evals: int = 24,
            budget_s: float = 1200.0, clock: Callable[[], float] = time.monotonic,
-           cost: Callable[[str, str], float] | None = None) -> SearchResult:
+           cost: Callable[[str, str], float] | None = None,
+           on_trial: Callable[[Trial, bool], None] | None = None) -> SearchResult:
     """Smallest float set (and best method) with drop <= ``target``; ``evaluate(method, float_layers)``
     returns the drop in mAP50-95 points. ``cost(method, layer)`` (e.g. multiply-accumulates) orders the
-    prune step: the most expensive float layers are tried back in INT8 first. See the module doc."""
-    start = clock()
-    trials: dict[tuple[str, frozenset], Trial] = {}
-
-    def run(method: str, layers: Sequence[str]) -> Trial:
-        key = (method, frozenset(layers))
-        if key in trials:
-            return trials[key]
-        if len(trials) >= max_evals:
-            raise _Stop(f"evaluation budget spent ({max_evals} evaluations)")
-        if clock() - start >= budget_s:
-            raise _Stop(f"time budget spent ({budget_s:.0f} s)")
-        t0 = clock()
-        trials[key] = Trial(method, tuple(layers), float(evaluate(method, tuple(layers))), clock() - t0)
-        return trials[key]
-
-    def ok(t: Trial) -> bool:
-        return t.drop <= target
-
-    def result(method: str, layers: Sequence[str], met: bool, stop: str) -> SearchResult:
-        t = trials[(method, frozenset(layers))]
-        return SearchResult(method, tuple(layers), t.drop, met, stop, target, list(trials.values()), clock() - start)
-
+    prune step; ``on_trial(trial, met)`` hears of every evaluation (progress). See the module doc."""
+    trials = _Trials(evaluate, target, max_evals, budget_s, clock, on_trial)
     try:
-        for method in methods:
-            run(method, ())
-        best_method = min(methods, key=lambda m: trials[(m, frozenset())].drop)
-        if ok(trials[(best_method, frozenset())]):
-            return result(best_method, (), True, "target met with no float layer")
-        ranked = list(ranking(best_method))
-        lo, hi, k = 0, None, 1  # prefix rank[:lo] misses, rank[:hi] meets
-        while hi is None:
-            k = min(k, len(ranked))
-            if ok(run(best_method, ranked[:k])):
-                hi = k
-            elif k == len(ranked):
-                t = min(trials.values(), key=lambda t: t.drop)
-                return result(t.method, t.layers, False, "target not reachable: every ranked layer float still misses it")
-            else:
-                lo, k = k, 2 * k
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(run(best_method, ranked[:mid])):
-                hi = mid
-            else:
-                lo = mid
-        chosen = list(ranked[:hi])
-        order = list(reversed(ranked[:hi]))  # least sensitive first ...
-        if cost is not None:  # ... unless costs are known: the most expensive first
-            order.sort(key=lambda layer: -cost(best_method, layer))
-        for layer in order:
-            trial = [x for x in chosen if x != layer]
-            if ok(run(best_method, trial)):
-                chosen = trial
-        return result(best_method, chosen, True, "minimal: no chosen layer can go back to INT8")
+        fulls = {m: trials.run(m, ()) for m in methods}
+        method = min(methods, key=lambda m: fulls[m].drop)
+        if trials.ok(fulls[method]):
+            return trials.result(fulls[method], True, "target met with no float layer")
+        ranked = list(ranking(method))
+        hi = _shortest_prefix(trials, method, ranked)
+        if hi is None:
+            return trials.result(min(trials.done.values(), key=lambda t: t.drop), False,
+                                 "target not reachable: every ranked layer float still misses it")
+        chosen = _prune(trials, method, list(ranked[:hi]), cost)
+        return trials.result(trials.done[(method, frozenset(chosen))], True,
+                             "minimal: no chosen layer can go back to INT8")
     except _Stop as e:
-        passing = [t for t in trials.values() if ok(t)]
-        if passing:
-            t = min(passing, key=lambda t: (len(t.layers), t.drop))
-            return result(t.method, t.layers, True, f"{e}; best set meeting the target so far")
-        if not trials:
-            raise RuntimeError(f"automatic INT8 search could not evaluate anything: {e}") from None
-        t = min(trials.values(), key=lambda t: t.drop)
-        return result(t.method, t.layers, False, f"{e}; target not met")
+        return trials.best_so_far(str(e))
 
 
-# ---- ONNX Q/DQ: the search wired to ONNX Runtime, the suite's data and the validator ----------
-def build(variant, ctx: BuildContext, out_dir: Path):
-    """Search the recipe for ``variant`` (an ONNX Q/DQ INT8 variant), then write it as ``out_dir/model.onnx``."""
-    src = ctx.artifact(variant.source)
-    base_float = ctx.float_nodes(variant, load_onnx(src))
-    method, float_nodes, info = auto_quantize(src, out_dir, variant, ctx, base_float)
-    return qdq.quantize_qdq(src, out_dir / "model.onnx", variant, ctx, method=method, float_nodes=float_nodes,
-                            info=info)
+# ---- the recipe: the search over one FP32 model, with whatever writes and scores its candidates -----
+@dataclass
+class Candidates:
+    """What the recipe needs from a target, and nothing else (no suite, no backend):
+
+    - ``ranges(method)``: per-tensor activation ranges of the FP32 model by a calibration method;
+    - ``write(path, ranges, float_nodes)``: the INT8 model with those ranges, ``float_nodes`` left float;
+    - ``fidelity(path)``: mAP50-95 (0-1) against the FP32 model's own detections on the search images;
+    - ``labelled(path)``: mAP50-95 against the search images' labels, or None without labels;
+    - ``feeds``: model inputs for the layerwise sensitivity analysis.
+    """
+
+    ranges: Callable[[str], dict]
+    write: Callable[[Path, dict, list[str]], Path]
+    fidelity: Callable[[Path], float]
+    labelled: Callable[[Path], float] | None
+    feeds: list
 
 
-def search_data(ctx: BuildContext, files: list[Path], work: Path) -> Path | None:
-    """A data YAML over ``files`` with their own labels, or None when they have none."""
-    if not any(label_path(f).is_file() for f in files):
-        return None
-    from quant.data import write_data_yaml
+class _Estimate:
+    """A candidate's drop in labelled points, estimated from its fidelity on the search images.
 
-    (work / "search.txt").write_text("".join(f"{f.resolve()}\n" for f in files))
-    return write_data_yaml(work / "search.yaml", work, (work / "search.txt").resolve(), ctx.names)
+    Paired with FP32 image by image, fidelity falls smoothly as layers go float, where labelled mAP on
+    a few hundred images moves by tenths of a point by chance. It is put in labelled points by the ratio
+    r = labelled drop / fidelity loss of the fully INT8 model of the same method (so that model's estimate
+    is its measured labelled drop): drop = r * (fidelity(FP32) - fidelity(candidate)). Without labels
+    r = 1 (fidelity points, stricter)."""
+
+    def __init__(self, c: Candidates, fp32: Path):
+        self.c = c
+        self.fp32 = {"fidelity": c.fidelity(fp32), "map": c.labelled(fp32) if c.labelled else None}
+        self.ratio: dict[str, float] = {}
+        self.measured: dict = {}
+
+    def loss(self, path: Path) -> float:
+        return 100 * (self.fp32["fidelity"] - self.c.fidelity(path))
+
+    def calibrate(self, method: str, full_int8: Path) -> None:
+        """Fix the ratio of ``method`` from its fully INT8 model."""
+        loss = self.loss(full_int8)
+        drop = 100 * (self.fp32["map"] - self.c.labelled(full_int8)) if self.c.labelled else loss
+        self.ratio[method] = max(drop, 0.0) / loss if loss > 0 else 1.0
+        self.measured[method] = {"labelled_drop": drop if self.c.labelled else None, "fidelity_loss": loss,
+                                 "ratio": self.ratio[method]}
+
+    def drop(self, method: str, path: Path) -> float:
+        return self.ratio[method] * self.loss(path)
 
 
-def auto_quantize(src: Path, work: Path, variant, ctx: BuildContext, base_float: list[str]):
-    """Run the search for an ONNX Q/DQ variant; write its reports in ``work``.
+def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Candidates, title: str = "auto",
+                  presets: tuple[str, ...] = ()):
+    """Run the search over the FP32 model ``src`` and write its reports in ``work``. ``cfg``: the settings
+    of quant.autosettings (plus ``search_images``, the count, for the record); ``base_float``: nodes float
+    in every candidate (the variant's own scope, from ``presets``). Returns (method, float node names,
+    manifest info); the float set is saved declaratively in ``auto.json`` as a
+    :class:`quant.graph.FloatScope` value other backends reuse."""
+    from quant.sensitivity import analyze
 
-    A candidate's drop is estimated from its *fidelity* on the search images (mAP50-95 against the
-    FP32 model's own detections there): paired with FP32 image by image, it falls smoothly as layers
-    go float, where labelled mAP on a few hundred images moves by tenths of a point by chance. It is
-    put in labelled points by the ratio r = labelled drop / fidelity loss of the fully INT8 model of
-    the same method (so that model's estimate is its measured labelled drop):
-    drop = r * (fidelity(FP32) - fidelity(candidate)). Without labels r = 1 (fidelity points,
-    stricter). Returns (method, float node names, manifest info); the float set is saved
-    declaratively in ``auto.json`` as a :class:`quant.graph.FloatScope` value other backends reuse."""
-    from quant.evaluate import validate
-    from quant.fidelity import pseudo_dataset
-    from quant.graph import FloatScope
-    from quant.sensitivity import analyze, write_reports
-
-    cfg = {k: variant.setting(k, v) for k, v in DEFAULTS.items()}
-    files = ctx.search_files(cfg["auto_images"])
-    labelled = search_data(ctx, files, work)
-    pseudo = pseudo_dataset(src, files, work / "search-fidelity", ctx.names, ctx.imgsz)  # src: the FP32 model
-    runs = ctx.scratch
-    score = lambda path, data: validate(path, data, ctx.imgsz, runs, f"{variant.name}-search").map50_95  # noqa: E731
-    fp32 = {"fidelity": score(src, pseudo), "map": score(src, labelled) if labelled else None}
+    est = _Estimate(c, src)
     full: dict[str, Path] = {}
-    ratio: dict[str, float] = {}
-    measured: dict = {}
     sens: dict = {}  # method -> Sensitivity
     seconds: dict = {}
-
-    def ranges(method: str) -> dict:
-        return activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method)
+    progress = Progress(f"{title} search", int(cfg["auto_max_evals"]), work / "search.log")
 
     def evaluate(method: str, layers: tuple[str, ...]) -> float:
         nodes = base_float + (sens[method].nodes_of(layers) if layers else [])
-        path = work / (f"full-{method}.onnx" if not layers else "trial.onnx")
-        qdq.write_qdq(src, path, variant, ranges(method), nodes)
-        loss = 100 * (fp32["fidelity"] - score(path, pseudo))
+        path = c.write(work / (f"full-{method}.onnx" if not layers else "trial.onnx"), c.ranges(method), nodes)
         if not layers:
             full[method] = path
-            drop = 100 * (fp32["map"] - score(path, labelled)) if labelled else loss
-            ratio[method] = max(drop, 0.0) / loss if loss > 0 else 1.0
-            measured[method] = {"labelled_drop": drop if labelled else None, "fidelity_loss": loss,
-                                "ratio": ratio[method]}
-        return ratio[method] * loss
+            est.calibrate(method, path)
+        return est.drop(method, path)
 
     def ranking(method: str) -> list[str]:
-        feeds = list(reader_for(ctx.calibration_files(), ctx.imgsz, variant_input(src)))[: cfg["auto_sensitivity_images"]]
         t0 = time.monotonic()
-        sens[method] = analyze(src, full[method], feeds, exclude=set(base_float))
+        sens[method] = analyze(src, full[method], c.feeds, exclude=set(base_float))
         seconds["sensitivity"] = time.monotonic() - t0
         return sens[method].ranking()
 
+    def on_trial(t: Trial, met: bool) -> None:
+        progress.step(f"{t.method}, {len(t.layers)} layers float: estimated drop {t.drop:.2f} points "
+                      f"({'meets' if met else 'misses'} the target) in {t.seconds:.0f}s")
+
     # the search images are few: aim under the target by a margin so the held-out val keeps to it
     r = search(evaluate, list(cfg["auto_methods"]), ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
-               cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer))
+               cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer),
+               on_trial=on_trial)
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
-    if labelled:  # the chosen model's labelled drop on the search images, for the record
-        qdq.write_qdq(src, work / "trial.onnx", variant, ranges(r.method), float_nodes)
-        measured["chosen_labelled_drop"] = 100 * (fp32["map"] - score(work / "trial.onnx", labelled))
+    if c.labelled:  # the chosen model's labelled drop on the search images, for the record
+        chosen = c.write(work / "trial.onnx", c.ranges(r.method), float_nodes)
+        est.measured["chosen_labelled_drop"] = 100 * (est.fp32["map"] - c.labelled(chosen))
     for p in list(full.values()) + [work / "trial.onnx"]:
         p.unlink(missing_ok=True)
-    scope = FloatScope(presets=variant.float_scope.presets if variant.float_scope else (),
-                       names=tuple(n for n in float_nodes if n not in set(base_float)))
-    reports, int8_macs = ["auto.json"], None
-    if r.method in sens:  # ranked: its sensitivity reports, and the share of the compute left in INT8
-        reports += write_reports(sens[r.method], work, f"{variant.name} ({r.method})", r.float_layers)
-        total = sum(x.macs for x in sens[r.method].layers)
-        int8_macs = 1 - sum(sens[r.method].macs(x) for x in r.float_layers) / total if total else None
-    metric = ("labelled drop estimated from fidelity" if labelled else "fidelity loss (no labels)")
+    scope = FloatScope(presets=tuple(presets), names=tuple(n for n in float_nodes if n not in set(base_float)))
+    return r.method, float_nodes, _record(work, r, sens.get(r.method), scope, est, cfg, title,
+                                          seconds.get("sensitivity"))
+
+
+def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate, cfg: dict, title: str,
+            sensitivity_seconds) -> dict:
+    """Write auto.json (and the sensitivity reports when layers were ranked); the manifest's info."""
+    from quant.sensitivity import write_reports
+
+    reports, int8_macs = ["auto.json", "search.log"], None
+    if sens is not None:  # ranked: its sensitivity reports, and the share of the compute left in INT8
+        reports += write_reports(sens, work, f"{title} ({r.method})", r.float_layers)
+        total = sum(x.macs for x in sens.layers)
+        int8_macs = 1 - sum(sens.macs(x) for x in r.float_layers) / total if total else None
+    metric = "labelled drop estimated from fidelity" if est.c.labelled else "fidelity loss (no labels)"
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
     summary = {"calibration": r.method, "float_scope": scope.to_dict(), "float_layers": list(r.float_layers),
-               "int8_macs_share": int8_macs,
-               "search_metric": metric, "search_images": len(files), "fp32": fp32, "measured": measured,
-               "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-               "sensitivity_seconds": seconds.get("sensitivity"), **r.to_dict()}
+               "int8_macs_share": int8_macs, "search_metric": metric, "search_images": cfg.get("search_images"),
+               "fp32": est.fp32, "measured": est.measured, "settings": settings,
+               "sensitivity_seconds": sensitivity_seconds, **r.to_dict()}
     (work / "auto.json").write_text(json.dumps(summary, indent=1))
-    info = {"auto": {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop",
-                                             "seconds")}
-            | {"evaluations": len(r.trials), "search_metric": metric,
-               "chosen_labelled_drop": measured.get("chosen_labelled_drop")}, "reports": reports}
-    return r.method, float_nodes, info
-
-
-def variant_input(src: Path) -> str:
-    import onnx
-
-    return onnx.load(str(src)).graph.input[0].name
+    info = {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop", "seconds")}
+    info |= {"evaluations": len(r.trials), "search_metric": metric, "search_images": cfg.get("search_images"),
+             "chosen_labelled_drop": est.measured.get("chosen_labelled_drop")}
+    return {"auto": info, "reports": reports}

@@ -94,10 +94,12 @@ def auto_lines(rows: list[dict]) -> list[str]:
             continue
         names = ", ".join(a["float_layers"]) or "none"
         macs = f" ({100 * a['int8_macs_share']:.0f} % of their compute)" if a.get("int8_macs_share") is not None else ""
+        images = f" on {a['search_images']} search images" if a.get("search_images") else ""
+        confirm = (f", measured drop on val {-r['delta_points']:.2f}" if r.get("delta_points") is not None else "")
         out.append(f"{r['variant']}: {a['calibration']} calibration, INT8 convs {r.get('int8_share')}{macs}, "
-                   f"{len(a['float_layers'])} layers float ({names}); search drop {a['drop']:+.2f} points on "
-                   f"{a['search_metric']}, target {'met' if a['met'] else 'NOT met'}, {a['evaluations']} "
-                   f"evaluations in {a['seconds']:.0f} s ({a['stop']})")
+                   f"{len(a['float_layers'])} layers float ({names}); estimated drop {a['drop']:.2f} points"
+                   f"{images} ({a['search_metric']}){confirm}; target {'met' if a['met'] else 'NOT met'}, "
+                   f"{a['evaluations']} evaluations in {a['seconds']:.0f} s ({a['stop']})")
     return out
 
 

@@ -106,8 +106,10 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     assert auto["search_metric"] == "labelled drop estimated from fidelity" and auto["search_images"] == 2
     assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop"}
     assert [t["layers"] for t in auto["trials"]] == [0, 0, 0, 1, 2]
-    for f in ("auto.json", "sensitivity.json", "sensitivity.md", "sensitivity.png"):
+    for f in ("auto.json", "search.log", "sensitivity.json", "sensitivity.md", "sensitivity.png"):
         assert f in m["reports"] and (path.parent / f).stat().st_size > 0
+    log = (path.parent / "search.log").read_text().splitlines()  # one progress line per trial
+    assert len(log) == 5 and log[0].startswith("onnx-int8-auto search: 1/5 percentile, 0 layers float")
     model = onnx.load(str(path))
     fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
     assert set(decode_nodes(fp32)) <= set(m["float_nodes"])
@@ -133,11 +135,12 @@ def test_other_backends_reuse_the_searched_float_set(suite, monkeypatch):
 def test_report_lists_the_searched_recipe():
     from quant.report import auto_lines, auto_section
 
-    row = {"variant": "onnx-int8-auto", "int8_share": "44/63",
+    row = {"variant": "onnx-int8-auto", "int8_share": "44/63", "delta_points": -0.25,
            "auto": {"calibration": "percentile", "float_layers": ["/model.4/cv1/conv/Conv"], "drop": 0.1, "met": True,
-                    "stop": "minimal", "seconds": 12.0, "evaluations": 9, "search_metric": "m"}}
+                    "stop": "minimal", "seconds": 12.0, "evaluations": 9, "search_metric": "m", "search_images": 32}}
     (line,) = auto_lines([row, {"variant": "onnx-fp32"}])
     assert "percentile" in line and "44/63" in line and "/model.4/cv1/conv/Conv" in line and "target met" in line
+    assert "estimated drop 0.10 points on 32 search images (m), measured drop on val 0.25" in line
     assert auto_section([{"variant": "onnx-fp32"}]) == ""
 
 

@@ -70,6 +70,7 @@ def test_closure_follows_function_level_imports_and_worker_modules():
     assert "quant.sensitivity" in codehash.closure(["quant.autoselect"])  # imported inside auto_quantize()
     assert {"quant.ppq_worker", "quant.ppq_compat"} <= set(codehash.closure(["quant.backends.ppq"]))
     assert "quant.report" not in codehash.closure(["quant.autoselect"])
+    assert {"quant.autoselect", "quant.qdq"} <= set(codehash.closure(["quant.auto_qdq"]))
     with pytest.raises(ValueError, match="not a module"):
         codehash.closure(["quant.nope"])
 

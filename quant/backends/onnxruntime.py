@@ -1,6 +1,6 @@
 """ONNX Runtime: the FP32 export (the baseline), and the session every ONNX variant is timed in.
 
-INT8 models are built by :mod:`quant.qdq` (registered method and float set) or :mod:`quant.autoselect`
+INT8 models are built by :mod:`quant.qdq` (registered method and float set) or :mod:`quant.auto_qdq`
 (searched recipe); :func:`builders` names which, and the build is dispatched through that same value,
 so each variant's cache key covers exactly the code that builds it (:mod:`quant.codehash`).
 """
@@ -39,7 +39,7 @@ def builders(variant) -> list[str]:
     """Modules that build this variant besides this one (their code is part of its cache key)."""
     if variant.precision != "int8":
         return []
-    return ["quant.autoselect"] if variant.search else ["quant.qdq"]
+    return ["quant.auto_qdq"] if variant.search else ["quant.qdq"]
 
 
 def build(variant, ctx: BuildContext, out_dir: Path):

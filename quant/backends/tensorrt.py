@@ -94,7 +94,7 @@ def builders(variant) -> list[str]:
     if variant.precision == "fp16":
         return ["quant.fp16"]
     if variant.precision == "int8":  # Q/DQ INT8, then (float_precision fp16) FP16 outside the Q/DQ pairs
-        qdq = ["quant.autoselect"] if variant.search else ["quant.qdq"]
+        qdq = ["quant.auto_qdq"] if variant.search else ["quant.qdq"]
         return qdq + (["quant.fp16"] if variant.setting("float_precision") == "fp16" else [])
     return []
 

@@ -1,0 +1,66 @@
+"""The automatic INT8 recipe (:mod:`quant.autoselect`) for ONNX Q/DQ variants: candidates written by
+:func:`quant.qdq.write_qdq` from the suite's calibration ranges, scored by Ultralytics' validator on the
+search images (calibration-split images after the calibration ones: held out from calibration, and
+val stays held out for the benchmark row, the confirmation). ONNX Runtime and TensorRT name this
+module as the builder of their ``*-int8-auto`` variants.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quant import qdq
+from quant.autoselect import Candidates, auto_quantize
+from quant.autosettings import DEFAULTS
+from quant.calibration import activation_ranges, reader_for
+from quant.context import BuildContext
+from quant.graph import load_onnx
+from quant.preflight import label_path
+
+
+def build(variant, ctx: BuildContext, out_dir: Path):
+    """Search the recipe for ``variant`` (an ONNX Q/DQ INT8 variant), then write it as ``out_dir/model.onnx``."""
+    src = ctx.artifact(variant.source)
+    base_float = ctx.float_nodes(variant, load_onnx(src))
+    cfg = {k: variant.setting(k, v) for k, v in DEFAULTS.items()}
+    files = ctx.search_files(cfg["auto_images"])
+    cfg["search_images"] = len(files)
+    presets = variant.float_scope.presets if variant.float_scope else ()
+    candidates = qdq_candidates(variant, ctx, src, files, out_dir)
+    method, float_nodes, info = auto_quantize(src, out_dir, cfg, base_float, candidates, variant.name, presets)
+    return qdq.quantize_qdq(src, out_dir / "model.onnx", variant, ctx, method=method, float_nodes=float_nodes,
+                            info=info)
+
+
+def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], work: Path) -> Candidates:
+    """Q/DQ candidates of ``variant`` calibrated on the suite's calibration images, scored by the validator
+    on the search ``files`` (fidelity against ``src``'s own detections, and their labels where they have them)."""
+    from quant.evaluate import validate
+    from quant.fidelity import pseudo_dataset
+
+    labelled = search_data(ctx, files, work)
+    pseudo = pseudo_dataset(src, files, work / "search-fidelity", ctx.names, ctx.imgsz)  # src: the FP32 model
+    score = lambda path, data: validate(path, data, ctx.imgsz, ctx.scratch, f"{variant.name}-search").map50_95  # noqa: E731
+    feeds = list(reader_for(ctx.calibration_files(), ctx.imgsz, variant_input(src)))
+    return Candidates(
+        ranges=lambda method: activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method),
+        write=lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes),
+        fidelity=lambda path: score(path, pseudo),
+        labelled=(lambda path: score(path, labelled)) if labelled else None,
+        feeds=feeds[: variant.setting("auto_sensitivity_images", DEFAULTS["auto_sensitivity_images"])])
+
+
+def search_data(ctx: BuildContext, files: list[Path], work: Path) -> Path | None:
+    """A data YAML over ``files`` with their own labels, or None when they have none."""
+    if not any(label_path(f).is_file() for f in files):
+        return None
+    from quant.data import write_data_yaml
+
+    (work / "search.txt").write_text("".join(f"{f.resolve()}\n" for f in files))
+    return write_data_yaml(work / "search.yaml", work, (work / "search.txt").resolve(), ctx.names)
+
+
+def variant_input(src: Path) -> str:
+    import onnx
+
+    return onnx.load(str(src)).graph.input[0].name
