@@ -42,9 +42,10 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
     pseudo = pseudo_dataset(src, files, work / "search-fidelity", ctx.names, ctx.imgsz)  # src: the FP32 model
     score = lambda path, data: validate(path, data, ctx.imgsz, ctx.scratch, f"{variant.name}-search").map50_95  # noqa: E731
     feeds = list(reader_for(ctx.calibration_files(), ctx.imgsz, variant_input(src)))
+    correction = qdq.correction_feeds(variant, ctx.calibration_files(), ctx.imgsz, variant_input(src))
     return Candidates(
         ranges=lambda method: activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method),
-        write=lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes),
+        write=lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes, correction),
         fidelity=lambda path: score(path, pseudo),
         labelled=(lambda path: score(path, labelled)) if labelled else None,
         feeds=feeds[: variant.setting("auto_sensitivity_images", DEFAULTS["auto_sensitivity_images"])])

@@ -102,6 +102,25 @@ def conv_layers(model) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and not _is_distribution_conv(n, producers)]
 
 
+def silu_inputs(model) -> dict[str, str]:
+    """Pre-activation tensors of SiLU: {x: SiLU(x)} for every x = Conv(...) read by a Sigmoid and by a
+    Mul(x, Sigmoid(x)) (how SiLU is exported to ONNX)."""
+    consumers: dict[str, list] = defaultdict(list)
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i].append(n)
+    out = {}
+    for n in model.graph.node:
+        if n.op_type != "Conv":
+            continue
+        x = n.output[0]
+        sig = [c.output[0] for c in consumers[x] if c.op_type == "Sigmoid"]
+        mul = [c for c in consumers[x] if c.op_type == "Mul" and any(s in c.input for s in sig)]
+        if sig and mul:
+            out[x] = mul[0].output[0]
+    return out
+
+
 def int8_conv_counts(model, float_nodes) -> dict:
     """How many of the model's learned convolutions run in INT8 (the rest stay float)."""
     convs = conv_layers(model)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.calibration import activation_ranges
+from quant.calibration import activation_ranges, clip_silu_inputs, reader_for
 from quant.context import BuildContext
-from quant.graph import int8_conv_counts, load_onnx, remove_qdq_before
+from quant.graph import int8_conv_counts, load_onnx, remove_qdq_before, silu_inputs
 
 _QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 
@@ -32,18 +32,42 @@ def quantize_qdq(src: Path, out: Path, variant, ctx: BuildContext, method: str |
     method = method or variant.method
     float_nodes = list(ctx.float_nodes(variant, model) if float_nodes is None else float_nodes)
     files = ctx.calibration_files()
-    write_qdq(src, out, variant, activation_ranges(src, files, ctx.imgsz, method), float_nodes)
+    write_qdq(src, out, variant, activation_ranges(src, files, ctx.imgsz, method), float_nodes,
+              correction_feeds(variant, files, ctx.imgsz, model.graph.input[0].name))
     return out, {**(info or {}), "float_nodes": float_nodes, "calibration_method": method,
-                 "calibration_images": len(files), **int8_conv_counts(model, float_nodes)}
+                 "calibration_images": len(files), **levers(variant), **int8_conv_counts(model, float_nodes)}
 
 
-def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str]) -> Path:
+def levers(variant) -> dict:
+    """The accuracy levers beyond the calibration method this variant's Q/DQ model uses (for the record)."""
+    return {"silu_ranges": bool(variant.setting("silu_ranges", False)),
+            "bias_correction": bool(variant.setting("bias_correction", False))}
+
+
+def correction_feeds(variant, files, imgsz: int, input_name: str) -> tuple[list, tuple] | None:
+    """The calibration inputs bias correction averages over (setting ``bias_correction``: how many images,
+    0/False: off), with the key that names them; None when the variant does not correct biases."""
+    n = int(variant.setting("bias_correction", 0) or 0)
+    if n <= 0:
+        return None
+    files = list(files)[:n]
+    return list(reader_for(files, imgsz, input_name)), (tuple(map(str, files)), int(imgsz))
+
+
+def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str],
+              correction: tuple[list, tuple] | None = None) -> Path:
     """``quantize_static`` with precomputed per-tensor ranges (handed over as a calibration cache),
-    then the float nodes are rewired to read float tensors (see ``quant.graph.remove_qdq_before``)."""
+    then the float nodes are rewired to read float tensors (see ``quant.graph.remove_qdq_before``).
+
+    Setting ``silu_ranges``: pre-SiLU tensors get SiLU-aware ranges (:func:`quant.calibration.clip_silu_inputs`).
+    ``correction`` (from :func:`correction_feeds`): the INT8 convs' biases are corrected on those
+    inputs (:mod:`quant.biascorr`)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
+    if variant.setting("silu_ranges", False):
+        ranges = clip_silu_inputs(ranges, silu_inputs(onnx.load(str(src), load_external_data=False)))
     table = TensorsData(CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
     calib_json = out.parent / "calibration.json"
@@ -65,4 +89,8 @@ def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str
         tmp = out.with_suffix(".rewired.onnx")
         onnx.save(qmodel, str(tmp))
         tmp.replace(out)
+    if correction is not None:
+        from quant.biascorr import correct_biases
+
+        correct_biases(src, out, *correction)
     return out

@@ -142,11 +142,14 @@ register(Variant("ppq-int8-headfloat", "ppq", "int8", "onnx", tool="ppq", float_
 # are searched (quant/autoselect.py) and saved with the artifact (auto.json). OpenVINO and PPQ reuse
 # the float set onnx-int8-auto found (a declarative value), with their own calibration.
 _AUTO = tuple(DEFAULTS.items())
+# levers beyond the calibration method, in every candidate the search scores: SiLU-aware ranges of the
+# pre-activations, and empirical bias correction on 32 calibration images (quant/biascorr.py)
+_LEVERS = (("silu_ranges", True), ("bias_correction", 32))
 register(Variant("onnx-int8-auto", "onnxruntime", "int8", "onnx", search=True,
-                 float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8 + _AUTO, source="onnx-fp32",
+                 float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8 + _LEVERS + _AUTO, source="onnx-fp32",
                  description="ONNX Runtime Q/DQ INT8, searched method and float set (target drop 0.3 points)"))
 register(Variant("trt-int8-auto", "tensorrt", "int8", "engine", search=True,
-                 float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _TRT_MIXED + _AUTO,
+                 float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _TRT_MIXED + _LEVERS + _AUTO,
                  source="onnx-fp32", markers=_GPU,
                  description="TensorRT explicit Q/DQ INT8, searched method and float set (run in FP16)"))
 register(Variant("ov-int8-auto", "openvino", "int8", "openvino", tool="nncf",
