@@ -138,25 +138,44 @@ def _prune(trials: _Trials, method: str, chosen: list[str], cost) -> list[str]:
     return chosen
 
 
+def _within_share(ranked: list[str], method: str, cost, share: float) -> tuple[list[str], bool]:
+    """The ranking restricted to layers that fit, in rank order, within ``share`` of the total cost;
+    and whether anything was left out."""
+    if cost is None or share >= 1.0:
+        return ranked, False
+    budget = share * sum(cost(method, layer) for layer in ranked)
+    kept, spent = [], 0.0
+    for layer in ranked:
+        c = cost(method, layer)
+        if spent + c <= budget:
+            kept.append(layer)
+            spent += c
+    return kept, len(kept) < len(ranked)
+
+
 def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[str],
            ranking: Callable[[str], list[str]], target: float = 0.3, max_evals: int = 24,
            budget_s: float = 1200.0, clock: Callable[[], float] = time.monotonic,
            cost: Callable[[str, str], float] | None = None,
-           on_trial: Callable[[Trial, bool], None] | None = None) -> SearchResult:
+           on_trial: Callable[[Trial, bool], None] | None = None, max_float_share: float = 1.0) -> SearchResult:
     """Smallest float set (and best method) with drop <= ``target``; ``evaluate(method, float_layers)``
     returns the drop in mAP50-95 points. ``cost(method, layer)`` (e.g. multiply-accumulates) orders the
-    prune step; ``on_trial(trial, met)`` hears of every evaluation (progress). See the module doc."""
+    prune step, and with ``max_float_share`` < 1 bounds the float set: at most that share of the ranked
+    layers' total cost may stay float (an INT8 model that is mostly float runs no faster than FP32);
+    when the target needs more, the search says so and returns the best set within the bound.
+    ``on_trial(trial, met)`` hears of every evaluation (progress). See the module doc."""
     trials = _Trials(evaluate, target, max_evals, budget_s, clock, on_trial)
     try:
         fulls = {m: trials.run(m, ()) for m in methods}
         method = min(methods, key=lambda m: fulls[m].drop)
         if trials.ok(fulls[method]):
             return trials.result(fulls[method], True, "target met with no float layer")
-        ranked = list(ranking(method))
+        ranked, bounded = _within_share(list(ranking(method)), method, cost, max_float_share)
         hi = _shortest_prefix(trials, method, ranked)
         if hi is None:
-            return trials.result(min(trials.done.values(), key=lambda t: t.drop), False,
-                                 "target not reachable: every ranked layer float still misses it")
+            why = (f"target not reachable with at most {100 * max_float_share:.0f} % of the compute float"
+                   if bounded else "target not reachable: every ranked layer float still misses it")
+            return trials.result(min(trials.done.values(), key=lambda t: t.drop), False, why)
         chosen = _prune(trials, method, list(ranked[:hi]), cost)
         return trials.result(trials.done[(method, frozenset(chosen))], True,
                              "minimal: no chosen layer can go back to INT8")
@@ -249,7 +268,7 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     # the search images are few: aim under the target by a margin so the held-out val keeps to it
     r = search(evaluate, list(cfg["auto_methods"]), ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
                cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer),
-               on_trial=on_trial)
+               on_trial=on_trial, max_float_share=1.0 - cfg.get("auto_min_int8_macs", 0.0))
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
     if c.labelled:  # the chosen model's labelled drop on the search images, for the record
         chosen = c.write(work / "trial.onnx", c.ranges(r.method), float_nodes)
@@ -267,16 +286,20 @@ def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate
     from quant.sensitivity import write_reports
 
     reports, int8_macs = ["auto.json", "search.log"], None
+    trials = r.to_dict()["trials"]
     if sens is not None:  # ranked: its sensitivity reports, and the share of the compute left in INT8
         reports += write_reports(sens, work, f"{title} ({r.method})", r.float_layers)
         total = sum(x.macs for x in sens.layers)
-        int8_macs = 1 - sum(sens.macs(x) for x in r.float_layers) / total if total else None
+        share = lambda layers: 1 - sum(sens.macs(x) for x in layers) / total if total else None  # noqa: E731
+        int8_macs = share(r.float_layers)
+        for d, t in zip(trials, r.trials):  # the trade-off: estimated drop against the compute left in INT8
+            d["int8_macs_share"] = share(t.layers) if t.method == r.method else 1.0
     metric = "labelled drop estimated from fidelity" if est.c.labelled else "fidelity loss (no labels)"
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
     summary = {"calibration": r.method, "float_scope": scope.to_dict(), "float_layers": list(r.float_layers),
                "int8_macs_share": int8_macs, "search_metric": metric, "search_images": cfg.get("search_images"),
                "fp32": est.fp32, "measured": est.measured, "settings": settings,
-               "sensitivity_seconds": sensitivity_seconds, **r.to_dict()}
+               "sensitivity_seconds": sensitivity_seconds, **r.to_dict(), "trials": trials}
     (work / "auto.json").write_text(json.dumps(summary, indent=1))
     info = {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop", "seconds")}
     info |= {"evaluations": len(r.trials), "search_metric": metric, "search_images": cfg.get("search_images"),

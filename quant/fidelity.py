@@ -11,8 +11,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from quant.fsutil import atomic_dir
 from quant.data import list_images, write_data_yaml
+from quant.fsutil import atomic_dir
+
+
+def reference_key(baseline_key: str, images_digest: dict, imgsz: int, conf: float = 0.25) -> str:
+    """Key of a pseudo data set: the FP32 baseline's artifact key, the images, the confidence cut and
+    the code that makes and scores it."""
+    from quant import codehash
+    from quant.cache import cache_key
+
+    return cache_key({"baseline": baseline_key, "images": images_digest, "conf": conf, "imgsz": imgsz,
+                      "code": codehash.digests(["quant.fidelity", "quant.evaluate"])})
+
+
+def reference_dataset(baseline: Path, key: str, images: list[Path], root: Path, names: dict[int, str], imgsz: int,
+                      conf: float = 0.25) -> Path:
+    """The pseudo data set of ``key`` (:func:`reference_key`) under ``root/fidelity``, made once."""
+    return pseudo_dataset(baseline, images, Path(root) / "fidelity" / key[:16], names, imgsz, conf)
 
 
 def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[int, str], imgsz: int,

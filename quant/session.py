@@ -30,6 +30,7 @@ AUTO_OPTIONS = {  # search settings of the *-int8-auto variants; defaults in qua
     "auto_sensitivity_images": "images of the layer sensitivity analysis",
     "auto_max_evals": "most candidate evaluations per search",
     "auto_budget_s": "time budget of one search in seconds",
+    "auto_min_int8_macs": "least share (0-1) of the convolution compute the recipe keeps in INT8",
 }
 
 
@@ -115,6 +116,8 @@ def check_options(o) -> None:
     if min(o.auto_images, o.auto_sensitivity_images, o.auto_max_evals) < 1 or o.auto_budget_s <= 0:
         raise QuantError("--auto-images, --auto-sensitivity-images, --auto-max-evals and --auto-budget-s "
                          "must be positive")
+    if not 0.0 <= o.auto_min_int8_macs <= 1.0:
+        raise QuantError(f"--auto-min-int8-macs must be between 0 and 1, got {o.auto_min_int8_macs}")
     if min(o.latency_rounds, o.latency_calls) < 1 or o.latency_warmup < 0:
         raise QuantError("--latency-rounds and --latency-calls must be at least 1, --latency-warmup at least 0")
     if o.calib_images < 1:

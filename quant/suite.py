@@ -241,23 +241,17 @@ class Suite:
         v = REGISTRY[name]
         return backends.get(v.backend).runner(v, self.artifact(name), self)
 
-    def fidelity_data(self, conf: float = 0.25) -> Path:
-        """Pseudo data set: the FP32 baseline's detections (conf >= ``conf``) as labels; cached under the
-        baseline's key, the images, the confidence cut and the code that makes it."""
-        from quant.fidelity import pseudo_dataset
+    def fidelity_data(self) -> tuple[Path, str]:
+        """The pseudo data set (the FP32 baseline's detections as labels, :mod:`quant.fidelity`) and its key."""
+        from quant import fidelity
 
         images = self.images(self.fidelity_images or self.data.val)
-        return pseudo_dataset(self.artifact(BASELINE), images, self.cache.root / "fidelity" / self._fidelity_key(conf)[:16],
-                              self.data.names, self.imgsz, conf)
-
-    def _fidelity_key(self, conf: float = 0.25) -> str:
-        images = self.images(self.fidelity_images or self.data.val)
-        return cache_key({"baseline": self.manifest(BASELINE)["key"], "images": self.digest(images),
-                          "conf": conf, "imgsz": self.imgsz,
-                          "code": codehash.digests(["quant.fidelity", "quant.evaluate"])})
+        key = fidelity.reference_key(self.manifest(BASELINE)["key"], self.digest(images), self.imgsz)
+        return fidelity.reference_dataset(self.artifact(BASELINE), key, images, self.cache.root, self.data.names,
+                                          self.imgsz), key
 
     def fidelity(self, name: str) -> Accuracy:
         """The variant scored against FP32's own detections (label-free; 1.0 = identical boxes)."""
-        data = self.fidelity_data()
-        return self._evaluated("fidelity", name, data, {"pseudo": self._fidelity_key()}, f"{name}-fidelity")
+        data, key = self.fidelity_data()
+        return self._evaluated("fidelity", name, data, {"pseudo": key}, f"{name}-fidelity")
 

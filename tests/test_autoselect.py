@@ -152,3 +152,19 @@ def test_prune_tries_the_most_expensive_layers_first():
     macs = {f"L{i}": (100 if i == 0 else 1) for i in range(10)}
     r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3, cost=lambda m, layer: macs[layer])
     assert r.met and r.float_layers == ("L1", "L2")  # with costs: the expensive L0 goes back first
+
+
+def test_float_share_bound_keeps_the_recipe_int8_and_says_when_the_target_needs_more():
+    macs = {f"L{i}": 10 for i in range(10)}
+    cost = lambda m, layer: macs[layer]  # noqa: E731
+    ev = scorer(lambda m, s: 2.0 - 0.25 * len(s & set(LAYERS[:7])))  # needs 7 of 10 layers float
+    r = search(ev, ["minmax"], lambda m: LAYERS, target=0.3, cost=cost, max_float_share=0.5)
+    assert not r.met and "at most 50 % of the compute float" in r.stop
+    assert len(r.float_layers) <= 5 and all(len(layers) <= 5 for _, layers in ev.calls)
+    r = search(scorer(lambda m, s: 2.0 - 0.25 * len(s & set(LAYERS[:7]))), ["minmax"], lambda m: LAYERS,
+               target=0.3, cost=cost, max_float_share=0.7)
+    assert r.met and r.float_layers == tuple(LAYERS[:7])
+    macs["L0"] = 1000  # the most sensitive layer alone is over the bound: it is skipped, cheaper ones kept
+    r = search(scorer(lambda m, s: 1.0 - 0.4 * len(s & {"L0", "L1"})), ["minmax"], lambda m: LAYERS, target=0.3,
+               cost=cost, max_float_share=0.2)
+    assert "L0" not in r.float_layers

@@ -153,6 +153,8 @@ CATALOGUE = {
     "threads-zero": (lambda t, w, d: {"threads": 0}, r"--threads must be at least 1, got 0"),
     "build-timeout-zero": (lambda t, w, d: {"build_timeout": 0.0}, r"--build-timeout must be positive, got 0"),
     "auto-option-zero": (lambda t, w, d: {"auto_max_evals": 0}, r"--auto-max-evals and --auto-budget-s must be positive"),
+    "auto-int8-share-out-of-range": (lambda t, w, d: {"auto_min_int8_macs": 1.5},
+                                     r"--auto-min-int8-macs must be between 0 and 1, got 1\.5"),
 }
 
 
