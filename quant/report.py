@@ -92,7 +92,9 @@ def auto_lines(rows: list[dict]) -> list[str]:
         a = r.get("auto")
         if not a:
             continue
-        names = ", ".join(a["float_layers"]) or "none"
+        shown = a["float_layers"][:8]
+        names = (", ".join(shown) + (f", and {len(a['float_layers']) - len(shown)} more (auto.json)"
+                                     if len(a["float_layers"]) > len(shown) else "")) or "none"
         macs = f" ({100 * a['int8_macs_share']:.0f} % of their compute)" if a.get("int8_macs_share") is not None else ""
         images = f" on {a['search_images']} search images" if a.get("search_images") else ""
         confirm = (f", measured drop on val {-r['delta_points']:.2f}" if r.get("delta_points") is not None else "")

@@ -141,6 +141,9 @@ def test_report_lists_the_searched_recipe():
     (line,) = auto_lines([row, {"variant": "onnx-fp32"}])
     assert "percentile" in line and "44/63" in line and "/model.4/cv1/conv/Conv" in line and "target met" in line
     assert "estimated drop 0.10 points on 32 search images (m), measured drop on val 0.25" in line
+    many = {**row, "auto": {**row["auto"], "float_layers": [f"/model.{i}/conv/Conv" for i in range(20)]}}
+    (line,) = auto_lines([many])
+    assert "/model.7/conv/Conv, and 12 more (auto.json)" in line and "/model.8/" not in line
     assert auto_section([{"variant": "onnx-fp32"}]) == ""
 
 

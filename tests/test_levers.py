@@ -5,7 +5,6 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
 
 from quant.biascorr import correct_biases
 from quant.calibration import activation_ranges, clip_silu_inputs, reader_for
