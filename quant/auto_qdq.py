@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from quant import qdq
-from quant.autoselect import Candidates, auto_quantize
+from quant.autoselect import DENSE_BELOW_BOXES, Candidates, auto_quantize
 from quant.autosettings import DEFAULTS
 from quant.calibration import activation_ranges, reader_for
 from quant.context import BuildContext
 from quant.graph import load_onnx
 from quant.preflight import label_path
+
+DENSE_IMAGES = 64  # search images the output error is measured on (inputs held in memory)
 
 
 def build(variant, ctx: BuildContext, out_dir: Path):
@@ -43,12 +45,19 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
     score = lambda path, data: validate(path, data, ctx.imgsz, ctx.scratch, f"{variant.name}-search").map50_95  # noqa: E731
     feeds = list(reader_for(ctx.calibration_files(), ctx.imgsz, variant_input(src)))
     correction = qdq.correction_feeds(variant, ctx.calibration_files(), ctx.imgsz, variant_input(src))
+    boxes = sum(len(p.read_text().split("\n")) - 1 for p in (pseudo.parent / "labels").glob("*.txt"))
+    dense = None
+    if boxes < DENSE_BELOW_BOXES:  # few boxes: the estimate also reads the raw output (autoselect._Estimate)
+        from quant.sensitivity import OutputError
+
+        dense = OutputError(src, list(reader_for(files[:DENSE_IMAGES], ctx.imgsz, variant_input(src))))
     return Candidates(
         ranges=lambda method: activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method),
         write=lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes, correction),
         fidelity=lambda path: score(path, pseudo),
         labelled=(lambda path: score(path, labelled)) if labelled else None,
-        feeds=feeds[: variant.setting("auto_sensitivity_images", DEFAULTS["auto_sensitivity_images"])])
+        feeds=feeds[: variant.setting("auto_sensitivity_images", DEFAULTS["auto_sensitivity_images"])],
+        output_error=dense, reference_boxes=boxes)
 
 
 def search_data(ctx: BuildContext, files: list[Path], work: Path) -> Path | None:

@@ -152,6 +152,26 @@ def _err(refs: list[np.ndarray], xs: list[np.ndarray]) -> float:
     return nsr(np.concatenate([r.ravel() for r in refs]), np.concatenate([x.ravel() for x in xs]))
 
 
+class OutputError:
+    """(box, class-score) noise-to-signal ratio of a model's detect output against FP32's on ``feeds``
+    (FP32's outputs computed once)."""
+
+    def __init__(self, fp32_path, feeds: list[dict]):
+        import onnx
+
+        self.feeds = feeds
+        fp32 = onnx.load(str(fp32_path))
+        self.out0 = fp32.graph.output[0].name
+        self.ref = [_branches(r[0]) for r in _run(_session(fp32), feeds, [self.out0])]
+
+    def __call__(self, path) -> tuple[float, float]:
+        import onnx
+
+        outs = [_branches(r[0]) for r in _run(_session(onnx.load(str(path))), self.feeds, [self.out0])]
+        return (_err([r[0] for r in self.ref], [o[0] for o in outs]),
+                _err([r[1] for r in self.ref], [o[1] for o in outs]))
+
+
 @dataclass
 class LayerSensitivity:
     layer: str
