@@ -21,7 +21,9 @@ max_latency_regression = 100   # a 1-2 ms tiny model is too noisy to judge; test
 
 
 def _run(args, timeout=900):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # a fresh session: not an xdist worker when these tests run under -n (pytest-benchmark reads
+    # PYTEST_XDIST_WORKER and then saves no history)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "pytest", "benchmarks/", "-p", "no:cacheprovider",
                            "-W", "error::pytest.PytestUnknownMarkWarning", *args],
                           cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
