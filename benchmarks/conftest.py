@@ -6,6 +6,7 @@ row to its test report; the controlling process collects the rows and writes the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ import pytest
 from quant import offline, progress
 
 offline.configure()  # Ultralytics' offline switches, before anything imports it
+# PyTorch's OpenMP threads, like ONNX Runtime's (quant.backends.onnxruntime.session_options), do not
+# spin-wait between calls: spinning threads of an idle model, or any other load on the cores, made
+# pt-fp32 4x slower (2 cores, two busy processes: 110 ms against 47 ms passive; 27 vs 32 ms idle).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads its OpenMP runtime
 
 from quant.bench import BenchSession, table_rows, write_report  # noqa: E402
 from quant.errors import QuantError  # noqa: E402

@@ -53,6 +53,8 @@ def test_full_run_then_cached_rerun_with_history(common):
     assert all(r["status"].startswith(("pass", "peer")) and r["latency_ms"] > 0 for r in report["rows"])
     assert not any(r["cached"] for r in report["rows"])
     assert "| onnx-int8-minmax " in (tmp / "r1" / "report.md").read_text()
+    pt = next(r for r in report["rows"] if r["variant"] == "pt-fp32")
+    assert pt["runs_as"]["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting
 
     saved = list((tmp / "hist").rglob("*.json"))
     assert len(saved) == 1

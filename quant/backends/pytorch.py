@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def runner(variant, artifact: Path, ctx: BuildContext):
             with torch.inference_mode():
                 return model(torch.from_numpy(x))
 
-        run.runs_as = {"precision": str(next(model.parameters()).dtype), "threads": torch.get_num_threads()}
+        run.runs_as = {"precision": str(next(model.parameters()).dtype), "threads": torch.get_num_threads(),
+                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
         return run
     half = variant.precision == "fp16"
     model = model.cuda().half() if half else model.cuda()
