@@ -220,7 +220,7 @@ class _Estimate:
     r = 1 (fidelity points, stricter).
 
     When FP32 finds fewer than DENSE_BELOW_BOXES boxes on the search images (a face detector on 32
-    street photos: 12 boxes), fidelity moves in steps of several points between near-identical
+    street photos: 17 boxes), fidelity moves in steps of several points between near-identical
     candidates (measured: 0.32, 1.24, 0.24, 3.43 points for 4, 8, 16, 32 float layers). The estimate
     then comes from the raw output instead, dense over every anchor: the fully INT8 model's drop scaled
     by the candidate's mean box/class noise-to-signal ratio relative to that model's,
