@@ -256,3 +256,17 @@ def test_interrupted_build_names_the_variant_and_keeps_nothing(tmp_path, tiny_we
         suite.artifact("pt-fp32")
     assert suite.interrupted == "pt-fp32"
     assert not [p for p in (tmp_path / "cache" / "artifacts" / "pt-fp32").iterdir()]
+
+
+def test_a_long_worker_reports_progress_while_it_runs(tmp_path):
+    from quant import progress
+    from quant.backends.ppq import run_worker
+
+    lines = []
+    progress.set_sink(lines.append)
+    try:
+        run_worker([sys.executable, "-c", "import time; time.sleep(1.2)"], "ppq-int8", 30, tmp_path, {}, heartbeat=0.4)
+    finally:
+        progress.set_sink(None)
+    assert len(lines) >= 2 and lines[0].startswith("ppq-int8: PPQ worker running, ")
+    assert lines[0].endswith(" s so far (--build-timeout 30 s)")

@@ -16,8 +16,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from quant import progress
 from quant.context import BuildContext
 from quant.errors import BuildError, QuantError
 
@@ -72,20 +74,45 @@ def worker_command(job: Path) -> list[str]:
     return [sys.executable, "-m", RUNS_MODULES[0], str(job)]
 
 
-def run_worker(cmd: list[str], name: str, timeout: float | None, cwd: Path, env: dict) -> None:
-    """Run the PPQ worker; a crash, a kill or a hang fails this variant alone, in one line naming the exit
-    code or signal and the worker's last words on stderr."""
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"PPQ worker for {name} hung: no result after --build-timeout {timeout:g} s; "
-                         "it was killed and nothing was kept") from None
+HEARTBEAT_S = 30.0  # a progress line this often while the worker runs (its calibration and LSQ take minutes)
+
+
+def run_worker(cmd: list[str], name: str, timeout: float | None, cwd: Path, env: dict,
+               heartbeat: float = HEARTBEAT_S) -> None:
+    """Run the PPQ worker, saying every ``heartbeat`` seconds that it still runs; a crash, a kill or a
+    hang fails this variant alone, in one line naming the exit code or signal and the worker's last
+    words on stderr."""
+    start = time.monotonic()
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            stderr = _wait(proc, name, timeout, heartbeat, start)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise BuildError(f"PPQ worker for {name} hung: no result after --build-timeout {timeout:g} s; "
+                             "it was killed and nothing was kept") from None
+        except BaseException:  # the suite's own deadline, Ctrl-C: the worker goes too
+            proc.kill()
+            raise
     if proc.returncode == 0:
         return
     how = (f"was killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
            else f"exited with code {proc.returncode}")
-    last = [ln.strip() for ln in proc.stderr.strip().splitlines() if ln.strip()][-3:] or ["(nothing on stderr)"]
+    last = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()][-3:] or ["(nothing on stderr)"]
     raise BuildError(f"PPQ worker for {name} {how}; last stderr: {' | '.join(last)}")
+
+
+def _wait(proc, name: str, timeout: float | None, heartbeat: float, start: float) -> str:
+    """The worker's stderr once it exits; a progress line every ``heartbeat`` s; TimeoutExpired at ``timeout``."""
+    while True:
+        elapsed = time.monotonic() - start
+        if timeout is not None and elapsed >= timeout:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        try:
+            return proc.communicate(timeout=heartbeat if timeout is None else min(heartbeat, timeout - elapsed))[1]
+        except subprocess.TimeoutExpired:
+            limit = f" (--build-timeout {timeout:g} s)" if timeout is not None else ""
+            progress.say(f"{name}: PPQ worker running, {time.monotonic() - start:.0f} s so far{limit}")
 
 
 def class_score_tensor(model) -> str:
