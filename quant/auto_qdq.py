@@ -43,14 +43,15 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
     labelled = search_data(ctx, files, work)
     pseudo = pseudo_dataset(src, files, work / "search-fidelity", ctx.names, ctx.imgsz)  # src: the FP32 model
     score = lambda path, data: validate(path, data, ctx.imgsz, ctx.scratch, f"{variant.name}-search").map50_95  # noqa: E731
-    feeds = list(reader_for(ctx.calibration_files(), ctx.imgsz, variant_input(src)))
-    correction = qdq.correction_feeds(variant, ctx.calibration_files(), ctx.imgsz, variant_input(src))
+    input_name = variant_input(src)
+    feeds = list(reader_for(ctx.calibration_files(), ctx.imgsz, input_name))
+    correction = qdq.correction_feeds(variant, ctx.calibration_files(), ctx.imgsz, input_name)
     boxes = sum(len(p.read_text().split("\n")) - 1 for p in (pseudo.parent / "labels").glob("*.txt"))
     dense = None
     if boxes < DENSE_BELOW_BOXES:  # few boxes: the estimate also reads the raw output (autoselect._Estimate)
         from quant.sensitivity import OutputError
 
-        dense = OutputError(src, list(reader_for(files[:DENSE_IMAGES], ctx.imgsz, variant_input(src))))
+        dense = OutputError(src, list(reader_for(files[:DENSE_IMAGES], ctx.imgsz, input_name)))
     return Candidates(
         ranges=lambda method: activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method),
         write=lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes, correction),
@@ -73,4 +74,4 @@ def search_data(ctx: BuildContext, files: list[Path], work: Path) -> Path | None
 def variant_input(src: Path) -> str:
     import onnx
 
-    return onnx.load(str(src)).graph.input[0].name
+    return onnx.load(str(src), load_external_data=False).graph.input[0].name

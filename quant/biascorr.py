@@ -14,11 +14,12 @@ method share the pass. Padding borders are ignored (both expectations are taken 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from quant.sensitivity import session_with_outputs
 
 _MEANS: dict[tuple, np.ndarray] = {}  # (fp32 model, images, tensor, input quantization) -> per-channel mean
 
@@ -32,19 +33,6 @@ class _Job:
     bias_scale: str | None  # the bias DequantizeLinear's scale initializer, None for a float bias
     w: str  # the INT8 weight initializer
     w_scale: str
-
-
-def _session(model, outputs: list[str]):
-    import onnx
-    import onnxruntime as ort
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in outputs if n not in have)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = min(os.cpu_count() or 1, 4)
-    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def _jobs(q, arr) -> list[_Job]:
@@ -88,7 +76,7 @@ def _input_means(fp32_path: Path, feeds: list[dict], files_key: tuple, wanted: l
     if not todo:
         return
     names = list(dict.fromkeys(t for t, _ in todo))
-    sess = _session(onnx.load(str(fp32_path)), names)
+    sess = session_with_outputs(onnx.load(str(fp32_path)), names)
     sums = {w: 0.0 for w in todo}
     for feed in feeds:
         ys = dict(zip(names, sess.run(names, feed)))

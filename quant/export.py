@@ -10,31 +10,26 @@ fidelity in %.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
+from quant.gates import finite_number
+
 BASELINE = "onnx-fp32"
-
-
-def _num(v) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
 
 
 def _half_width(ci) -> str | None:
     """github-action-benchmark's ``range`` string ("±0.031") from a [lo, hi] interval, or None."""
     if not isinstance(ci, (list, tuple)) or len(ci) != 2:
         return None
-    lo, hi = _num(ci[0]), _num(ci[1])
+    lo, hi = finite_number(ci[0]), finite_number(ci[1])
     return None if lo is None or hi is None else f"±{(hi - lo) / 2:.3f}"
 
 
 def _smaller(row: dict, baseline: str) -> list[dict]:
     """Latency entries of one row: ratio vs the baseline (with its interval) and ms/img."""
     out, variant = [], row["variant"]
-    ratio, ms = _num(row.get("latency_ratio")), _num(row.get("latency_ms"))
+    ratio, ms = finite_number(row.get("latency_ratio")), finite_number(row.get("latency_ms"))
     if ratio is not None:
         entry = {"name": f"{variant} latency ratio vs {baseline}", "unit": "x", "value": round(ratio, 4)}
         rng = _half_width(row.get("latency_ratio_ci"))
@@ -53,7 +48,7 @@ def _bigger(row: dict) -> list[dict]:
     out, variant = [], row["variant"]
     extra = f"precision {row.get('precision', '?')}" + (", Ultralytics peer" if row.get("peer") else "")
     for key, label in (("map50_95", "mAP50-95"), ("fidelity_map50_95", "fidelity mAP50-95")):
-        v = _num(row.get(key))
+        v = finite_number(row.get(key))
         if v is not None:
             out.append({"name": f"{variant} {label}", "unit": "%", "value": round(100 * v, 4), "extra": extra})
     return out

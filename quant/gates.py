@@ -59,7 +59,7 @@ class Result:
 # same-run gates and the history comparison (quant.compare) use the same classes.
 
 
-def _num(v) -> float | None:
+def finite_number(v) -> float | None:
     """A finite float, or None (missing values, NaN, strings, booleans)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
@@ -75,7 +75,7 @@ class Floor:
     label: str
 
     def fails(self, current: dict, reference: dict | None = None, where: str = "") -> str | None:
-        x = _num(current.get(self.field))
+        x = finite_number(current.get(self.field))
         if x is not None and x < self.limit:
             return f"{current['variant']}: {self.label} {x:.4f} < floor {self.limit:.4f}"
         return None
@@ -91,7 +91,7 @@ class Ceiling:
     unit: str = ""
 
     def fails(self, current: dict, reference: dict | None = None, where: str = "") -> str | None:
-        x = _num(current.get(self.field))
+        x = finite_number(current.get(self.field))
         if x is not None and x > self.limit:
             return f"{current['variant']}: {self.label} {x:.2f}{self.unit} > ceiling {self.limit:.2f}{self.unit}"
         return None
@@ -107,7 +107,7 @@ class MaxDrop:
 
     def delta(self, current: dict, reference: dict | None) -> float | None:
         """current - reference in points, None when either lacks the value."""
-        new, old = _num(current.get(self.field)), _num((reference or {}).get(self.field))
+        new, old = finite_number(current.get(self.field)), finite_number((reference or {}).get(self.field))
         return None if new is None or old is None else 100.0 * (new - old)
 
     def _says(self, verb: str, current: dict, reference: dict, where: str) -> str:
@@ -133,9 +133,9 @@ class MaxRatio:
     limit: float
 
     def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
-        ratio = _num(current.get("latency_ratio"))
+        ratio = finite_number(current.get("latency_ratio"))
         if ratio is None:
-            if reference is None or not _num(reference.get("latency_ms")):
+            if reference is None or not finite_number(reference.get("latency_ms")):
                 return None
             ratio = current["latency_ms"] / reference["latency_ms"]
         if ratio > self.limit:
@@ -148,7 +148,7 @@ def _ci(v) -> tuple[float, float] | None:
     """A (lo, hi) pair of positive finite numbers, or None."""
     if not isinstance(v, (list, tuple)) or len(v) != 2:
         return None
-    lo, hi = _num(v[0]), _num(v[1])
+    lo, hi = finite_number(v[0]), finite_number(v[1])
     return (lo, hi) if lo is not None and hi is not None and 0 < lo <= hi else None
 
 
@@ -156,7 +156,7 @@ def _rounds(v) -> list[float] | None:
     """The per-round ratios if every one is a positive finite number, else None."""
     if not isinstance(v, (list, tuple)) or not v:
         return None
-    xs = [_num(x) for x in v]
+    xs = [finite_number(x) for x in v]
     return xs if all(x is not None and x > 0 for x in xs) else None
 
 
@@ -172,7 +172,7 @@ def latency_change(old_row: dict, new_row: dict) -> tuple[float | None, tuple[fl
         from quant.latency import ratio_of_ratios
 
         return ratio_of_ratios(new_r, old_r)
-    new_x, old_x = _num(new_row.get("latency_ratio")), _num(old_row.get("latency_ratio"))
+    new_x, old_x = finite_number(new_row.get("latency_ratio")), finite_number(old_row.get("latency_ratio"))
     if new_x is None or old_x is None or old_x <= 0:
         return None, None
     new_ci, old_ci = _ci(new_row.get("latency_ratio_ci")), _ci(old_row.get("latency_ratio_ci"))
@@ -189,9 +189,8 @@ class LatencyRise:
     limit: float
     baseline: str
 
-    def _says(self, verb: str, current: dict, reference: dict, where: str) -> str:
-        point, ci = latency_change(reference, current)
-        then, now = _num(reference.get("latency_ratio")), _num(current.get("latency_ratio"))
+    def _says(self, verb: str, current: dict, reference: dict, where: str, point: float, ci) -> str:
+        then, now = finite_number(reference.get("latency_ratio")), finite_number(current.get("latency_ratio"))
         ratios = f"{then:.2f}x -> {now:.2f}x" if then is not None and now is not None else "ratios"
         interval = f"95 % interval {ci[0]:.2f}-{ci[1]:.2f}" if ci else "no interval recorded"
         return f"{current['variant']}: latency vs {self.baseline} {verb} {point:.2f}x {where} ({ratios}, {interval})"
@@ -199,13 +198,13 @@ class LatencyRise:
     def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
         point, ci = latency_change(reference or {}, current)
         if point is not None and point > 1 + self.limit and (ci is None or ci[0] > 1.0):
-            return self._says("rose", current, reference, where) + f" > max +{100 * self.limit:g} %"
+            return self._says("rose", current, reference, where, point, ci) + f" > max +{100 * self.limit:g} %"
         return None
 
     def improved(self, current: dict, reference: dict | None, where: str = "") -> str | None:
         point, ci = latency_change(reference or {}, current)
         if point is not None and point < 1 - self.limit and (ci is None or ci[1] < 1.0):
-            return self._says("fell", current, reference, where)
+            return self._says("fell", current, reference, where, point, ci)
         return None
 
 

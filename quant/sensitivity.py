@@ -123,7 +123,8 @@ def keep_quantized(qmodel, fp32_model, keep: set[str]):
 
 
 # ---- running ----------------------------------------------------------------------------------
-def _session(model, outputs: list[str] = ()):
+def session_with_outputs(model, outputs: list[str] = ()):
+    """An ONNX Runtime CPU session of a copy of ``model`` that also returns the named tensors."""
     import onnx
     import onnxruntime as ort
 
@@ -162,12 +163,13 @@ class OutputError:
         self.feeds = feeds
         fp32 = onnx.load(str(fp32_path))
         self.out0 = fp32.graph.output[0].name
-        self.ref = [_branches(r[0]) for r in _run(_session(fp32), feeds, [self.out0])]
+        self.ref = [_branches(r[0]) for r in _run(session_with_outputs(fp32), feeds, [self.out0])]
 
     def __call__(self, path) -> tuple[float, float]:
         import onnx
 
-        outs = [_branches(r[0]) for r in _run(_session(onnx.load(str(path))), self.feeds, [self.out0])]
+        sess = session_with_outputs(onnx.load(str(path)))
+        outs = [_branches(r[0]) for r in _run(sess, self.feeds, [self.out0])]
         return (_err([r[0] for r in self.ref], [o[0] for o in outs]),
                 _err([r[1] for r in self.ref], [o[1] for o in outs]))
 
@@ -226,8 +228,8 @@ def analyze(fp32_path, q_path, feeds: list[dict], exclude: set[str] = frozenset(
     out_of = {u: node_by[nodes[-1]].output[0] for u, nodes in units.items()}  # the unit's output tensor
     out0 = fp32.graph.output[0].name
     tensors = list(dict.fromkeys([out0, *out_of.values()]))
-    ref = _run(_session(fp32, tensors), feeds, tensors)
-    full = _run(_session(q, tensors), feeds, tensors)
+    ref = _run(session_with_outputs(fp32, tensors), feeds, tensors)
+    full = _run(session_with_outputs(q, tensors), feeds, tensors)
     ref_box, ref_cls = zip(*(_branches(r[0]) for r in ref))
     full_box, full_cls = zip(*(_branches(r[0]) for r in full))
     result = Sensitivity(len(feeds), _err(ref_box, full_box), _err(ref_cls, full_cls))
@@ -237,7 +239,7 @@ def analyze(fp32_path, q_path, feeds: list[dict], exclude: set[str] = frozenset(
         g = _err([r[k] for r in ref], [x[k] for x in full])
         w = dims.get(node_by[u].input[1]) if node_by[u].op_type == "Conv" and len(node_by[u].input) > 1 else None
         macs = int(ref[0][k].size * np.prod(w[1:])) if w else 0  # output elements x (C_in/groups x kh x kw)
-        alone = _run(_session(keep_quantized(q, fp32, set(nodes))), feeds, [out0])
+        alone = _run(session_with_outputs(keep_quantized(q, fp32, set(nodes))), feeds, [out0])
         box, cls = zip(*(_branches(a[0]) for a in alone))
         b, c = _err(ref_box, box), _err(ref_cls, cls)
         score = b / max(result.full_box_nsr, 1e-30) + c / max(result.full_cls_nsr, 1e-30)

@@ -54,10 +54,10 @@ T0 = "/model.0/act/Mul_output_0"  # the first layer's output: an untrained model
 
 
 def _run(model, feeds, tensor=None):
-    from quant.sensitivity import _session
+    from quant.sensitivity import session_with_outputs
 
     name = tensor or model.graph.output[0].name
-    sess = _session(model, [name])
+    sess = session_with_outputs(model, [name])
     return [sess.run([name], f)[0] for f in feeds]
 
 
