@@ -25,7 +25,7 @@ _MEANS: dict[tuple, np.ndarray] = {}  # (fp32 model, images, tensor, input quant
 
 
 @dataclass(frozen=True)
-class _Job:
+class ConvJob:
     conv: str  # node name (quantize_static keeps node names)
     x: str  # the float tensor the conv's input Q/DQ reads
     act: tuple | None  # (scale, zero point, qmin, qmax) of that Q/DQ, None when the input stays float
@@ -35,7 +35,7 @@ class _Job:
     w_scale: str
 
 
-def _jobs(q, arr) -> list[_Job]:
+def conv_jobs(q, arr) -> list[ConvJob]:
     """The quantized convs of the Q/DQ model ``q`` with what correcting each needs."""
     import onnx
 
@@ -56,13 +56,13 @@ def _jobs(q, arr) -> list[_Job]:
             unsigned = inits[xq.input[2]].data_type == onnx.TensorProto.UINT8
             act = (float(arr(xq.input[1])), float(arr(xq.input[2])), *((0, 255) if unsigned else (-128, 127)))
         if bdq is not None and bdq.op_type == "DequantizeLinear":
-            jobs.append(_Job(n.name, x, act, bdq.input[0], bdq.input[1], wdq.input[0], wdq.input[1]))
+            jobs.append(ConvJob(n.name, x, act, bdq.input[0], bdq.input[1], wdq.input[0], wdq.input[1]))
         elif n.input[2] in inits:
-            jobs.append(_Job(n.name, x, act, n.input[2], None, wdq.input[0], wdq.input[1]))
+            jobs.append(ConvJob(n.name, x, act, n.input[2], None, wdq.input[0], wdq.input[1]))
     return jobs
 
 
-def _fake_quant(y: np.ndarray, act: tuple) -> np.ndarray:
+def fake_quant(y: np.ndarray, act: tuple) -> np.ndarray:
     s, zp, qmin, qmax = act
     return (np.clip(np.round(y / s) + zp, qmin, qmax) - zp) * s
 
@@ -81,7 +81,7 @@ def _input_means(fp32_path: Path, feeds: list[dict], files_key: tuple, wanted: l
     for feed in feeds:
         ys = dict(zip(names, sess.run(names, feed)))
         for t, act in todo:
-            y = ys[t] if act is None else _fake_quant(ys[t], act)
+            y = ys[t] if act is None else fake_quant(ys[t], act)
             sums[(t, act)] = sums[(t, act)] + y.mean(axis=(0, 2, 3), dtype=np.float64)
     for w, s in sums.items():
         _MEANS[(*base, *w)] = s / len(feeds)
@@ -107,7 +107,7 @@ def correct_biases(fp32_path: Path, qdq_path: Path, feeds: list[dict], files_key
     q = onnx.load(str(qdq_path))
     inits = {i.name: i for i in q.graph.initializer}
     arr = lambda name: numpy_helper.to_array(inits[name]).astype(np.float64)  # noqa: E731
-    jobs = [j for j in _jobs(q, arr) if j.conv in fp_convs]
+    jobs = [j for j in conv_jobs(q, arr) if j.conv in fp_convs]
     wanted = [(j.x, None) for j in jobs] + [(j.x, j.act) for j in jobs]
     _input_means(fp32_path, feeds, files_key, wanted)
     base = (str(fp32_path), Path(fp32_path).stat().st_mtime_ns, files_key)

@@ -41,13 +41,18 @@ def quantize_qdq(src: Path, out: Path, variant, ctx: BuildContext, method: str |
 def levers(variant) -> dict:
     """The accuracy levers beyond the calibration method this variant's Q/DQ model uses (for the record)."""
     return {"silu_ranges": bool(variant.setting("silu_ranges", False)),
+            "weight_rounding": bool(variant.setting("weight_rounding", False)),
             "bias_correction": bool(variant.setting("bias_correction", False))}
 
 
+_CORRECTIONS = ("weight_rounding", "bias_correction")  # settings: on how many calibration images (0: off)
+
+
 def correction_feeds(variant, files, imgsz: int, input_name: str) -> tuple[list, tuple] | None:
-    """The calibration inputs bias correction averages over (setting ``bias_correction``: how many images,
-    0/False: off), with the key that names them; None when the variant does not correct biases."""
-    n = int(variant.setting("bias_correction", 0) or 0)
+    """The calibration inputs weight rounding and bias correction read (settings ``weight_rounding`` and
+    ``bias_correction``: how many images, 0/False: off), with the key that names them; None when the
+    variant uses neither."""
+    n = max(int(variant.setting(k, 0) or 0) for k in _CORRECTIONS)
     if n <= 0:
         return None
     files = list(files)[:n]
@@ -60,8 +65,9 @@ def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str
     then the float nodes are rewired to read float tensors (see ``quant.graph.remove_qdq_before``).
 
     Setting ``silu_ranges``: pre-SiLU tensors get SiLU-aware ranges (:func:`quant.calibration.clip_silu_inputs`).
-    ``correction`` (from :func:`correction_feeds`): the INT8 convs' biases are corrected on those
-    inputs (:mod:`quant.biascorr`)."""
+    ``correction`` (from :func:`correction_feeds`): on those inputs the INT8 convs' weights are re-rounded
+    (:mod:`quant.rounding`), then their biases corrected (:mod:`quant.biascorr`), each where its setting
+    asks, on the first as many images as it names."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
@@ -91,6 +97,11 @@ def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str
         tmp.replace(out)
     if correction is not None:
         from quant.biascorr import correct_biases
+        from quant.rounding import round_weights
 
-        correct_biases(src, out, *correction)
+        feeds, files_key = correction
+        for setting, apply in (("weight_rounding", round_weights), ("bias_correction", correct_biases)):
+            n = int(variant.setting(setting, 0) or 0)
+            if n > 0:
+                apply(src, out, feeds[:n], (files_key, n))
     return out

@@ -143,8 +143,9 @@ register(Variant("ppq-int8-headfloat", "ppq", "int8", "onnx", tool="ppq", float_
 # the float set onnx-int8-auto found (a declarative value), with their own calibration.
 _AUTO = tuple(DEFAULTS.items())
 # levers beyond the calibration method, in every candidate the search scores: SiLU-aware ranges of the
-# pre-activations, and empirical bias correction on 32 calibration images (quant/biascorr.py)
-_LEVERS = (("silu_ranges", True), ("bias_correction", 32))
+# pre-activations, weight rounding by per-layer output reconstruction (quant/rounding.py) and empirical
+# bias correction (quant/biascorr.py), each on 32 calibration images
+_LEVERS = (("silu_ranges", True), ("weight_rounding", 32), ("bias_correction", 32))
 register(Variant("onnx-int8-auto", "onnxruntime", "int8", "onnx", search=True,
                  float_scope=FloatScope(presets=("decode",)), settings=_ORT_INT8 + _LEVERS + _AUTO, source="onnx-fp32",
                  description="ONNX Runtime Q/DQ INT8, searched method and float set (target drop 0.3 points)"))

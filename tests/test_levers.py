@@ -1,4 +1,5 @@
-"""Accuracy levers of the Q/DQ path: SiLU-aware pre-activation ranges and empirical bias correction."""
+"""Accuracy levers of the Q/DQ path: SiLU-aware pre-activation ranges, weight rounding by output
+reconstruction and empirical bias correction."""
 
 from dataclasses import replace
 
@@ -10,7 +11,13 @@ from quant.biascorr import correct_biases
 from quant.calibration import activation_ranges, clip_silu_inputs, reader_for
 from quant.graph import silu_inputs
 from quant.qdq import write_qdq
+from quant.rounding import _Conv, gptq, round_weights
 from quant.variants import REGISTRY
+
+
+def _with(name, **settings):
+    v = REGISTRY[name]
+    return replace(v, settings=tuple({**dict(v.settings), **settings}.items()))
 
 
 def test_silu_inputs_are_the_conv_outputs_feeding_sigmoid_and_mul(tiny_onnx):
@@ -39,8 +46,7 @@ def _conv_outputs(path, feeds, names):
 
 def test_bias_correction_removes_the_mean_shift_of_int8_convs(suite, tmp_path):
     src = suite.artifact("onnx-fp32")
-    v = replace(REGISTRY["onnx-int8-minmax"], settings=tuple({**dict(REGISTRY["onnx-int8-minmax"].settings),
-                                                              "reduce_range": True}.items()))
+    v = _with("onnx-int8-minmax", reduce_range=True, bias_correction=4)
     files = suite.calibration_files()
     feeds = list(reader_for(files, suite.imgsz))
     ranges = activation_ranges(src, files, suite.imgsz, "minmax")
@@ -61,6 +67,70 @@ def test_bias_correction_removes_the_mean_shift_of_int8_convs(suite, tmp_path):
 
 def test_auto_variants_use_the_levers_and_fixed_rows_stay_plain():
     for name in ("onnx-int8-auto", "trt-int8-auto"):
-        assert REGISTRY[name].setting("silu_ranges") and REGISTRY[name].setting("bias_correction") > 0
+        v = REGISTRY[name]
+        assert v.setting("silu_ranges") and v.setting("weight_rounding") > 0 and v.setting("bias_correction") > 0
     for name in ("onnx-int8-minmax", "onnx-int8-percentile", "trt-int8-entropy"):
-        assert not REGISTRY[name].setting("silu_ranges") and not REGISTRY[name].setting("bias_correction")
+        v = REGISTRY[name]
+        assert not any(v.setting(k) for k in ("silu_ranges", "weight_rounding", "bias_correction"))
+
+
+def test_gptq_rounding_halves_the_output_error_of_round_to_nearest_on_the_same_grid():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 144)) @ (0.3 * rng.normal(size=(144, 144)) + np.eye(144))  # correlated inputs
+    w = 0.1 * rng.normal(size=(32, 144))
+    w[:, 7] = 0.0
+    x[:, 9] = 0.0  # an input that is always zero
+    scale = np.abs(w).max(axis=1) / 63
+    q = gptq(w, x.T @ x, scale, 63)
+    rtn = np.round(w / scale[:, None])
+    err = lambda v: np.mean((x @ (w - v * scale[:, None]).T) ** 2)  # noqa: E731
+    assert err(q) < 0.6 * err(rtn)
+    assert np.array_equal(q, np.round(q)) and np.abs(q).max() <= 63
+    assert np.array_equal(q, gptq(w, x.T @ x, scale, 63))  # deterministic
+
+
+def test_conv_patches_reproduce_the_convolution_at_the_sampled_positions():
+    import torch
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 8, 11, 13)).astype(np.float32)
+    for groups, stride, pads in ((1, 2, [1, 1, 1, 1]), (8, 1, [1, 0, 1, 2]), (2, 1, [0, 0, 0, 0])):
+        w = rng.normal(size=(8, 8 // groups, 3, 3)).astype(np.float32)
+        node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="c", group=groups, pads=pads,
+                                     strides=[stride, stride])
+        conv = _Conv(node, w)
+        xp = torch.nn.functional.pad(torch.from_numpy(x), (pads[1], pads[3], pads[0], pads[2]))
+        y = torch.nn.functional.conv2d(xp, torch.from_numpy(w), stride=stride, groups=groups)[0].numpy()
+        p = conv.patches(x, np.random.default_rng(2))  # (groups, d, positions)
+        pick = np.sort(np.random.default_rng(2).choice(  # the positions patches() picked, from the same seed
+y.shape[1] * y.shape[2], size=p.shape[2], replace=False))
+        got = np.einsum("gcd,gdp->gcp", conv.w, p).reshape(8, -1)
+        assert np.allclose(got, y.reshape(8, -1)[:, pick], atol=1e-4), (groups, stride, pads)
+
+
+def test_weight_rounding_lowers_the_first_convs_output_error_and_keeps_the_grid(suite, tmp_path):
+    src = suite.artifact("onnx-fp32")
+    files = suite.calibration_files()
+    feeds = list(reader_for(files, suite.imgsz))
+    ranges = activation_ranges(src, files, suite.imgsz, "minmax")
+    plain = write_qdq(src, tmp_path / "plain.onnx", _with("onnx-int8-minmax"), ranges, [])
+    rounded = write_qdq(src, tmp_path / "rounded.onnx", _with("onnx-int8-minmax", weight_rounding=4), ranges, [],
+                        (feeds, ("t",)))
+    first = next(n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv").output[0]
+    ref, a, b = (_conv_outputs(p, feeds, [first]) for p in (src, plain, rounded))
+    mse = lambda q: np.mean([np.mean((r[first] - x[first]) ** 2) for r, x in zip(ref, q)])  # noqa: E731
+    assert mse(b) < mse(a)
+
+    def weights(path):
+        return {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+                if i.data_type == onnx.TensorProto.INT8 or i.name.endswith("_scale")}
+
+    wa, wb = weights(plain), weights(rounded)
+    assert wa.keys() == wb.keys()
+    changed = [k for k in wa if not np.array_equal(wa[k], wb[k])]
+    assert changed and all(not k.endswith("_scale") for k in changed)  # values move, scales stay
+    assert all(np.abs(wb[k].astype(int) - wa[k].astype(int)).max() <= 3 for k in changed)  # near the nearest
+    again = tmp_path / "again.onnx"
+    again.write_bytes(plain.read_bytes())
+    assert round_weights(src, again, feeds, ("t",)) > 0  # a fresh memo key: computed again, the same values
+    assert all(np.array_equal(weights(again)[k], wb[k]) for k in wb)
