@@ -102,8 +102,8 @@ def test_conv_patches_reproduce_the_convolution_at_the_sampled_positions():
         xp = torch.nn.functional.pad(torch.from_numpy(x), (pads[1], pads[3], pads[0], pads[2]))
         y = torch.nn.functional.conv2d(xp, torch.from_numpy(w), stride=stride, groups=groups)[0].numpy()
         p = conv.patches(x, np.random.default_rng(2))  # (groups, d, positions)
-        pick = np.sort(np.random.default_rng(2).choice(  # the positions patches() picked, from the same seed
-y.shape[1] * y.shape[2], size=p.shape[2], replace=False))
+        positions = y.shape[1] * y.shape[2]  # patches() picked p.shape[2] of them with the same seed:
+        pick = np.sort(np.random.default_rng(2).choice(positions, size=p.shape[2], replace=False))
         got = np.einsum("gcd,gdp->gcp", conv.w, p).reshape(8, -1)
         assert np.allclose(got, y.reshape(8, -1)[:, pick], atol=1e-4), (groups, stride, pads)
 
