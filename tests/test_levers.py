@@ -134,3 +134,30 @@ def test_weight_rounding_lowers_the_first_convs_output_error_and_keeps_the_grid(
     again.write_bytes(plain.read_bytes())
     assert round_weights(src, again, feeds, ("t",)) > 0  # a fresh memo key: computed again, the same values
     assert all(np.array_equal(weights(again)[k], wb[k]) for k in wb)
+
+
+def test_weight_rounding_covers_yolo11_depthwise_convs(suite, tmp_path):
+    from quant.model import export_onnx
+    from quant.offline import ultralytics_yolo
+
+    pt = tmp_path / "y11.pt"
+    ultralytics_yolo()("yolo11n.yaml", task="detect").save(str(pt))
+    src = export_onnx(pt, tmp_path / "y11.onnx", suite.imgsz)
+    files = suite.calibration_files()
+    feeds = list(reader_for(files, suite.imgsz))
+    ranges = activation_ranges(src, files, suite.imgsz, "minmax")
+    plain = write_qdq(src, tmp_path / "plain.onnx", _with("onnx-int8-minmax"), ranges, [])
+    rounded = write_qdq(src, tmp_path / "rounded.onnx", _with("onnx-int8-minmax", weight_rounding=4), ranges, [],
+                        (feeds, ("y11",)))
+    depthwise = [n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"
+                 and next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
+    assert depthwise  # YOLO11's head has depthwise convs (their geometry: the patches test above)
+
+    def int8_weights(path):
+        return {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+                if i.data_type == onnx.TensorProto.INT8}
+
+    wa, wb = int8_weights(plain), int8_weights(rounded)
+    names = [n.input[1] + "_quantized" for n in depthwise]  # quantize_static's name of a conv's INT8 weights
+    assert all(k in wa for k in names)
+    assert all(not np.array_equal(wa[k], wb[k]) for k in names)  # re-rounded too (7 of 7 here)
