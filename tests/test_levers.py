@@ -108,14 +108,20 @@ def test_conv_patches_reproduce_the_convolution_at_the_sampled_positions():
         assert np.allclose(got, y.reshape(8, -1)[:, pick], atol=1e-4), (groups, stride, pads)
 
 
-def test_weight_rounding_lowers_the_first_convs_output_error_and_keeps_the_grid(suite, tmp_path):
-    src = suite.artifact("onnx-fp32")
+def _plain_and_rounded(src, suite, tmp_path, key):
+    """``src`` as plain minmax Q/DQ INT8 and with weight rounding on the suite's calibration images."""
     files = suite.calibration_files()
     feeds = list(reader_for(files, suite.imgsz))
     ranges = activation_ranges(src, files, suite.imgsz, "minmax")
     plain = write_qdq(src, tmp_path / "plain.onnx", _with("onnx-int8-minmax"), ranges, [])
     rounded = write_qdq(src, tmp_path / "rounded.onnx", _with("onnx-int8-minmax", weight_rounding=4), ranges, [],
-                        (feeds, ("t",)))
+                        (feeds, key))
+    return feeds, plain, rounded
+
+
+def test_weight_rounding_lowers_the_first_convs_output_error_and_keeps_the_grid(suite, tmp_path):
+    src = suite.artifact("onnx-fp32")
+    feeds, plain, rounded = _plain_and_rounded(src, suite, tmp_path, ("t",))
     first = next(n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv").output[0]
     ref, a, b = (_conv_outputs(p, feeds, [first]) for p in (src, plain, rounded))
     mse = lambda q: np.mean([np.mean((r[first] - x[first]) ** 2) for r, x in zip(ref, q)])  # noqa: E731
@@ -143,12 +149,7 @@ def test_weight_rounding_covers_yolo11_depthwise_convs(suite, tmp_path):
     pt = tmp_path / "y11.pt"
     ultralytics_yolo()("yolo11n.yaml", task="detect").save(str(pt))
     src = export_onnx(pt, tmp_path / "y11.onnx", suite.imgsz)
-    files = suite.calibration_files()
-    feeds = list(reader_for(files, suite.imgsz))
-    ranges = activation_ranges(src, files, suite.imgsz, "minmax")
-    plain = write_qdq(src, tmp_path / "plain.onnx", _with("onnx-int8-minmax"), ranges, [])
-    rounded = write_qdq(src, tmp_path / "rounded.onnx", _with("onnx-int8-minmax", weight_rounding=4), ranges, [],
-                        (feeds, ("y11",)))
+    _, plain, rounded = _plain_and_rounded(src, suite, tmp_path, ("y11",))
     depthwise = [n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"
                  and next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
     assert depthwise  # YOLO11's head has depthwise convs (their geometry: the patches test above)
