@@ -47,15 +47,14 @@ class _Conv:
         self.strides = tuple(ints("strides", [1, 1]))
         self.dilations = tuple(ints("dilations", [1, 1]))
         self.pads = tuple(ints("pads", [0, 0, 0, 0]))  # top, left, bottom, right
-        if "auto_pad" in a and a["auto_pad"].s not in (b"", b"NOTSET"):
-            raise ValueError(f"conv {node.name}: auto_pad is not supported by weight rounding")
+        self.auto_pad = a["auto_pad"].s.decode() if "auto_pad" in a else "NOTSET"
         cout = weight.shape[0]
         self.w = weight.astype(np.float64).reshape(self.groups, cout // self.groups, -1)
 
     def patches(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Input patches of one image (N=1) at ``POSITIONS`` sampled output positions, as
         (groups, in/group*k*k, positions): gathered, not a full im2col."""
-        (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = self.kernel, self.strides, self.dilations, self.pads
+        (kh, kw), (sh, sw), (dh, dw), (t, l, b, r) = self.kernel, self.strides, self.dilations, self._pads(x.shape)
         xp = np.pad(x[0], ((0, 0), (t, b), (l, r)))
         ho, wo = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1, (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
         pick = np.sort(rng.choice(ho * wo, size=min(POSITIONS, ho * wo), replace=False))
@@ -64,6 +63,20 @@ class _Conv:
         cols = col[None, :] * sw + (np.arange(kw) * dw)[:, None]  # (kw, positions)
         p = xp[:, rows[:, None, :], cols[None, :, :]]  # (C, kh, kw, positions): the weights' (c, kh, kw) order
         return p.astype(np.float64).reshape(self.groups, -1, len(pick))
+
+
+    def _pads(self, shape) -> tuple:
+        """(top, left, bottom, right), resolving ONNX's auto_pad for an input of ``shape`` (NCHW)."""
+        if self.auto_pad in ("NOTSET", ""):
+            return self.pads
+        if self.auto_pad == "VALID":
+            return 0, 0, 0, 0
+        total = [max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)  # SAME_*: output size ceil(n / stride)
+                 for n, s, k, d in zip(shape[2:], self.strides, self.kernel, self.dilations)]
+        small = [p // 2 for p in total]
+        big = [p - q for p, q in zip(total, small)]
+        first, last = (small, big) if self.auto_pad == "SAME_UPPER" else (big, small)
+        return first[0], first[1], last[0], last[1]
 
 
 def gptq(w: np.ndarray, h: np.ndarray, scale: np.ndarray, qmax: int) -> np.ndarray:

@@ -93,11 +93,14 @@ def test_conv_patches_reproduce_the_convolution_at_the_sampled_positions():
     import torch
 
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(1, 8, 11, 13)).astype(np.float32)
-    for groups, stride, pads in ((1, 2, [1, 1, 1, 1]), (8, 1, [1, 0, 1, 2]), (2, 1, [0, 0, 0, 0])):
+    x = rng.normal(size=(1, 8, 12, 14)).astype(np.float32)
+    cases = ((1, 2, [1, 1, 1, 1], None), (8, 1, [1, 0, 1, 2], None), (2, 1, [0, 0, 0, 0], None),
+             (1, 2, [0, 0, 1, 1], "SAME_UPPER"), (1, 2, [1, 1, 0, 0], "SAME_LOWER"), (1, 2, [0, 0, 0, 0], "VALID"))
+    for groups, stride, pads, auto_pad in cases:  # with auto_pad, pads = what it resolves to for 12 x 14
         w = rng.normal(size=(8, 8 // groups, 3, 3)).astype(np.float32)
-        node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="c", group=groups, pads=pads,
-                                     strides=[stride, stride])
+        attrs = {"auto_pad": auto_pad} if auto_pad else {"pads": pads}
+        node = onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="c", group=groups, strides=[stride, stride],
+                                     **attrs)
         conv = _Conv(node, w)
         xp = torch.nn.functional.pad(torch.from_numpy(x), (pads[1], pads[3], pads[0], pads[2]))
         y = torch.nn.functional.conv2d(xp, torch.from_numpy(w), stride=stride, groups=groups)[0].numpy()
@@ -105,7 +108,7 @@ def test_conv_patches_reproduce_the_convolution_at_the_sampled_positions():
         positions = y.shape[1] * y.shape[2]  # patches() picked p.shape[2] of them with the same seed:
         pick = np.sort(np.random.default_rng(2).choice(positions, size=p.shape[2], replace=False))
         got = np.einsum("gcd,gdp->gcp", conv.w, p).reshape(8, -1)
-        assert np.allclose(got, y.reshape(8, -1)[:, pick], atol=1e-4), (groups, stride, pads)
+        assert np.allclose(got, y.reshape(8, -1)[:, pick], atol=1e-4), (groups, stride, pads, auto_pad)
 
 
 def _plain_and_rounded(src, suite, tmp_path, key):
