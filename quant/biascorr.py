@@ -35,7 +35,7 @@ class ConvJob:
     w_scale: str
 
 
-def conv_jobs(q, arr) -> list[ConvJob]:
+def _conv_jobs(q, arr) -> list[ConvJob]:
     """The quantized convs of the Q/DQ model ``q`` with what correcting each needs."""
     import onnx
 
@@ -60,6 +60,49 @@ def conv_jobs(q, arr) -> list[ConvJob]:
         elif n.input[2] in inits:
             jobs.append(ConvJob(n.name, x, act, n.input[2], None, wdq.input[0], wdq.input[1]))
     return jobs
+
+
+class QdqConvs:
+    """The INT8 convs of a Q/DQ model opened for editing, beside the FP32 model it was made from
+    (quantize_static keeps node names): ``jobs`` lists them, :meth:`put` replaces an initializer,
+    :meth:`save` writes the model back in place. ``base`` prefixes the memo keys of what was measured
+    on the FP32 model (its path and time stamp, and ``files_key``: the images)."""
+
+    def __init__(self, fp32_path: Path, qdq_path: Path, files_key: tuple = ()):
+        import onnx
+
+        self.fp = onnx.load(str(fp32_path))
+        self.fp_inits = {i.name: i for i in self.fp.graph.initializer}
+        self.fp_convs = {n.name: n for n in self.fp.graph.node if n.op_type == "Conv"}
+        self.path = Path(qdq_path)
+        self.q = onnx.load(str(qdq_path))
+        self.inits = {i.name: i for i in self.q.graph.initializer}
+        self.jobs = [j for j in _conv_jobs(self.q, self.arr) if j.conv in self.fp_convs]
+        self.base = (str(fp32_path), Path(fp32_path).stat().st_mtime_ns, files_key)
+
+    def arr(self, name: str) -> np.ndarray:
+        """An initializer of the Q/DQ model as float64."""
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(self.inits[name]).astype(np.float64)
+
+    def fp_weight(self, conv: str) -> np.ndarray:
+        """The FP32 weights of ``conv`` as stored."""
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(self.fp_inits[self.fp_convs[conv].input[1]])
+
+    def put(self, name: str, value: np.ndarray) -> None:
+        from onnx import numpy_helper
+
+        self.inits[name].CopyFrom(numpy_helper.from_array(value, name))
+
+    def save(self) -> None:
+        import onnx
+
+        tmp = self.path.with_suffix(".edit.onnx")
+        onnx.save(self.q, str(tmp))
+        tmp.replace(self.path)
 
 
 def fake_quant(y: np.ndarray, act: tuple) -> np.ndarray:
@@ -97,32 +140,22 @@ def _conv_of_mean(w: np.ndarray, mean: np.ndarray, groups: int) -> np.ndarray:
 def correct_biases(fp32_path: Path, qdq_path: Path, feeds: list[dict], files_key: tuple = ()) -> int:
     """Correct the biases of ``qdq_path``'s INT8 convs in place; returns how many were corrected.
     ``feeds``: calibration inputs ({input name: NCHW float32}); ``files_key`` names them for the memo."""
-    import onnx
     from onnx import numpy_helper
 
-    fp = onnx.load(str(fp32_path))
-    fp_inits = {i.name: i for i in fp.graph.initializer}
-    fp_convs = {n.name: n for n in fp.graph.node if n.op_type == "Conv"}
-    groups = {name: next((a.i for a in n.attribute if a.name == "group"), 1) for name, n in fp_convs.items()}
-    q = onnx.load(str(qdq_path))
-    inits = {i.name: i for i in q.graph.initializer}
-    arr = lambda name: numpy_helper.to_array(inits[name]).astype(np.float64)  # noqa: E731
-    jobs = [j for j in conv_jobs(q, arr) if j.conv in fp_convs]
-    wanted = [(j.x, None) for j in jobs] + [(j.x, j.act) for j in jobs]
+    m = QdqConvs(fp32_path, qdq_path, files_key)
+    groups = {name: next((a.i for a in n.attribute if a.name == "group"), 1) for name, n in m.fp_convs.items()}
+    wanted = [(j.x, None) for j in m.jobs] + [(j.x, j.act) for j in m.jobs]
     _input_means(fp32_path, feeds, files_key, wanted)
-    base = (str(fp32_path), Path(fp32_path).stat().st_mtime_ns, files_key)
-    for j in jobs:
-        w = numpy_helper.to_array(fp_inits[fp_convs[j.conv].input[1]]).astype(np.float64)
-        wq = arr(j.w) * arr(j.w_scale).reshape(-1, 1, 1, 1)  # symmetric weights: zero point 0
-        mx, mq = _MEANS[(*base, j.x, None)], _MEANS[(*base, j.x, j.act)]
+    for j in m.jobs:
+        w = m.fp_weight(j.conv).astype(np.float64)
+        wq = m.arr(j.w) * m.arr(j.w_scale).reshape(-1, 1, 1, 1)  # symmetric weights: zero point 0
+        mx, mq = _MEANS[(*m.base, j.x, None)], _MEANS[(*m.base, j.x, j.act)]
         shift = _conv_of_mean(w, mx, groups[j.conv]) - _conv_of_mean(wq, mq, groups[j.conv])
-        b = numpy_helper.to_array(inits[j.bias])
+        b = numpy_helper.to_array(m.inits[j.bias])
         if j.bias_scale is None:
             nb = (b.astype(np.float64) + shift).astype(b.dtype)
         else:
-            nb = np.clip(np.round(b + shift / arr(j.bias_scale)), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
-        inits[j.bias].CopyFrom(numpy_helper.from_array(nb, j.bias))
-    tmp = Path(qdq_path).with_suffix(".biascorr.onnx")
-    onnx.save(q, str(tmp))
-    tmp.replace(qdq_path)
-    return len(jobs)
+            nb = np.clip(np.round(b + shift / m.arr(j.bias_scale)), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+        m.put(j.bias, nb)
+    m.save()
+    return len(m.jobs)

@@ -55,8 +55,9 @@ def correction_feeds(variant, files, imgsz: int, input_name: str) -> tuple[list,
     n = max(int(variant.setting(k, 0) or 0) for k in _CORRECTIONS)
     if n <= 0:
         return None
-    files = list(files)[:n]
-    return list(reader_for(files, imgsz, input_name)), (tuple(map(str, files)), int(imgsz))
+    files = list(files)
+    feeds = list(reader_for(files, imgsz, input_name))[:n]  # the reader calibration already letterboxed
+    return feeds, (tuple(map(str, files[:n])), int(imgsz))
 
 
 def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str],

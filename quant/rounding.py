@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.biascorr import ConvJob, conv_jobs, fake_quant
+from quant.biascorr import ConvJob, QdqConvs, fake_quant
 from quant.sensitivity import session_with_outputs
 
 POSITIONS = 512  # output positions sampled per conv and image
@@ -137,33 +137,22 @@ def _chunks(jobs: list[ConvJob], convs: dict[str, _Conv]) -> list[list[ConvJob]]
 def round_weights(fp32_path: Path, qdq_path: Path, feeds: list[dict], files_key: tuple = ()) -> int:
     """Re-round the INT8 weights of ``qdq_path``'s quantized convs in place; returns how many convs.
     ``feeds``: calibration inputs ({input name: NCHW float32}); ``files_key`` names them for the memo."""
-    import onnx
     from onnx import numpy_helper
 
-    fp = onnx.load(str(fp32_path))
-    fp_inits = {i.name: i for i in fp.graph.initializer}
-    fp_nodes = {n.name: n for n in fp.graph.node if n.op_type == "Conv"}
-    q = onnx.load(str(qdq_path))
-    inits = {i.name: i for i in q.graph.initializer}
-    arr = lambda name: numpy_helper.to_array(inits[name]).astype(np.float64)  # noqa: E731
-    jobs = [j for j in conv_jobs(q, arr) if j.conv in fp_nodes]
-    base = (str(fp32_path), Path(fp32_path).stat().st_mtime_ns, files_key)
-    scales = {j.conv: arr(j.w_scale).reshape(-1) for j in jobs}
-    convs = {j.conv: _Conv(fp_nodes[j.conv], numpy_helper.to_array(fp_inits[fp_nodes[j.conv].input[1]]))
-             for j in jobs}
-    todo = [j for j in jobs if _key(base, j, scales[j.conv]) not in _ROUNDED]
+    m = QdqConvs(fp32_path, qdq_path, files_key)
+    scales = {j.conv: m.arr(j.w_scale).reshape(-1) for j in m.jobs}
+    convs = {j.conv: _Conv(m.fp_convs[j.conv], m.fp_weight(j.conv)) for j in m.jobs}
+    todo = [j for j in m.jobs if _key(m.base, j, scales[j.conv]) not in _ROUNDED]
     for chunk in _chunks(todo, convs):
-        for conv, h in _second_moments(fp, convs, chunk, feeds).items():
+        for conv, h in _second_moments(m.fp, convs, chunk, feeds).items():
             j = next(j for j in chunk if j.conv == conv)
-            c, stored = convs[conv], numpy_helper.to_array(inits[j.w])
+            c, stored = convs[conv], numpy_helper.to_array(m.inits[j.w])
             qmax = int(np.abs(stored).max()) or 1
             per_group = c.w.shape[1]
             rounded = [gptq(c.w[g], h[g], scales[conv][g * per_group:(g + 1) * per_group], qmax)
                        for g in range(c.groups)]
-            _ROUNDED[_key(base, j, scales[conv])] = np.concatenate(rounded).reshape(stored.shape).astype(stored.dtype)
-    for j in jobs:
-        inits[j.w].CopyFrom(numpy_helper.from_array(_ROUNDED[_key(base, j, scales[j.conv])], j.w))
-    tmp = Path(qdq_path).with_suffix(".rounded.onnx")
-    onnx.save(q, str(tmp))
-    tmp.replace(qdq_path)
-    return len(jobs)
+            _ROUNDED[_key(m.base, j, scales[conv])] = np.concatenate(rounded).reshape(stored.shape).astype(stored.dtype)
+    for j in m.jobs:
+        m.put(j.w, _ROUNDED[_key(m.base, j, scales[j.conv])])
+    m.save()
+    return len(m.jobs)
