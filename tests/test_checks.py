@@ -4,6 +4,7 @@ any work with one line naming the problem, and adds nothing to the cache."""
 from __future__ import annotations
 
 import errno
+import os
 import re
 import signal
 import sys
@@ -270,3 +271,23 @@ def test_a_long_worker_reports_progress_while_it_runs(tmp_path):
         progress.set_sink(None)
     assert len(lines) >= 2 and lines[0].startswith("ppq-int8: PPQ worker running, ")
     assert lines[0].endswith(" s so far (--build-timeout 30 s)")
+
+
+def test_a_worker_heartbeat_says_where_the_worker_is(tmp_path):
+    from quant import progress
+    from quant.backends.ppq import run_worker
+
+    worker = ("import sys, time; from quant.progress import StepFile; s = StepFile(sys.argv[1]); "
+              "s.begin_outer('LSQ blocks', 4); s.begin('Tuning Procedure', 10); time.sleep(1.1); "
+              "s.advance(5); time.sleep(1.5)")
+    lines = []
+    progress.set_sink(lines.append)
+    try:
+        run_worker([sys.executable, "-c", worker, str(tmp_path / "progress.json")], "ppq-int8", 30, tmp_path,
+                   {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, heartbeat=0.5,
+                   steps=tmp_path / "progress.json")
+    finally:
+        progress.set_sink(None)
+    assert lines and lines[-1].startswith("ppq-int8: PPQ worker running, ")
+    assert re.search(r" s so far \(--build-timeout 30 s\): LSQ blocks 0/4; Tuning Procedure 5/10, ~\d+s left$",
+                     lines[-1]), lines

@@ -1,6 +1,7 @@
 """PPQ variants (skipped, with the reason, without the [ppq] extra) and their compatibility layer."""
 
 import json
+from dataclasses import replace
 import os
 import subprocess
 import sys
@@ -78,3 +79,29 @@ def test_ppq_builds_offline_keeps_metadata_and_writes_analysis(tiny_weights, tin
     assert out.shape == ref.shape and np.isfinite(out).all()
     assert np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05  # class scores
     assert np.abs(out[:, :4] - ref[:, :4]).mean() < 0.05 * np.abs(ref[:, :4]).mean()  # box pixels
+
+
+def test_ppq_worker_reports_its_calibration_and_lsq_blocks(tiny_weights, tiny_data, tmp_path, monkeypatch):
+    """PPQ's own progress counts reach the suite: calibration images, LSQ blocks, analysis ops."""
+    reason = ppq_backend.unavailable()
+    if reason:
+        pytest.skip(reason)
+    from quant import progress
+    from quant.suite import Suite
+    from quant.variants import REGISTRY
+
+    v = REGISTRY["ppq-int8"]
+    monkeypatch.setitem(REGISTRY, "ppq-int8", replace(v, settings=v.settings + (("lsq_steps", 2), ("calib_steps", 8),
+                                                                           ("analysis_images", 1))))
+    monkeypatch.setattr(ppq_backend, "HEARTBEAT_S", 1.0)
+    lines = []
+    progress.set_sink(lines.append)
+    try:
+        path = Suite.create(tiny_weights, tiny_data, 96, tmp_path, calib_images=4).artifact("ppq-int8")
+    finally:
+        progress.set_sink(None)
+    steps = {s["name"]: s for s in json.loads((path.parent / "error_analysis.json").read_text())["steps"]}
+    assert steps["Calibration Progress(Phase 1)"]["done"] == steps["Calibration Progress(Phase 1)"]["total"] == 8
+    assert steps["Tuning Procedure"]["done"] == 2 and "Analysing Layerwise quantization error" in steps
+    assert not (path.parent / "progress.json").exists()  # the worker's state does not stay in the cache
+    assert any(": LSQ blocks " in line for line in lines), lines

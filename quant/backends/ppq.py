@@ -51,11 +51,16 @@ def build(variant, ctx: BuildContext, out_dir: Path):
     job = {"src": str(src), "out": str(out), "analysis": str(analysis), "platform": platform, "imgsz": ctx.imgsz,
            "calib_files": [str(f) for f in ctx.calibration_files()], "float_nodes": float_nodes,
            "calib_steps": variant.setting("calib_steps", 32), "lsq_steps": variant.setting("lsq_steps", 0),
-           "analysis_images": variant.setting("analysis_images", 4), "score_output": class_score_tensor(model)}
+           "analysis_images": variant.setting("analysis_images", 4), "score_output": class_score_tensor(model),
+           "progress": str(out_dir / "progress.json")}
     (out_dir / "job.json").write_text(json.dumps(job, indent=1))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
-    run_worker(worker_command(out_dir / "job.json"), variant.name, ctx.build_timeout, out_dir, env)
+    try:
+        run_worker(worker_command(out_dir / "job.json"), variant.name, ctx.build_timeout, out_dir, env,
+                   steps=Path(job["progress"]))
+    finally:
+        Path(job["progress"]).unlink(missing_ok=True)
     qmodel = onnx.load(str(out))
     del qmodel.metadata_props[:]  # PPQ's export drops Ultralytics' metadata: put it back
     for k, v in onnx_metadata(src).items():
@@ -78,14 +83,15 @@ HEARTBEAT_S = 30.0  # a progress line this often while the worker runs (its cali
 
 
 def run_worker(cmd: list[str], name: str, timeout: float | None, cwd: Path, env: dict,
-               heartbeat: float = HEARTBEAT_S) -> None:
-    """Run the PPQ worker, saying every ``heartbeat`` seconds that it still runs; a crash, a kill or a
-    hang fails this variant alone, in one line naming the exit code or signal and the worker's last
-    words on stderr."""
+               heartbeat: float = HEARTBEAT_S, steps: Path | None = None) -> None:
+    """Run the PPQ worker, saying every ``heartbeat`` seconds that it still runs and, from its ``steps``
+    file (:class:`quant.progress.StepFile`), where it is and about how long that part has left; a crash, a
+    kill or a hang fails this variant alone, in one line naming the exit code or signal and the worker's
+    last words on stderr."""
     start = time.monotonic()
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
-            stderr = _wait(proc, name, timeout, heartbeat, start)
+            stderr = _wait(proc, name, timeout, heartbeat, start, steps)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
@@ -102,7 +108,7 @@ def run_worker(cmd: list[str], name: str, timeout: float | None, cwd: Path, env:
     raise BuildError(f"PPQ worker for {name} {how}; last stderr: {' | '.join(last)}")
 
 
-def _wait(proc, name: str, timeout: float | None, heartbeat: float, start: float) -> str:
+def _wait(proc, name: str, timeout: float | None, heartbeat: float, start: float, steps: Path | None) -> str:
     """The worker's stderr once it exits; a progress line every ``heartbeat`` s; TimeoutExpired at ``timeout``."""
     while True:
         elapsed = time.monotonic() - start
@@ -112,7 +118,9 @@ def _wait(proc, name: str, timeout: float | None, heartbeat: float, start: float
             return proc.communicate(timeout=heartbeat if timeout is None else min(heartbeat, timeout - elapsed))[1]
         except subprocess.TimeoutExpired:
             limit = f" (--build-timeout {timeout:g} s)" if timeout is not None else ""
-            progress.say(f"{name}: PPQ worker running, {time.monotonic() - start:.0f} s so far{limit}")
+            where = progress.describe(steps) if steps is not None else None
+            progress.say(f"{name}: PPQ worker running, {time.monotonic() - start:.0f} s so far{limit}"
+                         + (f": {where}" if where else ""))
 
 
 def class_score_tensor(model) -> str:
