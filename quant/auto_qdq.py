@@ -58,7 +58,21 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
         fidelity=lambda path: score(path, pseudo),
         labelled=(lambda path: score(path, labelled)) if labelled else None,
         feeds=feeds[: variant.setting("auto_sensitivity_images", DEFAULTS["auto_sensitivity_images"])],
-        output_error=dense, reference_boxes=boxes)
+        output_error=dense, reference_boxes=boxes, **timed_on_cpu(variant, ctx, feeds[0]))
+
+
+def timed_on_cpu(variant, ctx: BuildContext, feed: dict) -> dict:
+    """The measured cost model (:mod:`quant.layertime`) where the variant runs here: ONNX Runtime on the
+    CPU, with the benchmark's thread count; other targets (TensorRT on a GPU) keep counting MACs."""
+    runs = variant.setting("auto_profile_runs", DEFAULTS["auto_profile_runs"])
+    if variant.backend != "onnxruntime" or variant.setting("provider", "CPUExecutionProvider") != \
+            "CPUExecutionProvider" or not runs:
+        return {}
+    from quant.layertime import int8_savings
+
+    return {"layer_savings": lambda fp32, int8: int8_savings(fp32, int8, feed, ctx.threads, runs),
+            "cost_model": f"kernel times measured by ONNX Runtime's profiler on this CPU ({runs} runs, "
+                          f"{ctx.threads or 'default'} threads)"}
 
 
 def search_data(ctx: BuildContext, files: list[Path], work: Path) -> Path | None:

@@ -14,8 +14,12 @@ needs that room).
 2. Float set: layers ranked by layerwise sensitivity (:mod:`quant.sensitivity`) on that model;
    the shortest ranked prefix meeting the target is found by doubling (1, 2, 4, ... layers) then
    bisecting between the last miss and the first hit.
-3. Prune: each chosen layer goes back to INT8 if the target still holds, the most expensive
-   (multiply-accumulates) first, so that what stays float costs the least latency.
+3. Prune: each chosen layer goes back to INT8 if the target still holds, the most expensive first
+   (the time its INT8 kernel saves on the target, measured, else its multiply-accumulates), so that
+   what stays float costs the least latency.
+
+Where the target's kernel times are measured (:mod:`quant.layertime`), a layer whose INT8 kernel is no
+faster than its float one stays float in every candidate of step 2 and 3: float for free.
 
 It stops when the float set is minimal in that sense, or when the evaluation count or the time
 budget runs out; then it returns the best set found so far (fewest float layers among those meeting
@@ -104,18 +108,21 @@ class _Trials:
         return self.result(min(self.done.values(), key=lambda t: t.drop), False, f"{why}; target not met")
 
 
-def _shortest_prefix(trials: _Trials, method: str, ranked: list[str]) -> int | None:
-    """Length of the shortest ranked prefix meeting the target: doubling (1, 2, 4, ...), then bisecting
-    between the last miss and the first hit; None when even the whole ranking misses."""
-    lo, hi, k = 0, None, 1  # prefix ranked[:lo] misses, ranked[:hi] meets
+def _shortest_prefix(trials: _Trials, method: str, ranked: list[str], floor: int = 0) -> int | None:
+    """Length of the shortest ranked prefix, at least ``floor`` long, meeting the target: ``floor`` and then
+    doubling (floor + 1, + 2, + 4, ...), then bisecting between the last miss and the first hit; None when
+    even the whole ranking misses."""
+    lo, hi, step = floor, None, 0  # prefix ranked[:lo] misses, ranked[:hi] meets
+    if floor == 0:
+        step = 1
     while hi is None:
-        k = min(k, len(ranked))
+        k = min(floor + step, len(ranked))
         if trials.ok(trials.run(method, ranked[:k])):
             hi = k
         elif k == len(ranked):
             return None
         else:
-            lo, k = k, 2 * k
+            lo, step = k, max(1, 2 * step)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if trials.ok(trials.run(method, ranked[:mid])):
@@ -125,10 +132,11 @@ def _shortest_prefix(trials: _Trials, method: str, ranked: list[str]) -> int | N
     return hi
 
 
-def _prune(trials: _Trials, method: str, chosen: list[str], cost) -> list[str]:
-    """Send each chosen layer back to INT8 if the target still holds: the most expensive first when costs
-    are known (what stays float then costs the least latency), else the least sensitive first."""
-    order = list(reversed(chosen))
+def _prune(trials: _Trials, method: str, chosen: list[str], cost, keep: frozenset = frozenset()) -> list[str]:
+    """Send each chosen layer but those in ``keep`` back to INT8 if the target still holds: the most
+    expensive first when costs are known (what stays float then costs the least latency), else the least
+    sensitive first."""
+    order = [layer for layer in reversed(chosen) if layer not in keep]
     if cost is not None:
         order.sort(key=lambda layer: -cost(method, layer))
     for layer in order:
@@ -157,26 +165,38 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
            ranking: Callable[[str], list[str]], target: float = 0.3, max_evals: int = 24,
            budget_s: float = 1200.0, clock: Callable[[], float] = time.monotonic,
            cost: Callable[[str, str], float] | None = None,
-           on_trial: Callable[[Trial, bool], None] | None = None, max_float_share: float = 1.0) -> SearchResult:
+           on_trial: Callable[[Trial, bool], None] | None = None, max_float_share: float = 1.0,
+           saving: Callable[[str, str], float | None] | None = None) -> SearchResult:
     """Smallest float set (and best method) with drop <= ``target``; ``evaluate(method, float_layers)``
     returns the drop in mAP50-95 points. ``cost(method, layer)`` (e.g. multiply-accumulates) orders the
     prune step, and with ``max_float_share`` < 1 bounds the float set: at most that share of the ranked
     layers' total cost may stay float (an INT8 model that is mostly float runs no faster than FP32);
     when the target needs more, the search says so and returns the best set within the bound.
-    ``on_trial(trial, met)`` hears of every evaluation (progress). See the module doc."""
+    ``saving(method, layer)``: the time the layer's INT8 kernel saves on the target (None: not measured);
+    where measured it orders the prune step instead, and layers it shows no faster in INT8 are float in
+    every ranked candidate (within the bound, first). ``on_trial(trial, met)`` hears of every evaluation
+    (progress). See the module doc."""
     trials = _Trials(evaluate, target, max_evals, budget_s, clock, on_trial)
     try:
         fulls = {m: trials.run(m, ()) for m in methods}
         method = min(methods, key=lambda m: fulls[m].drop)
         if trials.ok(fulls[method]):
             return trials.result(fulls[method], True, "target met with no float layer")
-        ranked, bounded = _within_share(list(ranking(method)), method, cost, max_float_share)
-        hi = _shortest_prefix(trials, method, ranked)
+        ranked = list(ranking(method))
+        measured = {layer: saving(method, layer) for layer in ranked} if saving is not None else {}
+        free, order = [], cost
+        if any(v is not None for v in measured.values()):
+            free = [layer for layer in ranked if measured[layer] is not None and measured[layer] <= 0]
+            ranked = free + [layer for layer in ranked if layer not in free]
+            order = lambda m, layer: measured.get(layer) or 0.0  # noqa: E731
+        ranked, bounded = _within_share(ranked, method, cost, max_float_share)
+        free = [layer for layer in free if layer in ranked]
+        hi = _shortest_prefix(trials, method, ranked, floor=len(free))
         if hi is None:
             why = (f"target not reachable with at most {100 * max_float_share:.0f} % of the compute float"
                    if bounded else "target not reachable: every ranked layer float still misses it")
             return trials.result(min(trials.done.values(), key=lambda t: t.drop), False, why)
-        chosen = _prune(trials, method, list(ranked[:hi]), cost)
+        chosen = _prune(trials, method, list(ranked[:hi]), order, keep=frozenset(free))
         return trials.result(trials.done[(method, frozenset(chosen))], True,
                              "minimal: no chosen layer can go back to INT8")
     except _Stop as e:
@@ -195,7 +215,10 @@ class Candidates:
     - ``feeds``: model inputs for the layerwise sensitivity analysis;
     - ``output_error(path)``: (box, class-score) noise-to-signal ratios of the model's raw output
       against FP32's on the search images, and ``reference_boxes``: how many boxes FP32 found there
-      (see :class:`_Estimate`).
+      (see :class:`_Estimate`);
+    - ``layer_savings(fp32, int8)``: layer -> the time its INT8 kernel saves on the target, measured
+      (:mod:`quant.layertime`), or None where the target cannot be timed here (then MACs order the search);
+      ``cost_model`` says how.
     """
 
     ranges: Callable[[str], dict]
@@ -205,6 +228,8 @@ class Candidates:
     feeds: list
     output_error: Callable[[Path], tuple[float, float]] | None = None
     reference_boxes: int | None = None
+    layer_savings: Callable[[Path, Path], dict[str, float] | None] | None = None
+    cost_model: str = "multiply-accumulates"
 
 
 DENSE_BELOW_BOXES = 300  # fewer FP32 boxes than this on the search images: mAP moves in steps; go dense
@@ -274,6 +299,7 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     est = _Estimate(c, src)
     full: dict[str, Path] = {}
     sens: dict = {}  # method -> Sensitivity
+    savings: dict = {}  # method -> {layer: microseconds its INT8 kernel saves} or None
     seconds: dict = {}
     progress = Progress(f"{title} search", int(cfg["auto_max_evals"]), work / "search.log")
 
@@ -290,6 +316,10 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
         t0 = time.monotonic()
         sens[method] = analyze(src, full[method], c.feeds, exclude=set(base_float))
         seconds["sensitivity"] = time.monotonic() - t0
+        if c.layer_savings is not None:
+            t0 = time.monotonic()
+            savings[method] = c.layer_savings(src, full[method])
+            seconds["layer_times"] = time.monotonic() - t0
         return sens[method].ranking()
 
     def on_trial(t: Trial, met: bool) -> None:
@@ -299,7 +329,8 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     # the search images are few: aim under the target by a margin so the held-out val keeps to it
     r = search(evaluate, list(cfg["auto_methods"]), ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
                cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer),
-               on_trial=on_trial, max_float_share=1.0 - cfg.get("auto_min_int8_macs", 0.0))
+               on_trial=on_trial, max_float_share=1.0 - cfg.get("auto_min_int8_macs", 0.0),
+               saving=lambda method, layer: (savings.get(method) or {}).get(layer))
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
     if c.labelled or est.dense:  # the chosen model measured on the search images: the estimate's cross-check
         chosen = c.write(work / "trial.onnx", c.ranges(r.method), float_nodes)
@@ -310,12 +341,14 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     for p in list(full.values()) + [work / "trial.onnx"]:
         p.unlink(missing_ok=True)
     scope = FloatScope(presets=tuple(presets), names=tuple(n for n in float_nodes if n not in set(base_float)))
+    cost = {"model": c.cost_model if savings.get(r.method) else "multiply-accumulates",
+            "int8_saving_us": savings.get(r.method), "seconds": seconds.get("layer_times")}
     return r.method, float_nodes, _record(work, r, sens.get(r.method), scope, est, cfg, title,
-                                          seconds.get("sensitivity"))
+                                          seconds.get("sensitivity"), cost)
 
 
 def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate, cfg: dict, title: str,
-            sensitivity_seconds) -> dict:
+            sensitivity_seconds, cost: dict) -> dict:
     """Write auto.json (and the sensitivity reports when layers were ranked); the manifest's info."""
     from quant.sensitivity import write_reports
 
@@ -330,13 +363,17 @@ def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate
             d["int8_macs_share"] = share(t.layers) if t.method == r.method else 1.0
     metric = est.metric
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+    saved = cost["int8_saving_us"] or {}
+    cost["float_for_free"] = [x for x in r.float_layers if x in saved and saved[x] <= 0]
     summary = {"calibration": r.method, "float_scope": scope.to_dict(), "float_layers": list(r.float_layers),
                "int8_macs_share": int8_macs, "search_metric": metric, "search_images": cfg.get("search_images"),
+               "cost": cost,
                "fp32": est.fp32, "measured": est.measured, "settings": settings,
                "sensitivity_seconds": sensitivity_seconds, **r.to_dict(), "trials": trials}
     (work / "auto.json").write_text(json.dumps(summary, indent=1))
     info = {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop", "seconds")}
     info |= {"evaluations": len(r.trials), "search_metric": metric, "search_images": cfg.get("search_images"),
+             "cost_model": cost["model"], "float_for_free": len(cost["float_for_free"]),
              "chosen_labelled_drop": est.measured.get("chosen_labelled_drop"),
              "chosen_fidelity_loss": est.measured.get("chosen_fidelity_loss")}
     return {"auto": info, "reports": reports}

@@ -31,6 +31,7 @@ AUTO_OPTIONS = {  # search settings of the *-int8-auto variants; defaults in qua
     "auto_max_evals": "most candidate evaluations per search",
     "auto_budget_s": "time budget of one search in seconds",
     "auto_min_int8_macs": "least share (0-1) of the convolution compute the recipe keeps in INT8",
+    "auto_profile_runs": "profiled runs that time each layer in FP32 and INT8 on the target (0: count MACs)",
 }
 
 
@@ -118,6 +119,8 @@ def check_options(o) -> None:
                          "must be positive")
     if not 0.0 <= o.auto_min_int8_macs <= 1.0:
         raise QuantError(f"--auto-min-int8-macs must be between 0 and 1, got {o.auto_min_int8_macs}")
+    if o.auto_profile_runs < 0:
+        raise QuantError(f"--auto-profile-runs must be 0 (count MACs) or more, got {o.auto_profile_runs}")
     if min(o.latency_rounds, o.latency_calls) < 1 or o.latency_warmup < 0:
         raise QuantError("--latency-rounds and --latency-calls must be at least 1, --latency-warmup at least 0")
     if o.calib_images < 1:

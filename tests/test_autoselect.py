@@ -99,9 +99,19 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     settings = {**dict(v.settings), "auto_target_drop": -1.0, "auto_margin": 0.0, "auto_max_evals": 5,
                 "auto_images": 6, "auto_sensitivity_images": 2}
     monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    from quant import layertime  # measured kernel times vary: a fixed profile in which the first conv is slower in INT8
+
+    def profile(fp32, int8, feed, threads, runs):
+        assert feed and runs == 12
+        return {n.name: (-1.0 if n.name == "/model.0/conv/Conv" else 1.0)
+                for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"}
+
+    monkeypatch.setattr(layertime, "int8_savings", profile)
     path = suite.artifact("onnx-int8-auto")
     m = suite.manifest("onnx-int8-auto")
     auto = json.loads((path.parent / "auto.json").read_text())
+    assert auto["cost"]["model"].startswith("kernel times measured by ONNX Runtime's profiler")
+    assert auto["cost"]["int8_saving_us"]["/model.0/conv/Conv"] == -1.0
     assert auto["met"] is False and "evaluation budget" in auto["stop"] and len(auto["trials"]) == 5
     assert auto["search_metric"].startswith("labelled drop estimated from fidelity") and auto["search_images"] == 2
     assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop"}
@@ -155,6 +165,24 @@ def test_prune_tries_the_most_expensive_layers_first():
     macs = {f"L{i}": (100 if i == 0 else 1) for i in range(10)}
     r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3, cost=lambda m, layer: macs[layer])
     assert r.met and r.float_layers == ("L1", "L2")  # with costs: the expensive L0 goes back first
+
+
+def test_measured_savings_keep_slow_int8_layers_float_and_order_the_prune():
+    # L9 (least sensitive) and L7 run no faster in INT8: float in every ranked candidate, never pruned;
+    # L2 plus either L0 or L1 meets the target; L1's INT8 kernel saves the most time, so it goes back first
+    need = lambda m, s: 0.0 if "L2" in s and s & {"L0", "L1"} else 1.0  # noqa: E731
+    saved = {"L0": 5.0, "L1": 50.0, "L2": 1.0, "L7": 0.0, "L9": -3.0, "L3": None}
+    macs = {f"L{i}": (100 if i == 0 else 1) for i in range(10)}  # MACs alone would send L0 back first
+    ev = scorer(need)
+    r = search(ev, ["minmax"], lambda m: LAYERS, target=0.3, cost=lambda m, layer: macs[layer],
+               saving=lambda m, layer: saved.get(layer))
+    assert r.met and set(r.float_layers) == {"L0", "L2", "L7", "L9"}
+    ranked_calls = [set(layers) for _, layers in ev.calls[1:]]
+    assert ranked_calls[0] == {"L7", "L9"}  # the free layers alone first
+    assert all({"L7", "L9"} <= c for c in ranked_calls)
+    r = search(scorer(need), ["minmax"], lambda m: LAYERS, target=0.3, cost=lambda m, layer: macs[layer],
+               saving=lambda m, layer: None)  # nothing measured: MACs, no free layers
+    assert r.float_layers == ("L1", "L2")
 
 
 def test_float_share_bound_keeps_the_recipe_int8_and_says_when_the_target_needs_more():

@@ -156,6 +156,8 @@ CATALOGUE = {
     "auto-option-zero": (lambda t, w, d: {"auto_max_evals": 0}, r"--auto-max-evals and --auto-budget-s must be positive"),
     "auto-int8-share-out-of-range": (lambda t, w, d: {"auto_min_int8_macs": 1.5},
                                      r"--auto-min-int8-macs must be between 0 and 1, got 1\.5"),
+    "auto-profile-runs-negative": (lambda t, w, d: {"auto_profile_runs": -1},
+                                   r"--auto-profile-runs must be 0 \(count MACs\) or more, got -1"),
 }
 
 
