@@ -97,7 +97,7 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     # its evaluation budget is spent: every stage runs, and the result says the target was not met
     v = REGISTRY["onnx-int8-auto"]
     settings = {**dict(v.settings), "auto_target_drop": -1.0, "auto_margin": 0.0, "auto_max_evals": 5,
-                "auto_images": 6, "auto_sensitivity_images": 2}
+                "auto_images": 6, "auto_sensitivity_images": 2, "auto_profile_runs": 12}
     monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
     from quant import layertime  # measured kernel times vary: a fixed profile in which the first conv is slower in INT8
 
