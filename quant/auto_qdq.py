@@ -55,6 +55,8 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
     return Candidates(
         ranges=lambda method: activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method),
         write=lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes, correction),
+        write_unrefined=(lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes))
+        if correction is not None else None,
         fidelity=lambda path: score(path, pseudo),
         labelled=(lambda path: score(path, labelled)) if labelled else None,
         feeds=feeds[: variant.setting("auto_sensitivity_images", DEFAULTS["auto_sensitivity_images"])],

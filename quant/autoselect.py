@@ -10,7 +10,9 @@ mAP50-95 of two near-identical models differs by up to ~0.2 points by chance, so
 needs that room).
 
 1. Recipe: the fully INT8 model (only the variant's base scope float) for each calibration method;
-   the method with the smallest drop wins. Done if it already meets the target.
+   the method with the smallest drop wins. Done if it already meets the target. Where a candidate's
+   refinements are costly (weight rounding: minutes per method on a YOLOv8m), the methods are
+   *screened* on candidates without them and only the winner is built refined.
 2. Float set: layers ranked by layerwise sensitivity (:mod:`quant.sensitivity`) on that model;
    the shortest ranked prefix meeting the target is found by doubling (1, 2, 4, ... layers) then
    bisecting between the last miss and the first hit.
@@ -56,6 +58,7 @@ class SearchResult:
     target: float
     trials: list[Trial] = field(default_factory=list)
     seconds: float = 0.0
+    screen: dict[str, float] = field(default_factory=dict)  # method -> drop of its unrefined full INT8 model
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -75,6 +78,7 @@ class _Trials:
         self.on_trial = on_trial
         self.start = clock()
         self.done: dict[tuple[str, frozenset], Trial] = {}
+        self.screen: dict[str, float] = {}
 
     def run(self, method: str, layers: Sequence[str]) -> Trial:
         key = (method, frozenset(layers))
@@ -95,7 +99,7 @@ class _Trials:
 
     def result(self, t: Trial, met: bool, stop: str) -> SearchResult:
         return SearchResult(t.method, t.layers, t.drop, met, stop, self.target, list(self.done.values()),
-                            self.clock() - self.start)
+                            self.clock() - self.start, dict(self.screen))
 
     def best_so_far(self, why: str) -> SearchResult:
         """Fewest float layers among the candidates meeting the target, else the smallest drop."""
@@ -166,7 +170,8 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
            budget_s: float = 1200.0, clock: Callable[[], float] = time.monotonic,
            cost: Callable[[str, str], float] | None = None,
            on_trial: Callable[[Trial, bool], None] | None = None, max_float_share: float = 1.0,
-           saving: Callable[[str, str], float | None] | None = None) -> SearchResult:
+           saving: Callable[[str, str], float | None] | None = None,
+           screen: Callable[[str], float] | None = None) -> SearchResult:
     """Smallest float set (and best method) with drop <= ``target``; ``evaluate(method, float_layers)``
     returns the drop in mAP50-95 points. ``cost(method, layer)`` (e.g. multiply-accumulates) orders the
     prune step, and with ``max_float_share`` < 1 bounds the float set: at most that share of the ranked
@@ -174,14 +179,22 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
     when the target needs more, the search says so and returns the best set within the bound.
     ``saving(method, layer)``: the time the layer's INT8 kernel saves on the target (None: not measured);
     where measured it orders the prune step instead, and layers it shows no faster in INT8 are float in
-    every ranked candidate (within the bound, first). ``on_trial(trial, met)`` hears of every evaluation
-    (progress). See the module doc."""
+    every ranked candidate (within the bound, first). ``screen(method)``: the drop of a cheaper stand-in
+    for the method's fully INT8 model; with several methods, the best screened one alone is evaluated.
+    ``on_trial(trial, met)`` hears of every evaluation (progress). See the module doc."""
     trials = _Trials(evaluate, target, max_evals, budget_s, clock, on_trial)
     try:
-        fulls = {m: trials.run(m, ()) for m in methods}
-        method = min(methods, key=lambda m: fulls[m].drop)
-        if trials.ok(fulls[method]):
-            return trials.result(fulls[method], True, "target met with no float layer")
+        if screen is not None and len(methods) > 1:
+            for m in methods:
+                trials.screen[m] = float(screen(m))
+            method = min(methods, key=trials.screen.get)
+            full = trials.run(method, ())
+        else:
+            fulls = {m: trials.run(m, ()) for m in methods}
+            method = min(methods, key=lambda m: fulls[m].drop)
+            full = fulls[method]
+        if trials.ok(full):
+            return trials.result(full, True, "target met with no float layer")
         ranked = list(ranking(method))
         measured = {layer: saving(method, layer) for layer in ranked} if saving is not None else {}
         free, order = [], cost
@@ -210,6 +223,8 @@ class Candidates:
 
     - ``ranges(method)``: per-tensor activation ranges of the FP32 model by a calibration method;
     - ``write(path, ranges, float_nodes)``: the INT8 model with those ranges, ``float_nodes`` left float;
+      ``write_unrefined``: the same without its costly refinements (weight rounding, bias correction),
+      which screens the calibration methods, or None where ``write`` has none;
     - ``fidelity(path)``: mAP50-95 (0-1) against the FP32 model's own detections on the search images;
     - ``labelled(path)``: mAP50-95 against the search images' labels, or None without labels;
     - ``feeds``: model inputs for the layerwise sensitivity analysis;
@@ -230,6 +245,7 @@ class Candidates:
     reference_boxes: int | None = None
     layer_savings: Callable[[Path, Path], dict[str, float] | None] | None = None
     cost_model: str = "multiply-accumulates"
+    write_unrefined: Callable[[Path, dict, list[str]], Path] | None = None
 
 
 DENSE_BELOW_BOXES = 300  # fewer FP32 boxes than this on the search images: mAP moves in steps; go dense
@@ -301,7 +317,10 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     sens: dict = {}  # method -> Sensitivity
     savings: dict = {}  # method -> {layer: microseconds its INT8 kernel saves} or None
     seconds: dict = {}
-    progress = Progress(f"{title} search", int(cfg["auto_max_evals"]), work / "search.log")
+    methods = list(cfg["auto_methods"])
+    screens = len(methods) if c.write_unrefined is not None and len(methods) > 1 else 0
+    progress = Progress(f"{title} search", int(cfg["auto_max_evals"]) + screens, work / "search.log")
+    screened: dict = {}  # method -> what its unrefined model measured
 
     def evaluate(method: str, layers: tuple[str, ...]) -> float:
         nodes = base_float + (sens[method].nodes_of(layers) if layers else [])
@@ -311,6 +330,14 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
             est.calibrate(method, path)
             return est.full[method][0]
         return est.drop(method, path)
+
+    def screen(method: str) -> float:
+        t0 = time.monotonic()
+        est.calibrate(method, c.write_unrefined(work / f"screen-{method}.onnx", c.ranges(method), base_float))
+        screened[method] = est.measured[method]
+        progress.step(f"{method} screened without refinements: estimated drop {est.full[method][0]:.2f} points "
+                      f"in {time.monotonic() - t0:.0f}s")
+        return est.full[method][0]
 
     def ranking(method: str) -> list[str]:
         t0 = time.monotonic()
@@ -327,10 +354,11 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
                       f"({'meets' if met else 'misses'} the target) in {t.seconds:.0f}s")
 
     # the search images are few: aim under the target by a margin so the held-out val keeps to it
-    r = search(evaluate, list(cfg["auto_methods"]), ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
+    r = search(evaluate, methods, ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
                cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer),
                on_trial=on_trial, max_float_share=1.0 - cfg.get("auto_min_int8_macs", 0.0),
-               saving=lambda method, layer: (savings.get(method) or {}).get(layer))
+               saving=lambda method, layer: (savings.get(method) or {}).get(layer),
+               screen=screen if screens else None)
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
     if c.labelled or est.dense:  # the chosen model measured on the search images: the estimate's cross-check
         chosen = c.write(work / "trial.onnx", c.ranges(r.method), float_nodes)
@@ -338,7 +366,9 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
             est.measured["chosen_labelled_drop"] = 100 * (est.fp32["map"] - c.labelled(chosen))
         if est.dense:
             est.measured["chosen_fidelity_loss"] = est.loss(chosen)
-    for p in list(full.values()) + [work / "trial.onnx"]:
+    if screened:  # what each method's unrefined model measured, beside the refined winner's
+        est.measured["screened"] = screened
+    for p in list(full.values()) + [work / "trial.onnx"] + [work / f"screen-{m}.onnx" for m in screened]:
         p.unlink(missing_ok=True)
     scope = FloatScope(presets=tuple(presets), names=tuple(n for n in float_nodes if n not in set(base_float)))
     cost = {"model": c.cost_model if savings.get(r.method) else "multiply-accumulates",

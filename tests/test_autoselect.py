@@ -42,6 +42,19 @@ def test_best_method_chosen_and_no_float_layer_when_it_already_meets_the_target(
     assert r.met and r.method == "percentile" and r.float_layers == () and len(ev.calls) == 3
 
 
+def test_screened_methods_build_only_the_winner_refined():
+    screened = []
+    ev = scorer(lambda m, s: {"minmax": 1.0, "percentile": 0.8, "entropy": 3.0}[m] - (0.7 if "L0" in s else 0))
+    screen = lambda m: screened.append(m) or {"minmax": 2.0, "percentile": 1.5, "entropy": 5.0}[m]  # noqa: E731
+    r = search(ev, ["minmax", "percentile", "entropy"], lambda m: LAYERS, target=0.3, screen=screen)
+    assert screened == ["minmax", "percentile", "entropy"]
+    assert ev.calls[0] == ("percentile", ()) and all(m == "percentile" for m, _ in ev.calls)
+    assert r.method == "percentile" and r.float_layers == ("L0",) and r.screen == {"minmax": 2.0, "percentile": 1.5,
+                                                                                  "entropy": 5.0}
+    one = search(scorer(lambda m, s: 0.1), ["minmax"], lambda m: LAYERS, target=0.3, screen=lambda m: pytest.fail())
+    assert one.met and one.screen == {}  # one method: nothing to screen
+
+
 def test_ranking_comes_from_the_best_method():
     seen = []
     ev = scorer(lambda m, s: {"a": 1.0, "b": 0.8}[m] - (0.7 if "L0" in s else 0))
@@ -114,12 +127,16 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     assert auto["cost"]["int8_saving_us"]["/model.0/conv/Conv"] == -1.0
     assert auto["met"] is False and "evaluation budget" in auto["stop"] and len(auto["trials"]) == 5
     assert auto["search_metric"].startswith("labelled drop estimated from fidelity") and auto["search_images"] == 2
-    assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop"}
-    assert [t["layers"] for t in auto["trials"]] == [0, 0, 0, 1, 2]
+    assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop", "screened"}
+    # the screened winner, then the free conv alone, then 1, 2, 4 ranked layers on top of it
+    assert [t["layers"] for t in auto["trials"]] == [0, 1, 2, 3, 5]
+    assert set(auto["screen"]) == set(auto["measured"]["screened"]) == {"percentile", "minmax", "entropy"}
+    assert auto["trials"][0]["method"] == min(auto["screen"], key=auto["screen"].get)
     for f in ("auto.json", "search.log", "sensitivity.json", "sensitivity.md", "sensitivity.png"):
         assert f in m["reports"] and (path.parent / f).stat().st_size > 0
-    log = (path.parent / "search.log").read_text().splitlines()  # one progress line per trial
-    assert len(log) == 5 and log[0].startswith("onnx-int8-auto search: 1/5 percentile, 0 layers float")
+    log = (path.parent / "search.log").read_text().splitlines()  # one progress line per screen and trial
+    assert len(log) == 8 and log[0].startswith("onnx-int8-auto search: 1/8 percentile screened without refinements")
+    assert log[3].startswith(f"onnx-int8-auto search: 4/8 {auto['trials'][0]['method']}, 0 layers float")
     model = onnx.load(str(path))
     fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
     assert set(decode_nodes(fp32)) <= set(m["float_nodes"])
