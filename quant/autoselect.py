@@ -11,8 +11,11 @@ needs that room).
 
 1. Recipe: the fully INT8 model (only the variant's base scope float) for each calibration method;
    the method with the smallest drop wins. Done if it already meets the target. Where a candidate's
-   refinements are costly (weight rounding: minutes per method on a YOLOv8m), the methods are
-   *screened* on candidates without them and only the winner is built refined.
+   refinements are costly (weight rounding: minutes per method on a YOLOv8m), the methods are first
+   *screened* on candidates without them, then built refined in the screened order while another
+   build of that length still fits in half the time budget (the float-set search needs the rest);
+   the best refined one wins. On a small model every method is refined (refinement can reorder
+   them); on a big one only the best screened.
 2. Float set: layers ranked by layerwise sensitivity (:mod:`quant.sensitivity`) on that model;
    the shortest ranked prefix meeting the target is found by doubling (1, 2, 4, ... layers) then
    bisecting between the last miss and the first hit.
@@ -68,6 +71,9 @@ class SearchResult:
 
 class _Stop(Exception):
     pass
+
+
+REFINE_SHARE = 0.5  # refined builds of the calibration methods may use this share of the time budget
 
 
 class _Trials:
@@ -180,19 +186,23 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
     ``saving(method, layer)``: the time the layer's INT8 kernel saves on the target (None: not measured);
     where measured it orders the prune step instead, and layers it shows no faster in INT8 are float in
     every ranked candidate (within the bound, first). ``screen(method)``: the drop of a cheaper stand-in
-    for the method's fully INT8 model; with several methods, the best screened one alone is evaluated.
+    for the method's fully INT8 model; with several methods, they are evaluated in the screened order
+    while another evaluation as long as the last still ends within ``REFINE_SHARE`` of ``budget_s``.
     ``on_trial(trial, met)`` hears of every evaluation (progress). See the module doc."""
     trials = _Trials(evaluate, target, max_evals, budget_s, clock, on_trial)
     try:
         if screen is not None and len(methods) > 1:
             for m in methods:
                 trials.screen[m] = float(screen(m))
-            method = min(methods, key=trials.screen.get)
-            full = trials.run(method, ())
+            fulls = {}
+            for m in sorted(methods, key=trials.screen.get):
+                fulls[m] = trials.run(m, ())
+                if clock() - trials.start + fulls[m].seconds > REFINE_SHARE * budget_s:
+                    break
         else:
             fulls = {m: trials.run(m, ()) for m in methods}
-            method = min(methods, key=lambda m: fulls[m].drop)
-            full = fulls[method]
+        method = min(fulls, key=lambda m: fulls[m].drop)
+        full = fulls[method]
         if trials.ok(full):
             return trials.result(full, True, "target met with no float layer")
         ranked = list(ranking(method))

@@ -42,15 +42,22 @@ def test_best_method_chosen_and_no_float_layer_when_it_already_meets_the_target(
     assert r.met and r.method == "percentile" and r.float_layers == () and len(ev.calls) == 3
 
 
-def test_screened_methods_build_only_the_winner_refined():
-    screened = []
-    ev = scorer(lambda m, s: {"minmax": 1.0, "percentile": 0.8, "entropy": 3.0}[m] - (0.7 if "L0" in s else 0))
-    screen = lambda m: screened.append(m) or {"minmax": 2.0, "percentile": 1.5, "entropy": 5.0}[m]  # noqa: E731
-    r = search(ev, ["minmax", "percentile", "entropy"], lambda m: LAYERS, target=0.3, screen=screen)
-    assert screened == ["minmax", "percentile", "entropy"]
-    assert ev.calls[0] == ("percentile", ()) and all(m == "percentile" for m, _ in ev.calls)
-    assert r.method == "percentile" and r.float_layers == ("L0",) and r.screen == {"minmax": 2.0, "percentile": 1.5,
-                                                                                  "entropy": 5.0}
+def test_screened_methods_are_refined_in_screened_order_while_half_the_budget_lasts():
+    now = [0.0]
+
+    def drop(m, s):
+        now[0] += 100.0  # every evaluation takes 100 s
+        return {"minmax": 1.0, "percentile": 0.8, "entropy": 3.0}[m] - (0.7 if "L0" in s else 0)
+
+    screened = {"minmax": 2.0, "percentile": 2.5, "entropy": 5.0}  # refining reorders minmax and percentile
+    methods = ["percentile", "minmax", "entropy"]
+    ev = scorer(drop)
+    r = search(ev, methods, lambda m: LAYERS, target=0.3, screen=screened.get, budget_s=1000, clock=lambda: now[0])
+    assert [c for c in ev.calls if not c[1]] == [("minmax", ()), ("percentile", ()), ("entropy", ())]
+    assert r.method == "percentile" and r.float_layers == ("L0",) and r.screen == screened
+    ev = scorer(drop)  # 300 s budget: after minmax (100 s), another 100 s would pass half of it
+    r = search(ev, methods, lambda m: LAYERS, target=0.3, screen=screened.get, budget_s=300, clock=lambda: now[0])
+    assert [c for c in ev.calls if not c[1]] == [("minmax", ())] and r.method == "minmax"
     one = search(scorer(lambda m, s: 0.1), ["minmax"], lambda m: LAYERS, target=0.3, screen=lambda m: pytest.fail())
     assert one.met and one.screen == {}  # one method: nothing to screen
 
@@ -128,15 +135,16 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     assert auto["met"] is False and "evaluation budget" in auto["stop"] and len(auto["trials"]) == 5
     assert auto["search_metric"].startswith("labelled drop estimated from fidelity") and auto["search_images"] == 2
     assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop", "screened"}
-    # the screened winner, then the free conv alone, then 1, 2, 4 ranked layers on top of it
-    assert [t["layers"] for t in auto["trials"]] == [0, 1, 2, 3, 5]
+    # every method refined (cheap here), in the screened order; then the free conv alone, then one more
+    assert [t["layers"] for t in auto["trials"]] == [0, 0, 0, 1, 2]
     assert set(auto["screen"]) == set(auto["measured"]["screened"]) == {"percentile", "minmax", "entropy"}
-    assert auto["trials"][0]["method"] == min(auto["screen"], key=auto["screen"].get)
+    assert [t["method"] for t in auto["trials"][:3]] == sorted(auto["screen"], key=auto["screen"].get)
     for f in ("auto.json", "search.log", "sensitivity.json", "sensitivity.md", "sensitivity.png"):
         assert f in m["reports"] and (path.parent / f).stat().st_size > 0
     log = (path.parent / "search.log").read_text().splitlines()  # one progress line per screen and trial
     assert len(log) == 8 and log[0].startswith("onnx-int8-auto search: 1/8 percentile screened without refinements")
     assert log[3].startswith(f"onnx-int8-auto search: 4/8 {auto['trials'][0]['method']}, 0 layers float")
+    assert "percentile, 0 layers float" in "\n".join(log[3:6])
     model = onnx.load(str(path))
     fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
     assert set(decode_nodes(fp32)) <= set(m["float_nodes"])
