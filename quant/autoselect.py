@@ -315,22 +315,18 @@ class _Estimate:
 
 def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Candidates, title: str = "auto",
                   presets: tuple[str, ...] = ()):
-    """Run the search over the FP32 model ``src`` and write its reports in ``work``. ``cfg``: the settings
-    of quant.autosettings (plus ``search_images``, the count, for the record); ``base_float``: nodes float
-    in every candidate (the variant's own scope, from ``presets``). Returns (method, float node names,
-    manifest info); the float set is saved declaratively in ``auto.json`` as a
-    :class:`quant.graph.FloatScope` value other backends reuse."""
+    """Run the search over the FP32 model ``src`` and write its reports in ``work``. ``cfg``: the settings of
+    quant.autosettings (plus ``search_images``, the count, for the record); ``base_float``: nodes float in
+    every candidate (the variant's own scope, from ``presets``). Returns (method, float node names, manifest
+    info); the float set is saved in ``auto.json`` as a :class:`quant.graph.FloatScope` other backends reuse."""
     from quant.sensitivity import analyze
 
     est = _Estimate(c, src)
-    full: dict[str, Path] = {}
-    sens: dict = {}  # method -> Sensitivity
-    savings: dict = {}  # method -> {layer: microseconds its INT8 kernel saves} or None
-    seconds: dict = {}
+    # by method: the full INT8 model's path, its Sensitivity, {layer: microseconds its INT8 kernel saves} or None
+    full, sens, savings, seconds = {}, {}, {}, {}
     methods = list(cfg["auto_methods"])
     screens = len(methods) if c.write_unrefined is not None and len(methods) > 1 else 0
     progress = Progress(f"{title} search", int(cfg["auto_max_evals"]) + screens, work / "search.log")
-    screened: dict = {}  # method -> what its unrefined model measured
 
     def evaluate(method: str, layers: tuple[str, ...]) -> float:
         nodes = base_float + (sens[method].nodes_of(layers) if layers else [])
@@ -344,7 +340,7 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     def screen(method: str) -> float:
         t0 = time.monotonic()
         est.calibrate(method, c.write_unrefined(work / f"screen-{method}.onnx", c.ranges(method), base_float))
-        screened[method] = est.measured[method]
+        est.measured.setdefault("screened", {})[method] = est.measured[method]  # beside the refined one's
         progress.step(f"{method} screened without refinements: estimated drop {est.full[method][0]:.2f} points "
                       f"in {time.monotonic() - t0:.0f}s")
         return est.full[method][0]
@@ -370,26 +366,27 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
                saving=lambda method, layer: (savings.get(method) or {}).get(layer),
                screen=screen if screens else None)
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
-    if c.labelled or est.dense:  # the chosen model measured on the search images: the estimate's cross-check
-        chosen = c.write(work / "trial.onnx", c.ranges(r.method), float_nodes)
-        if c.labelled:
-            est.measured["chosen_labelled_drop"] = 100 * (est.fp32["map"] - c.labelled(chosen))
-        if est.dense:
-            est.measured["chosen_fidelity_loss"] = est.loss(chosen)
-    if screened:  # what each method's unrefined model measured, beside the refined winner's
-        est.measured["screened"] = screened
-    for p in list(full.values()) + [work / "trial.onnx"] + [work / f"screen-{m}.onnx" for m in screened]:
+    if c.labelled or est.dense:
+        _cross_check(c, est, c.write(work / "trial.onnx", c.ranges(r.method), float_nodes))
+    for p in list(full.values()) + [work / "trial.onnx"] + list(work.glob("screen-*.onnx")):
         p.unlink(missing_ok=True)
     scope = FloatScope(presets=tuple(presets), names=tuple(n for n in float_nodes if n not in set(base_float)))
-    cost = {"model": c.cost_model if savings.get(r.method) else "multiply-accumulates",
-            "int8_saving_us": savings.get(r.method), "seconds": seconds.get("layer_times")}
-    return r.method, float_nodes, _record(work, r, sens.get(r.method), scope, est, cfg, title,
-                                          seconds.get("sensitivity"), cost)
+    return r.method, float_nodes, _record(work, r, sens.get(r.method), scope, est, cfg, title, seconds,
+                                          (c.cost_model, savings.get(r.method)))
+
+
+def _cross_check(c: Candidates, est: _Estimate, chosen: Path) -> None:
+    """The chosen model measured on the search images, the estimate's cross-check."""
+    if c.labelled:
+        est.measured["chosen_labelled_drop"] = 100 * (est.fp32["map"] - c.labelled(chosen))
+    if est.dense:
+        est.measured["chosen_fidelity_loss"] = est.loss(chosen)
 
 
 def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate, cfg: dict, title: str,
-            sensitivity_seconds, cost: dict) -> dict:
-    """Write auto.json (and the sensitivity reports when layers were ranked); the manifest's info."""
+            seconds: dict, measured_cost: tuple[str, dict | None]) -> dict:
+    """Write auto.json (and the sensitivity reports when layers were ranked); the manifest's info.
+    ``measured_cost``: how the layers' cost was measured, and each layer's INT8 saving (None: MACs)."""
     from quant.sensitivity import write_reports
 
     reports, int8_macs = ["auto.json", "search.log"], None
@@ -403,13 +400,15 @@ def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate
             d["int8_macs_share"] = share(t.layers) if t.method == r.method else 1.0
     metric = est.metric
     settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
-    saved = cost["int8_saving_us"] or {}
-    cost["float_for_free"] = [x for x in r.float_layers if x in saved and saved[x] <= 0]
+    saved = measured_cost[1] or {}
+    cost = {"model": measured_cost[0] if saved else "multiply-accumulates", "int8_saving_us": measured_cost[1],
+            "seconds": seconds.get("layer_times"),
+            "float_for_free": [x for x in r.float_layers if x in saved and saved[x] <= 0]}
     summary = {"calibration": r.method, "float_scope": scope.to_dict(), "float_layers": list(r.float_layers),
                "int8_macs_share": int8_macs, "search_metric": metric, "search_images": cfg.get("search_images"),
                "cost": cost,
                "fp32": est.fp32, "measured": est.measured, "settings": settings,
-               "sensitivity_seconds": sensitivity_seconds, **r.to_dict(), "trials": trials}
+               "sensitivity_seconds": seconds.get("sensitivity"), **r.to_dict(), "trials": trials}
     (work / "auto.json").write_text(json.dumps(summary, indent=1))
     info = {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop", "seconds")}
     info |= {"evaluations": len(r.trials), "search_metric": metric, "search_images": cfg.get("search_images"),
