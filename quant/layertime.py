@@ -34,12 +34,12 @@ def kernel_times(path: str | os.PathLike, feed: dict, threads: int | None = None
     Runtime's profiler (CPU execution provider)."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
+    from quant.backends.onnxruntime import session_options
+
+    so = session_options(threads)  # as the benchmark's timed sessions run
     so.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         so.profile_file_prefix = str(Path(tmp) / "profile")
-        if threads:
-            so.intra_op_num_threads = int(threads)
         session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         for _ in range(warmup + runs):
             session.run(None, feed)
