@@ -36,6 +36,11 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def _left(seconds: float, done: int, total: int) -> float:
+    """Seconds the rest takes at the mean time per item so far (``done`` > 0)."""
+    return seconds / done * max(total - done, 0)
+
+
 class Progress:
     """Counts steps of at most ``total``; each :meth:`step` says what was done, the time so far and,
     from the mean step time, at most how long the rest takes."""
@@ -48,7 +53,7 @@ class Progress:
     def step(self, message: str) -> str:
         self.done += 1
         elapsed = self.clock() - self.start
-        left = elapsed / self.done * max(self.total - self.done, 0)
+        left = _left(elapsed, self.done, self.total)
         line = (f"{self.what}: {self.done}/{self.total} {message} "
                 f"[{_clock(elapsed)} elapsed, at most ~{_clock(left)} left]")
         say(line)
@@ -108,11 +113,11 @@ class StepFile:
         os.replace(tmp, self.path)
 
 
-def _left(part: dict) -> str:
+def _phrase(part: dict) -> str:
     """``name done/total``, and from the mean time per item so far, about how long the rest takes."""
     text = f"{part['name']} {part['done']}/{part['total'] if part['total'] is not None else '?'}"
     if part["total"] and part["done"]:
-        text += f", ~{_clock(part['seconds'] / part['done'] * max(part['total'] - part['done'], 0))} left"
+        text += f", ~{_clock(_left(part['seconds'], part['done'], part['total']))} left"
     return text
 
 
@@ -123,5 +128,5 @@ def describe(path: Path) -> str | None:
         state = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    parts = [_left(state[k]) for k in ("outer", "step") if k in state]
+    parts = [_phrase(state[k]) for k in ("outer", "step") if k in state]
     return "; ".join(parts) or None
