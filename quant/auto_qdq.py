@@ -7,6 +7,7 @@ module as the builder of their ``*-int8-auto`` variants.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from quant import qdq
@@ -53,7 +54,8 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
 
         dense = OutputError(src, list(reader_for(files[:DENSE_IMAGES], ctx.imgsz, input_name)))
     return Candidates(
-        ranges=lambda method: activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method),
+        # every candidate of a method reuses its ranges (entropy's take seconds to derive from the statistics)
+        ranges=functools.cache(lambda method: activation_ranges(src, ctx.calibration_files(), ctx.imgsz, method)),
         write=lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes, correction),
         write_unrefined=(lambda path, ranges, nodes: qdq.write_qdq(src, path, variant, ranges, nodes))
         if correction is not None else None,

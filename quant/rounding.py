@@ -64,7 +64,6 @@ class _Conv:
         p = xp[:, rows[:, None, :], cols[None, :, :]]  # (C, kh, kw, positions): the weights' (c, kh, kw) order
         return p.astype(np.float64).reshape(self.groups, -1, len(pick))
 
-
     def _pads(self, shape) -> tuple:
         """(top, left, bottom, right), resolving ONNX's auto_pad for an input of ``shape`` (NCHW)."""
         if self.auto_pad in ("NOTSET", ""):
