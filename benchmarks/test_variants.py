@@ -62,7 +62,7 @@ def test_variant(variant, artifact, bench, benchmark, request):
         for t in bench.variant_times.get(variant, ()):
             stats.update(t)
     benchmark.extra_info.update({k: row.get(k) for k in (
-        "variant", "peer", "precision", "box_precision", "recall", "map50", "map50_95", "fidelity_map50_95",
+        "variant", "peer", "precision", "box_precision", "recall", "map50", "map50_95", "delta_ci", "fidelity_map50_95",
         "latency_ms", "latency_ratio", "latency_ratio_ci", "latency_ratio_rounds", "size_mb", "preprocess_ms",
         "postprocess_ms", "int8_share", "cached", "built_because", "config", "status")}, machine=bench.header()["machine"])
     if failures:

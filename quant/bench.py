@@ -121,6 +121,7 @@ class BenchSession:
         seconds["build"] = round(time.monotonic() - t0 if m["cached"] else m.get("build_seconds", 0.0), 2)
         t0 = time.monotonic()
         acc = self.suite.accuracy(name)
+        delta_ci = self.delta_interval(name)
         seconds["validate"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         fid = self.suite.fidelity(name) if self.fidelity else None
@@ -128,9 +129,23 @@ class BenchSession:
         t0 = time.monotonic()
         lat, timing = self.time_variant(name)
         seconds["time"] = round(time.monotonic() - t0, 2)
-        return self._row(name, path, acc, fid, lat, timing, seconds)
+        return self._row(name, path, acc, fid, lat, timing, seconds, delta_ci)
 
-    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict) -> Row:
+    def delta_interval(self, name: str) -> list | None:
+        """How far the variant's Δ mAP50-95 against the baseline can be trusted on these val images: the
+        95 % paired bootstrap interval in points (:func:`quant.imagestats.delta_interval`); None for the
+        baseline itself or where per-image statistics are missing."""
+        from quant.imagestats import delta_interval
+
+        if name == BASELINE:
+            return None
+        self.suite.accuracy(BASELINE)
+        new, old = self.suite.image_stats("accuracy", name), self.suite.image_stats("accuracy", BASELINE)
+        if new is None or old is None or new.images != old.images or not new.images:
+            return None
+        return [round(100 * d, 3) for d in delta_interval(new, old)]
+
+    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict, delta_ci=None) -> Row:
         v, m = REGISTRY[name], self.suite.manifest(name)
         convs, int8 = m.get("convs"), m.get("int8_convs")
         row = Row(
@@ -138,6 +153,7 @@ class BenchSession:
             precision=v.precision, peer=v.peer, config=v.config(),
             box_precision=acc.precision, recall=acc.recall, map50=acc.map50, map50_95=acc.map50_95,
             fidelity_map50=fid.map50 if fid else None, fidelity_map50_95=fid.map50_95 if fid else None,
+            delta_ci=delta_ci,
             evaluation=self.suite.evaluations.get(("accuracy", name)), preprocess_ms=acc.preprocess_ms,
             postprocess_ms=acc.postprocess_ms, val_inference_ms=acc.inference_ms,
             latency_ms=lat.variant_ms, baseline_ms=lat.baseline_ms, latency_ratio=lat.ratio,

@@ -246,6 +246,10 @@ class ResultCache:
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / f"{key[:24]}.json"
 
+    def arrays_path(self, kind: str, key: str) -> Path:
+        """Where a result's arrays go (e.g. per-image statistics), beside its JSON; written before it."""
+        return self.path(kind, key).with_suffix(".npz")
+
     def get(self, kind: str, key: str) -> dict | None:
         try:
             d = json.loads(self.path(kind, key).read_text())

@@ -28,15 +28,31 @@ class Accuracy:
 
 
 def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: int, project: str | os.PathLike,
-             name: str = "val", device: str = "cpu", half: bool = False) -> Accuracy:
+             name: str = "val", device: str = "cpu", half: bool = False, stats_out: Path | None = None) -> Accuracy:
+    """Ultralytics' validator on ``data_yaml``. ``stats_out``: also save its per-image matching statistics
+    there (:class:`quant.imagestats.ImageStats`, ``.npz``), from which intervals of differences are drawn."""
     from quant.offline import ultralytics_yolo
 
     YOLO = ultralytics_yolo()
-
+    model = YOLO(str(artifact), task="detect")
+    per_image: list[dict] = []
+    if stats_out is not None:
+        model.add_callback("on_val_batch_end", lambda validator: _collect(validator, per_image))
     with contextlib.redirect_stdout(io.StringIO()):
-        m = YOLO(str(artifact), task="detect").val(
+        m = model.val(
             data=str(data_yaml), imgsz=imgsz, batch=1, rect=False, device=device, half=half, plots=False, verbose=False,
             save_json=False, project=str(Path(project).resolve()), name=name, exist_ok=True, workers=0)
+    if stats_out is not None:
+        from quant.imagestats import ImageStats
+
+        ImageStats.from_images(per_image).save(stats_out)
     s = m.speed
     return Accuracy(float(m.box.mp), float(m.box.mr), float(m.box.map50), float(m.box.map),
                     float(s.get("preprocess", 0.0)), float(s.get("inference", 0.0)), float(s.get("postprocess", 0.0)))
+
+
+def _collect(validator, per_image: list[dict]) -> None:
+    """After each batch: the images it added to the validator's statistics (one entry per image)."""
+    stats = validator.metrics.stats
+    for i in range(len(per_image), len(stats["conf"])):
+        per_image.append({k: stats[k][i] for k in ("tp", "conf", "pred_cls", "target_cls")})

@@ -12,7 +12,7 @@ COLUMNS = [  # (key in a row, header)
     ("variant", "variant"), ("format", "format"), ("precision", "precision"), ("latency_ms", "ms/img"),
     ("latency_ratio", "× FP32 [95 % CI]"),
     ("preprocess_ms", "pre ms"), ("postprocess_ms", "post ms"), ("box_precision", "P"), ("recall", "R"),
-    ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95"),
+    ("map50", "mAP50"), ("map50_95", "mAP50-95"), ("delta_points", "Δ mAP50-95 [95 % CI]"),
     ("fidelity_map50_95", "fidelity"), ("size_mb", "size MB"),
     ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("engine", "engine"), ("built_because", "built"),
     ("status", "status"),
@@ -77,6 +77,8 @@ def _cell(key: str, r: dict) -> str:
     ci = r.get("latency_ratio_ci")
     if key == "latency_ratio" and ci and r.get("latency_ratio") is not None:
         text += f" [{ci[0]:.2f}-{ci[1]:.2f}]"
+    if key == "delta_points" and r.get("delta_ci") and r.get("delta_points") is not None:
+        text += f" [{r['delta_ci'][0]:+.1f}, {r['delta_ci'][1]:+.1f}]"
     return text
 
 
@@ -103,6 +105,16 @@ def auto_lines(rows: list[dict]) -> list[str]:
                    f"{images} ({a['search_metric']}){confirm}; target {'met' if a['met'] else 'NOT met'}, "
                    f"{a['evaluations']} evaluations in {a['seconds']:.0f} s ({a['stop']})")
     return out
+
+
+INTERVAL_NOTE = ("Δ [95 % CI]: paired bootstrap over the val images (both models scored on the same 200 "
+                 "seeded resamples); where the interval holds 0, these images cannot tell the variant from the "
+                 "baseline, and a goal closer than its width cannot be confirmed on them")
+
+
+def interval_lines(rows: list[dict]) -> list[str]:
+    """What the Δ intervals mean, once, when the table shows any."""
+    return [INTERVAL_NOTE] if any(r.get("delta_ci") for r in rows) else []
 
 
 def breach_lines(rows: list[dict]) -> list[str]:
@@ -150,7 +162,8 @@ def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[P
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
-             + table(rows, "github") + "\n" + breach_section(rows) + auto_section(rows)}
+             + table(rows, "github") + "\n" + "".join(f"\n{ln}\n" for ln in interval_lines(rows))
+             + breach_section(rows) + auto_section(rows)}
     for path, text in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

@@ -27,6 +27,7 @@ class Row:
     map50_95: float
     fidelity_map50: float | None
     fidelity_map50_95: float | None
+    delta_ci: list | None  # mAP50-95 minus the baseline's on the same images: 95 % paired bootstrap, points
     evaluation: str | None  # "cached" | "measured"
     preprocess_ms: float
     postprocess_ms: float

@@ -69,6 +69,7 @@ class Suite:
     _manifests: dict = field(default_factory=dict, repr=False)
     _digests: dict = field(default_factory=dict, repr=False)
     evaluations: dict = field(default_factory=dict, repr=False)  # (kind, variant) -> "cached" | "measured"
+    _stats_files: dict = field(default_factory=dict, repr=False)  # (kind, variant) -> its per-image statistics
     _building: list = field(default_factory=list, repr=False)  # variants being built (outermost first)
 
     @classmethod
@@ -197,18 +198,29 @@ class Suite:
         backend = backends.get(v.backend)
         eval_args = getattr(backend, "eval_args", lambda v, p: {})(v, path)
         precision = getattr(backend, "inference_precision", lambda v: None)(v)
+        code = codehash.digests(["quant.evaluate", "quant.imagestats", backend.__name__])  # imagestats: what is kept
         inputs = {"artifact": self.manifest(name)["key"], "data": data_key, "imgsz": self.imgsz, "eval_args": eval_args,
-                  "inference_precision": precision, "code": codehash.digests(["quant.evaluate", backend.__name__]),
+                  "inference_precision": precision, "code": code,
                   "ultralytics": library_versions().get("ultralytics")}
         key = cache_key(inputs)
         hit = None if self.revalidate else self.results.get(kind, key)
         self.evaluations[(kind, name)] = "cached" if hit is not None else "measured"
+        self._stats_files[(kind, name)] = stats = self.results.arrays_path(kind, key)
         if hit is not None:
             return Accuracy(**hit)
+        stats.parent.mkdir(parents=True, exist_ok=True)
         with getattr(backend, "eval_context", lambda v: contextlib.nullcontext())(v):  # e.g. OpenVINO's precision
-            acc = validate(path, data_yaml, self.imgsz, self.cache.root / "runs", run_name, **eval_args)
+            acc = validate(path, data_yaml, self.imgsz, self.cache.root / "runs", run_name, stats_out=stats, **eval_args)
         self.results.put(kind, key, acc.to_dict(), inputs)
         return acc
+
+    def image_stats(self, kind: str, name: str):
+        """The per-image statistics of the variant's last ``kind`` evaluation ("accuracy" or "fidelity";
+        :class:`quant.imagestats.ImageStats`), None where none were kept."""
+        from quant.imagestats import ImageStats
+
+        path = self._stats_files.get(("fidelity" if kind == "accuracy" and self.label_free else kind, name))
+        return ImageStats.load(path) if path is not None else None
 
     def accuracy(self, name: str) -> Accuracy:
         """Against the val labels; in label-free mode against the FP32 model's own detections (= fidelity)."""

@@ -52,6 +52,8 @@ def test_full_run_then_cached_rerun_with_history(common):
     assert report["network_attempts"] == []
     assert all(r["status"].startswith(("pass", "peer")) and r["latency_ms"] > 0 for r in report["rows"])
     assert not any(r["cached"] for r in report["rows"])
+    intervals = {r["variant"]: r["delta_ci"] for r in report["rows"]}
+    assert intervals.pop("onnx-fp32") is None and all(lo <= hi for lo, hi in intervals.values())
     assert "| onnx-int8-minmax " in (tmp / "r1" / "report.md").read_text()
     pt = next(r for r in report["rows"] if r["variant"] == "pt-fp32")
     assert pt["runs_as"]["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting
@@ -73,6 +75,7 @@ def test_full_run_then_cached_rerun_with_history(common):
     rows = json.loads((tmp / "r2" / "report.json").read_text())["rows"]
     assert all(r["cached"] and r["built_because"] == "cached" for r in rows)  # the rerun builds nothing ...
     assert all(r["evaluation"] == "cached" for r in rows)  # ... and evaluates nothing: it only re-times
+    assert {r["variant"]: r["delta_ci"] for r in rows if r["variant"] != "onnx-fp32"} == intervals  # from the cache
     assert "comparison with" in second.stdout and "REGRESSION" not in second.stdout
     assert (tmp / "r2" / "comparison.md").read_text().startswith("## Benchmark comparison")
 
