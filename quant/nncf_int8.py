@@ -2,34 +2,86 @@
 
 Preset, bias correction and the float set come from the variant; the float set resolved on the
 ONNX graph maps onto OpenVINO's op names (:func:`quant.backends.openvino.ov_names_of`) as NNCF's
-``IgnoredScope``.
+``IgnoredScope``. With ``choose_float_set`` (and ``float_set_from``), NNCF builds the reused set and
+a few prefixes of the same search's ranking, and keeps the one closest to FP32 on the search images
+(:mod:`quant.float_choice`).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
-from quant.backends.openvino import ov_names_of, save_ir
+from quant.backends.openvino import FOLDER, ov_names_of, save_ir
 from quant.calibration import reader_for
 from quant.context import BuildContext
 from quant.graph import int8_conv_counts
 
 
 def build(variant, ctx: BuildContext, out_dir: Path):
-    import nncf
     import onnx
-    import openvino as ov
 
     src = ctx.artifact(variant.source)
-    ov_model = ov.convert_model(str(src))
     graph = onnx.load(str(src))
     float_nodes = ctx.float_nodes(variant, graph)
-    ov_names = {op.get_friendly_name() for op in ov_model.get_ops()}
     reader = reader_for(ctx.calibration_files(), ctx.imgsz, graph.graph.input[0].name)
-    quantized = nncf.quantize(
+    info = {}
+    if variant.setting("choose_float_set") and variant.setting("float_set_from"):
+        float_nodes, info = _chosen(variant, ctx, src, graph, float_nodes, reader, out_dir)
+    else:
+        save_ir(quantize(variant, src, reader, float_nodes), src, out_dir)
+    return out_dir / FOLDER, {"float_nodes": float_nodes, "calibration_images": len(reader), **info,
+                              **int8_conv_counts(graph, float_nodes)}
+
+
+def quantize(variant, src: Path, reader, float_nodes: list[str]):
+    """The NNCF-quantized OpenVINO model of ``src`` with ``float_nodes`` ignored."""
+    import nncf
+    import openvino as ov
+
+    ov_model = ov.convert_model(str(src))
+    ov_names = {op.get_friendly_name() for op in ov_model.get_ops()}
+    return nncf.quantize(
         ov_model, nncf.Dataset(reader.tensors()), subset_size=len(reader),
         preset=getattr(nncf.QuantizationPreset, variant.setting("preset", "mixed").upper()),
         fast_bias_correction=variant.setting("fast_bias_correction", False),
         ignored_scope=nncf.IgnoredScope(names=ov_names_of(float_nodes, ov_names), validate=False))
-    return save_ir(quantized, src, out_dir), {
-        "float_nodes": float_nodes, "calibration_images": len(reader), **int8_conv_counts(graph, float_nodes)}
+
+
+def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], reader, out_dir: Path):
+    """Build the candidate float sets, keep the closest to FP32 as ``out_dir``'s IR; (its nodes, info)."""
+    import openvino as ov
+
+    from quant import float_choice
+    from quant.sensitivity import OutputError
+
+    found = float_choice.source_search(ctx.artifact(variant.setting("float_set_from")).parent)
+    if found is None:  # the search ranked nothing: its set is the decode alone
+        save_ir(quantize(variant, src, reader, reused), src, out_dir)
+        return reused, {"float_choice": {"chosen": "reused", "why": "the search ranked no layer"}}
+    sens, settings = found
+    bound = float(settings.get("auto_min_int8_macs", 0.0))
+    base = variant.float_scope.resolve(graph) if variant.float_scope else []
+    sets = float_choice.candidates(reused, base, sens, bound)
+    name = graph.graph.input[0].name
+    files = ctx.search_files(settings["auto_images"])[:float_choice.IMAGES]  # the search's own images
+    oe = OutputError(src, list(reader_for(files, ctx.imgsz, name)))
+
+    def build_one(label: str, nodes: list[str]) -> Path:
+        folder = out_dir / f".candidate-{list(sets).index(label)}"
+        folder.mkdir()
+        return save_ir(quantize(variant, src, reader, nodes), src, folder)
+
+    def error(ir: Path) -> tuple[float, float]:
+        compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return float_choice.output_error(oe, [compiled(f[name])[0] for f in oe.feeds])
+
+    best, built, record = float_choice.choose(sets, build_one, error)
+    built[best].rename(out_dir / FOLDER)
+    for ir in built.values():
+        shutil.rmtree(ir.parent, ignore_errors=True)
+    record |= {"bound": bound, "images": len(files), "float_nodes": sets[best]}
+    (out_dir / "float_choice.json").write_text(json.dumps(record, indent=1))
+    return sets[best], {"float_choice": {k: record[k] for k in ("chosen", "candidates", "images")},
+                        "reports": ["float_choice.json"]}

@@ -1,0 +1,88 @@
+"""A target's own pick of what stays float, among sets that all keep the INT8 bound.
+
+The searched recipe (:mod:`quant.autoselect`) chooses its float set on ONNX Runtime's Q/DQ models.
+Another tool reusing it (NNCF for OpenVINO) places its quantizers and corrects its biases around
+what it leaves float, so the set best for one is not always best for the other, and more float is
+not always closer to FP32 (measured on two real models: README, "the trade-off"). Here the target
+builds a few candidates itself — the reused set, and prefixes of the same sensitivity ranking that
+keep at least the search's share of the convolution compute in INT8, and a little more — and keeps
+the one whose raw output is closest to FP32's on the search images (box and class-score
+noise-to-signal, relative to the reused set's: the dense error the ranking itself uses, smooth where
+mAP on a few dozen images moves in steps). Candidates never have less compute in INT8 than the bound,
+so the pick can only be as fast or faster.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+STEPS = (0.0, 0.05, 0.10)  # prefixes keeping the search's INT8 share, and 5 and 10 points more of the compute
+IMAGES = 64  # search images the output error is measured on (inputs held in memory)
+
+
+def prefix_within(sens, share: float) -> list[str]:
+    """Layers of ``sens``'s ranking taken float in rank order while their compute fits within 1 - ``share``
+    of the ranked layers' total (layers without compute always fit)."""
+    ranked = sens.ranking()
+    total = sum(sens.macs(layer) for layer in ranked)
+    chosen, used = [], 0
+    for layer in ranked:
+        if used + sens.macs(layer) <= (1.0 - share) * total + 1e-9:
+            chosen.append(layer)
+            used += sens.macs(layer)
+    return chosen
+
+
+def candidates(reused: list[str], base: list[str], sens, bound: float, steps=STEPS) -> dict[str, list[str]]:
+    """``{label: float nodes}``: the reused set first, then each distinct ranking prefix at ``bound`` + step."""
+    out = {"reused": list(reused)}
+    seen = {frozenset(reused)}
+    for step in steps:
+        share = min(1.0, bound + step)
+        nodes = list(dict.fromkeys(base + sens.nodes_of(prefix_within(sens, share))))
+        if frozenset(nodes) not in seen:
+            seen.add(frozenset(nodes))
+            out[f"ranked, {100 * share:.0f} % INT8"] = nodes
+    return out
+
+
+def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
+           error: Callable[[Path], tuple[float, float]]) -> tuple[str, dict[str, Path], dict]:
+    """Build every set, measure each one's (box, class) output error; the label of the closest to FP32
+    (sum of both errors relative to the first set's), the built paths, and the record."""
+    built, errors = {}, {}
+    for label, nodes in sets.items():
+        built[label] = build(label, nodes)
+        errors[label] = tuple(float(e) for e in error(built[label]))
+    ref = errors[next(iter(sets))]
+    score = {k: sum(e / max(r, 1e-30) for e, r in zip(v, ref)) for k, v in errors.items()}
+    best = min(score, key=score.get)  # ties keep the earlier (the reused set first)
+    record = {"chosen": best, "candidates": [
+        {"label": k, "float_nodes": len(sets[k]), "box_nsr": errors[k][0], "class_nsr": errors[k][1],
+         "score": score[k]} for k in sets]}
+    return best, built, record
+
+
+def output_error(reference, outputs: list[np.ndarray]) -> tuple[float, float]:
+    """(box, class-score) noise-to-signal of detect outputs another runtime computed, one per feed of
+    ``reference`` (a :class:`quant.sensitivity.OutputError`, which holds FP32's), against FP32's."""
+    from quant.sensitivity import nsr
+
+    flat = lambda parts: np.concatenate([p.ravel() for p in parts])  # noqa: E731
+    return (nsr(flat([r[0] for r in reference.ref]), flat([o[:, :4] for o in outputs])),
+            nsr(flat([r[1] for r in reference.ref]), flat([o[:, 4:] for o in outputs])))
+
+
+def source_search(folder: Path):
+    """The sensitivity ranking and the settings of the search whose artifact lies in ``folder``, or None
+    when it ranked nothing (its fully INT8 model met the target)."""
+    from quant.sensitivity import Sensitivity
+
+    sens_file, auto_file = folder / "sensitivity.json", folder / "auto.json"
+    if not sens_file.is_file() or not auto_file.is_file():
+        return None
+    return Sensitivity.from_dict(json.loads(sens_file.read_text())), json.loads(auto_file.read_text())["settings"]

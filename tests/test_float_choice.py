@@ -1,0 +1,97 @@
+"""OpenVINO's own pick of what stays float (quant.float_choice): candidates within the INT8 bound, the
+closest to FP32 kept, and the real NNCF build that records and keeps it."""
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+
+from quant import float_choice
+from quant.sensitivity import LayerSensitivity, Sensitivity
+from quant.variants import REGISTRY
+
+
+def _sens(macs: dict[str, int]) -> Sensitivity:
+    """A ranking in the dict's order; each layer's nodes are the layer name and its activation."""
+    return Sensitivity(4, 1.0, 1.0, [LayerSensitivity(k, [k, f"{k}/act"], "Conv", 0, 0, 0, 0, 0, 0, macs=v)
+                                     for k, v in macs.items()])
+
+
+MACS = {"L0": 30, "cat": 0, "L1": 10, "L2": 50, "L3": 10}  # 100 in all
+
+
+def test_prefix_takes_layers_in_rank_order_while_their_compute_fits():
+    s = _sens(MACS)
+    assert float_choice.prefix_within(s, 0.8) == ["cat", "L1", "L3"]  # L0 (30) and L2 (50) do not fit 20
+    assert float_choice.prefix_within(s, 0.6) == ["L0", "cat", "L1"]  # 40; L2 and then L3 would exceed it
+    assert float_choice.prefix_within(s, 1.0) == ["cat"]  # no compute float: only layers without any
+    assert float_choice.prefix_within(s, 0.0) == list(MACS)
+
+
+def test_candidates_keep_the_bound_and_skip_duplicates():
+    s = _sens(MACS)
+    reused = ["decode", "L1", "L1/act", "L3", "L3/act"]
+    sets = float_choice.candidates(reused, ["decode"], s, bound=0.6, steps=(0.0, 0.2, 0.25))
+    assert list(sets) == ["reused", "ranked, 60 % INT8", "ranked, 80 % INT8", "ranked, 85 % INT8"]
+    assert sets["ranked, 60 % INT8"] == ["decode", "L0", "L0/act", "cat", "cat/act", "L1", "L1/act"]
+    assert sets["ranked, 85 % INT8"] == ["decode", "cat", "cat/act", "L1", "L1/act"]
+    for label, nodes in sets.items():  # never more than 40 % of the compute float
+        assert sum(MACS[k] for k in MACS if k in nodes) <= 40, label
+    same = float_choice.candidates(sets["ranked, 60 % INT8"], ["decode"], s, bound=0.6, steps=(0.0,))
+    assert list(same) == ["reused"]  # the prefix is the reused set: built once
+
+
+def test_the_set_closest_to_fp32_is_chosen_relative_to_the_reused_one():
+    sets = {"reused": ["a"], "x": ["b"], "y": ["c"]}
+    errors = {"reused": (0.001, 0.10), "x": (0.004, 0.02), "y": (0.0009, 0.09)}  # x: box 4x, class 0.2x
+    built = []
+    best, paths, record = float_choice.choose(sets, lambda k, nodes: built.append(k) or f"/ir/{k}",
+                                              lambda p: errors[p.rsplit("/", 1)[1]])
+    assert built == ["reused", "x", "y"] and paths["x"] == "/ir/x"
+    assert best == "y"  # 0.9 + 0.9 = 1.8 beats x's 4 + 0.2 and the reused set's 2
+    assert record["chosen"] == "y" and [c["label"] for c in record["candidates"]] == ["reused", "x", "y"]
+    assert record["candidates"][0]["score"] == pytest.approx(2.0)
+    tie = float_choice.choose({"reused": [], "z": []}, lambda k, n: k, lambda p: (0.5, 0.5))[0]
+    assert tie == "reused"
+
+
+def test_output_error_of_another_runtimes_outputs(tiny_onnx):
+    from quant.sensitivity import OutputError
+
+    rng = np.random.default_rng(0)
+    feeds = [{"images": rng.random((1, 3, 96, 96), dtype=np.float32)} for _ in range(2)]
+    oe = OutputError(tiny_onnx, feeds)
+    same = [np.concatenate([b, c], 1) for b, c in oe.ref]
+    assert float_choice.output_error(oe, same) == (0.0, 0.0)
+    noisy = [o + 0.1 * np.abs(o).mean() * rng.standard_normal(o.shape).astype(np.float32) for o in same]
+    box, cls = float_choice.output_error(oe, noisy)
+    assert box > 0 and cls > 0
+    scores_only = [np.concatenate([o[:, :4], n[:, 4:]], 1) for o, n in zip(same, noisy)]
+    assert float_choice.output_error(oe, scores_only) == (0.0, cls)  # rows 0-3 are the box, the rest scores
+
+
+def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch):
+    pytest.importorskip("nncf")
+    v = REGISTRY["onnx-int8-auto"]
+    settings = {**dict(v.settings), "auto_max_evals": 3, "auto_images": 6, "auto_sensitivity_images": 2,
+                "auto_target_drop": -1.0, "auto_margin": 0.0}  # an unreachable target: the search always ranks
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    path = suite.artifact("ov-int8-auto")
+    m = suite.manifest("ov-int8-auto")
+    record = m["float_choice"]
+    labels = [c["label"] for c in record["candidates"]]
+    assert labels[0] == "reused" and record["chosen"] in labels and record["images"] == len(suite.search_files(6))
+    scores = {c["label"]: c["score"] for c in record["candidates"]}
+    assert scores[record["chosen"]] == min(scores.values()) and scores["reused"] == pytest.approx(2.0)
+    assert all(c["box_nsr"] >= 0 and c["class_nsr"] >= 0 for c in record["candidates"])
+    folder = path.parent
+    assert (path / "model.xml").is_file() and "float_choice.json" in m["reports"]
+    assert not list(folder.glob(".candidate-*"))  # only the chosen IR stays
+    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    reused = suite.float_nodes(REGISTRY["ov-int8-auto"], fp32)
+    assert (m["float_nodes"] == reused) == (record["chosen"] == "reused")
+    sens, cfg = float_choice.source_search(suite.artifact("onnx-int8-auto").parent)
+    total = sum(x.macs for x in sens.layers)
+    float_macs = sum(x.macs for x in sens.layers if set(x.nodes) <= set(m["float_nodes"]))
+    assert float_macs <= (1 - cfg["auto_min_int8_macs"]) * total + 1e-6  # the chosen set keeps the INT8 bound
