@@ -238,7 +238,8 @@ class ArtifactCache:
 
 
 class ResultCache:
-    """Small JSON results (accuracy, fidelity) under a key: ``<cache>/results/<kind>/<key[:24]>.json``."""
+    """Small JSON results (accuracy, fidelity) under a key: ``<cache>/results/<kind>/<key[:24]>.json``, with
+    any arrays (the validator's per-image statistics) beside it as ``.npz``, written first."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root) / "results"
