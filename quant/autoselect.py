@@ -156,12 +156,13 @@ def _prune(trials: _Trials, method: str, chosen: list[str], cost, keep: frozense
     return chosen
 
 
-def _within_share(ranked: list[str], method: str, cost, share: float) -> tuple[list[str], bool]:
-    """The ranking restricted to layers that fit, in rank order, within ``share`` of the total cost;
-    and whether anything was left out."""
+def within_share(ranked: list[str], method: str, cost, share: float) -> tuple[list[str], bool]:
+    """The ranking restricted to layers that fit, in rank order, within ``share`` of the total cost
+    (a set at exactly that share fits: 1 - 0.8 is a hair under 0.2 in floating point); and whether
+    anything was left out."""
     if cost is None or share >= 1.0:
         return ranked, False
-    budget = share * sum(cost(method, layer) for layer in ranked)
+    budget = share * sum(cost(method, layer) for layer in ranked) * (1 + 1e-9)
     kept, spent = [], 0.0
     for layer in ranked:
         c = cost(method, layer)
@@ -212,7 +213,7 @@ def search(evaluate: Callable[[str, tuple[str, ...]], float], methods: Sequence[
             free = [layer for layer in ranked if measured[layer] is not None and measured[layer] <= 0]
             ranked = free + [layer for layer in ranked if layer not in free]
             order = lambda m, layer: measured.get(layer) or 0.0  # noqa: E731
-        ranked, bounded = _within_share(ranked, method, cost, max_float_share)
+        ranked, bounded = within_share(ranked, method, cost, max_float_share)
         free = [layer for layer in free if layer in ranked]
         hi = _shortest_prefix(trials, method, ranked, floor=len(free))
         if hi is None:

@@ -18,23 +18,16 @@ import json
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 STEPS = (0.0, 0.05, 0.10)  # prefixes keeping the search's INT8 share, and 5 and 10 points more of the compute
 IMAGES = 64  # search images the output error is measured on (inputs held in memory)
 
 
 def prefix_within(sens, share: float) -> list[str]:
     """Layers of ``sens``'s ranking taken float in rank order while their compute fits within 1 - ``share``
-    of the ranked layers' total (layers without compute always fit)."""
-    ranked = sens.ranking()
-    total = sum(sens.macs(layer) for layer in ranked)
-    chosen, used = [], 0
-    for layer in ranked:
-        if used + sens.macs(layer) <= (1.0 - share) * total + 1e-9:
-            chosen.append(layer)
-            used += sens.macs(layer)
-    return chosen
+    of the ranked layers' total (layers without compute always fit): the search's own bound."""
+    from quant.autoselect import within_share
+
+    return within_share(sens.ranking(), None, lambda method, layer: sens.macs(layer), 1.0 - share)[0]
 
 
 def candidates(reused: list[str], base: list[str], sens, bound: float, steps=STEPS) -> dict[str, list[str]]:
@@ -65,16 +58,6 @@ def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
         {"label": k, "float_nodes": len(sets[k]), "box_nsr": errors[k][0], "class_nsr": errors[k][1],
          "score": score[k]} for k in sets]}
     return best, built, record
-
-
-def output_error(reference, outputs: list[np.ndarray]) -> tuple[float, float]:
-    """(box, class-score) noise-to-signal of detect outputs another runtime computed, one per feed of
-    ``reference`` (a :class:`quant.sensitivity.OutputError`, which holds FP32's), against FP32's."""
-    from quant.sensitivity import nsr
-
-    flat = lambda parts: np.concatenate([p.ravel() for p in parts])  # noqa: E731
-    return (nsr(flat([r[0] for r in reference.ref]), flat([o[:, :4] for o in outputs])),
-            nsr(flat([r[1] for r in reference.ref]), flat([o[:, 4:] for o in outputs])))
 
 
 def source_search(folder: Path):

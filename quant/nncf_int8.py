@@ -75,7 +75,7 @@ def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], rea
 
     def error(ir: Path) -> tuple[float, float]:
         compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        return float_choice.output_error(oe, [compiled(f[name])[0] for f in oe.feeds])
+        return oe.compare([compiled(f[name])[0] for f in oe.feeds])
 
     best, built, record = float_choice.choose(sets, build_one, error)
     built[best].rename(out_dir / FOLDER)

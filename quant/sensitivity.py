@@ -169,7 +169,11 @@ class OutputError:
         import onnx
 
         sess = session_with_outputs(onnx.load(str(path)))
-        outs = [_branches(r[0]) for r in _run(sess, self.feeds, [self.out0])]
+        return self.compare([r[0] for r in _run(sess, self.feeds, [self.out0])])
+
+    def compare(self, outputs: list[np.ndarray]) -> tuple[float, float]:
+        """The error of detect outputs computed elsewhere (e.g. by OpenVINO), one per feed, in order."""
+        outs = [_branches(o) for o in outputs]
         return (_err([r[0] for r in self.ref], [o[0] for o in outs]),
                 _err([r[1] for r in self.ref], [o[1] for o in outs]))
 

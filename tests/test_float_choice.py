@@ -63,12 +63,12 @@ def test_output_error_of_another_runtimes_outputs(tiny_onnx):
     feeds = [{"images": rng.random((1, 3, 96, 96), dtype=np.float32)} for _ in range(2)]
     oe = OutputError(tiny_onnx, feeds)
     same = [np.concatenate([b, c], 1) for b, c in oe.ref]
-    assert float_choice.output_error(oe, same) == (0.0, 0.0)
+    assert oe.compare(same) == (0.0, 0.0)
     noisy = [o + 0.1 * np.abs(o).mean() * rng.standard_normal(o.shape).astype(np.float32) for o in same]
-    box, cls = float_choice.output_error(oe, noisy)
+    box, cls = oe.compare(noisy)
     assert box > 0 and cls > 0
     scores_only = [np.concatenate([o[:, :4], n[:, 4:]], 1) for o, n in zip(same, noisy)]
-    assert float_choice.output_error(oe, scores_only) == (0.0, cls)  # rows 0-3 are the box, the rest scores
+    assert oe.compare(scores_only) == (0.0, cls)  # rows 0-3 are the box, the rest scores
 
 
 def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch):
