@@ -51,6 +51,7 @@ class BenchSession:
     _baseline_run: object = field(default=None, repr=False)
     _aa: Paired | None = field(default=None, repr=False)
     _aa_timing: dict | None = field(default=None, repr=False)
+    _baseline_stats: object = field(default=None, repr=False)  # its per-image statistics, resampled once
 
     def skip_reason(self, name: str) -> str | None:
         reason = backends.get(REGISTRY[name].backend).unavailable(REGISTRY[name])
@@ -139,8 +140,10 @@ class BenchSession:
 
         if name == BASELINE:
             return None
-        self.suite.accuracy(BASELINE)
-        new, old = self.suite.image_stats("accuracy", name), self.suite.image_stats("accuracy", BASELINE)
+        if self._baseline_stats is None:
+            self.suite.accuracy(BASELINE)
+            self._baseline_stats = self.suite.image_stats("accuracy", BASELINE)
+        new, old = self.suite.image_stats("accuracy", name), self._baseline_stats
         if new is None or old is None or new.images != old.images or not new.images:
             return None
         return [round(100 * d, 3) for d in delta_interval(new, old)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,14 @@ class ImageStats:
         cls = self.pred_cls[order]
         return {int(c): order[cls == c] for c in np.unique(cls)}
 
+    def resampled(self, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+        """mAP50-95 on each of the seeded bootstrap resamples of the images (computed once per object: the
+        baseline is paired with every row)."""
+        memo = self.__dict__.setdefault("_resampled", {})
+        if (resamples, seed) not in memo:
+            memo[resamples, seed] = np.array([self.map50_95(w) for w in _draws(self.images, resamples, seed)])
+        return memo[resamples, seed]
+
     def map50_95(self, weights: np.ndarray | None = None) -> float:
         """mAP50-95 as Ultralytics computes it (per class with labels: AP at ten IoU thresholds, 101-point
         interpolation; mean over those classes), each image counted ``weights[i]`` times (default once)."""
@@ -121,11 +129,16 @@ def delta_interval(new: ImageStats, old: ImageStats, resamples: int = RESAMPLES,
         raise ValueError(f"paired interval needs the same images: {new.images} against {old.images}")
     if new.images == 0:
         raise ValueError("paired interval needs at least one image")
-    rng = np.random.default_rng(seed)
-    n = new.images
-    diffs = []
-    for _ in range(resamples):
-        w = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
-        diffs.append(new.map50_95(w) - old.map50_95(w))
+    diffs = new.resampled(resamples, seed) - old.resampled(resamples, seed)
     lo, hi = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(lo), float(hi)
+
+
+@lru_cache(maxsize=4)
+def _draws(images: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, images) counts: how often each image is drawn in each resample (seeded, shared by every
+    model scored on the same images, which is what pairs them)."""
+    rng = np.random.default_rng(seed)
+    draws = np.stack([rng.multinomial(images, np.full(images, 1.0 / images)) for _ in range(resamples)]).astype(np.float64)
+    draws.setflags(write=False)  # shared between callers
+    return draws

@@ -62,6 +62,22 @@ def test_interval_of_a_model_against_itself_is_zero_and_a_real_loss_excludes_zer
         delta_interval(ImageStats.from_images(per_image[:5]), s)
 
 
+def test_resamples_are_seeded_draws_shared_by_both_models_and_scored_once_per_model():
+    rng = np.random.default_rng(11)
+    per_image = _random_images(rng, images=20)
+    a = ImageStats.from_images(per_image)
+    b = ImageStats.from_images([dict(p, conf=p["conf"][::-1].copy()) for p in per_image])
+    draws = np.random.default_rng(5)
+    expected = [(a.map50_95(w), b.map50_95(w)) for w in
+                (draws.multinomial(20, np.full(20, 1 / 20)).astype(float) for _ in range(30))]
+    np.testing.assert_allclose(a.resampled(30, 5), [e[0] for e in expected], atol=1e-12)
+    np.testing.assert_allclose(b.resampled(30, 5), [e[1] for e in expected], atol=1e-12)
+    assert a.resampled(30, 5) is a.resampled(30, 5)  # the baseline is paired with every row: kept
+    assert not np.array_equal(a.resampled(30, 5), a.resampled(30, 6))
+    diffs = [x - y for x, y in expected]
+    assert delta_interval(a, b, resamples=30, seed=5) == pytest.approx(np.quantile(diffs, [0.025, 0.975]), abs=1e-12)
+
+
 def test_save_and_load_round_trip(tmp_path):
     s = ImageStats.from_images(_random_images(np.random.default_rng(1)))
     s.save(tmp_path / "x.npz")
