@@ -80,7 +80,9 @@ class ImageStats:
         baseline is paired with every row)."""
         memo = self.__dict__.setdefault("_resampled", {})
         if (resamples, seed) not in memo:
-            memo[resamples, seed] = np.array([self.map50_95(w) for w in _draws(self.images, resamples, seed)])
+            maps = np.array([self.map50_95(w) for w in _draws(self.images, resamples, seed)])
+            maps.setflags(write=False)  # kept and handed to every caller
+            memo[resamples, seed] = maps
         return memo[resamples, seed]
 
     def map50_95(self, weights: np.ndarray | None = None) -> float:

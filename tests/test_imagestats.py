@@ -74,6 +74,8 @@ def test_resamples_are_seeded_draws_shared_by_both_models_and_scored_once_per_mo
     np.testing.assert_allclose(b.resampled(30, 5), [e[1] for e in expected], atol=1e-12)
     assert a.resampled(30, 5) is a.resampled(30, 5)  # the baseline is paired with every row: kept
     assert not np.array_equal(a.resampled(30, 5), a.resampled(30, 6))
+    with pytest.raises(ValueError):
+        a.resampled(30, 5)[0] = 1.0  # the kept values cannot be altered by a caller
     diffs = [x - y for x, y in expected]
     assert delta_interval(a, b, resamples=30, seed=5) == pytest.approx(np.quantile(diffs, [0.025, 0.975]), abs=1e-12)
 
