@@ -175,3 +175,48 @@ def test_only_a_selected_int8_variant_still_gates_against_the_baseline(common):
     # (a 1-2 ms tiny model timed over 5 rounds may leave the A/A control too wide to judge latency)
     assert rows["onnx-fp32"]["status"] == "baseline only" and rows["onnx-int8-minmax"]["status"] in (
         "pass", "pass (latency inconclusive)")
+
+
+@pytest.fixture(scope="module")
+def yolo11_weights(tmp_path_factory) -> Path:
+    """YOLO11n from its YAML (attention block, depthwise head convs), 5 classes, random init, 96 px."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from quant.offline import ultralytics_yolo
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("yolo11") / "yolo11n.pt"
+    model = ultralytics_yolo()("yolo11n.yaml", task="detect")
+    model.model = DetectionModel("yolo11n.yaml", nc=5, verbose=False)
+    model.model.names = {i: n for i, n in enumerate(("circle", "rectangle", "triangle", "star", "cross"))}
+    model.model.args = {"imgsz": 96}
+    model.save(str(path))
+    return path
+
+
+# one row per backend and graph path (each calibration method's graph is the same as minmax's; the peers are
+# Ultralytics' own exports), which keeps this run to about half the full table's time
+YOLO11_ROWS = ("pt-fp32", "onnx-fp32", "onnx-int8-minmax", "onnx-int8-minmax-headfloat", "ov-fp32", "ov-int8",
+               "ov-int8-headfloat", "trt-fp16", "trt-int8-minmax", "trt-int8-headfloat", "ppq-int8",
+               "onnx-int8-auto", "trt-int8-auto", "ov-int8-auto")
+
+
+@pytest.mark.slow
+def test_yolo11_runs_on_every_backend(common, yolo11_weights):
+    """A YOLO11 (its C2PSA attention: MatMul, Softmax; depthwise head convs) builds, scores and times on every
+    backend here, its head's decode float; the INT8 rows quantize every convolution outside it."""
+    tmp, args = common
+    args = [a if a != str(tmp / "cache") else str(tmp / "cache11") for a in args]
+    args[args.index("--weights") + 1] = str(yolo11_weights)
+    out = _run([*args, "-k", " or ".join(f"test_variant[{n}]" for n in YOLO11_ROWS), "--auto-max-evals", "6",
+                "--report-dir", str(tmp / "r11")])
+    assert out.returncode == 0, out.stdout[-3000:]
+    rows = {r["variant"]: r for r in json.loads((tmp / "r11" / "report.json").read_text())["rows"]}
+    assert list(rows) == [n for n in YOLO11_ROWS if not backends.get(REGISTRY[n].backend).unavailable(REGISTRY[n])]
+    assert all(r["status"].startswith("pass") and r["latency_ms"] > 0 for r in rows.values())
+    full = rows["onnx-int8-minmax"]
+    convs = int(full["int8_share"].split("/")[1])
+    assert full["int8_share"] == f"{convs}/{convs}" and convs > 63  # YOLO11n has more convolutions than YOLOv8n
+    assert "/model.23/dfl/conv/Conv" in full["float_nodes"]  # the decode, in YOLO11's head (model.23)
+    assert rows["onnx-int8-minmax-headfloat"]["int8_share"] != full["int8_share"]
