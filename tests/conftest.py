@@ -32,23 +32,33 @@ def tiny_data(tmp_path_factory) -> Path:
     return shapes.generate(root, {"val": (6, 11), "calib": (6, 12)})
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """YOLOv8n from its YAML (no download), 5 classes, random init: fast to export and run."""
+def untrained_weights(path: Path, yaml: str, imgsz: int) -> Path:
+    """An Ultralytics model built from its YAML (no download), the shapes set's 5 classes, seeded random
+    init, saved as a checkpoint trained at ``imgsz``."""
     import torch
+    from ultralytics.nn.tasks import DetectionModel
 
     from quant.offline import ultralytics_yolo
 
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    from ultralytics.nn.tasks import DetectionModel
-
-    model = ultralytics_yolo()("yolov8n.yaml", task="detect")
-    model.model = DetectionModel("yolov8n.yaml", nc=5, verbose=False)
+    model = ultralytics_yolo()(yaml, task="detect")
+    model.model = DetectionModel(yaml, nc=5, verbose=False)
     model.model.names = {i: n for i, n in enumerate(("circle", "rectangle", "triangle", "star", "cross"))}
-    model.model.args = {"imgsz": TINY_IMGSZ}
+    model.model.args = {"imgsz": imgsz}
     model.save(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """YOLOv8n from its YAML, 5 classes, random init: fast to export and run."""
+    return untrained_weights(tmp_path_factory.mktemp("weights") / "tiny.pt", "yolov8n.yaml", TINY_IMGSZ)
+
+
+@pytest.fixture(scope="session")
+def yolo11_weights(tmp_path_factory) -> Path:
+    """YOLO11n (attention block, depthwise head convs), 5 classes, random init, 96 px."""
+    return untrained_weights(tmp_path_factory.mktemp("weights") / "yolo11n.pt", "yolo11n.yaml", TINY_IMGSZ)
 
 
 @pytest.fixture(scope="session")

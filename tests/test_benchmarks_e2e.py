@@ -177,24 +177,6 @@ def test_only_a_selected_int8_variant_still_gates_against_the_baseline(common):
         "pass", "pass (latency inconclusive)")
 
 
-@pytest.fixture(scope="module")
-def yolo11_weights(tmp_path_factory) -> Path:
-    """YOLO11n from its YAML (attention block, depthwise head convs), 5 classes, random init, 96 px."""
-    import torch
-    from ultralytics.nn.tasks import DetectionModel
-
-    from quant.offline import ultralytics_yolo
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("yolo11") / "yolo11n.pt"
-    model = ultralytics_yolo()("yolo11n.yaml", task="detect")
-    model.model = DetectionModel("yolo11n.yaml", nc=5, verbose=False)
-    model.model.names = {i: n for i, n in enumerate(("circle", "rectangle", "triangle", "star", "cross"))}
-    model.model.args = {"imgsz": 96}
-    model.save(str(path))
-    return path
-
-
 # one row per backend and graph path (each calibration method's graph is the same as minmax's; the peers are
 # Ultralytics' own exports), which keeps this run to about half the full table's time
 YOLO11_ROWS = ("pt-fp32", "onnx-fp32", "onnx-int8-minmax", "onnx-int8-minmax-headfloat", "ov-fp32", "ov-int8",
