@@ -12,7 +12,7 @@ from pathlib import Path
 
 from quant import qdq
 from quant.autoselect import DENSE_BELOW_BOXES, Candidates, auto_quantize
-from quant.autosettings import DEFAULTS
+from quant.autosettings import DEFAULTS, sensitivity_images
 from quant.calibration import activation_ranges, reader_for
 from quant.context import BuildContext
 from quant.graph import load_onnx
@@ -61,7 +61,8 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
         if correction is not None else None,
         fidelity=lambda path: score(path, pseudo),
         labelled=(lambda path: score(path, labelled)) if labelled else None,
-        feeds=feeds[: variant.setting("auto_sensitivity_images", DEFAULTS["auto_sensitivity_images"])],
+        feeds=feeds[: sensitivity_images(variant.setting("auto_sensitivity_images",
+                                                         DEFAULTS["auto_sensitivity_images"]), ctx.imgsz)],
         output_error=dense, reference_boxes=boxes, **timed_on_cpu(variant, ctx, feeds[0]))
 
 

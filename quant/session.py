@@ -27,7 +27,8 @@ AUTO_OPTIONS = {  # search settings of the *-int8-auto variants; defaults in qua
     "auto_target_drop": "largest mAP50-95 drop (points vs FP32) the searched recipe may lose",
     "auto_margin": "aim this many points under the target on the search images",
     "auto_images": "calibration-split images after the calibration ones that candidates are scored on",
-    "auto_sensitivity_images": "images of the layer sensitivity analysis",
+    "auto_sensitivity_images": "images of the layer sensitivity analysis up to imgsz 640 (above: as many pixels, "
+                               "at least 2)",
     "auto_max_evals": "most candidate evaluations per search",
     "auto_budget_s": "time budget of one search in seconds",
     "auto_min_int8_macs": "least share (0-1) of the convolution compute the recipe keeps in INT8",

@@ -106,6 +106,15 @@ def test_time_budget_stops_the_search():
     assert "time budget" in r.stop and len(r.trials) == 4 and not r.met
 
 
+def test_sensitivity_images_keep_the_pixels_of_640_px_above_it():
+    from quant.autosettings import sensitivity_images
+
+    assert [sensitivity_images(8, s) for s in (96, 320, 640)] == [8, 8, 8]  # up to 640: the setting
+    assert [sensitivity_images(8, s) for s in (800, 960, 1280)] == [5, 4, 2]  # above: its pixels
+    assert sensitivity_images(8, 1920) == 2 and sensitivity_images(1, 1280) == 1  # at least 2, never more
+    assert sensitivity_images(32, 1280) == 8
+
+
 def test_search_images_are_held_out_from_calibration_and_val(suite):
     files = suite.search_files(100)
     assert files and not set(files) & set(suite.calibration_files())
@@ -134,6 +143,7 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     assert auto["cost"]["int8_saving_us"]["/model.0/conv/Conv"] == -1.0
     assert auto["met"] is False and "evaluation budget" in auto["stop"] and len(auto["trials"]) == 5
     assert auto["search_metric"].startswith("labelled drop estimated from fidelity") and auto["search_images"] == 2
+    assert auto["settings"]["sensitivity_images"] == 2  # the setting, as given, at 96 px
     assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop", "screened"}
     # every method refined (cheap here), in the screened order; then the free conv alone, then one more
     assert [t["layers"] for t in auto["trials"]] == [0, 0, 0, 1, 2]
