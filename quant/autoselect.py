@@ -372,7 +372,6 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     for p in list(full.values()) + [work / "trial.onnx"] + list(work.glob("screen-*.onnx")):
         p.unlink(missing_ok=True)
     scope = FloatScope(presets=tuple(presets), names=tuple(n for n in float_nodes if n not in set(base_float)))
-    cfg = {**cfg, "sensitivity_images": len(c.feeds)}  # for the record: fewer than the setting at large imgsz
     return r.method, float_nodes, _record(work, r, sens.get(r.method), scope, est, cfg, title, seconds,
                                           (c.cost_model, savings.get(r.method)))
 

@@ -143,7 +143,7 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     assert auto["cost"]["int8_saving_us"]["/model.0/conv/Conv"] == -1.0
     assert auto["met"] is False and "evaluation budget" in auto["stop"] and len(auto["trials"]) == 5
     assert auto["search_metric"].startswith("labelled drop estimated from fidelity") and auto["search_images"] == 2
-    assert auto["settings"]["sensitivity_images"] == 2  # the setting, as given, at 96 px
+    assert json.loads((path.parent / "sensitivity.json").read_text())["images"] == 2  # the setting, at 96 px
     assert set(auto["measured"]) >= {"percentile", "minmax", "entropy", "chosen_labelled_drop", "screened"}
     # every method refined (cheap here), in the screened order; then the free conv alone, then one more
     assert [t["layers"] for t in auto["trials"]] == [0, 0, 0, 1, 2]
