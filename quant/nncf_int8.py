@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from quant.backends.openvino import FOLDER, inference_precision, ov_names_of, save_ir
+from quant.backends.openvino import FOLDER, ov_names_of, runtime_config, save_ir
 from quant.calibration import reader_for
 from quant.context import BuildContext
 from quant.graph import int8_conv_counts
@@ -74,8 +74,7 @@ def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], rea
         return save_ir(quantize(variant, src, reader, nodes), src, folder)
 
     def error(ir: Path) -> tuple[float, float]:
-        compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU",
-                                           {"INFERENCE_PRECISION_HINT": inference_precision(variant)})
+        compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU", runtime_config(variant, ctx.threads))
         return oe.compare([compiled(f[name])[0] for f in oe.feeds])
 
     best, built, record = float_choice.choose(sets, build_one, error)

@@ -77,9 +77,24 @@ def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch
     settings = {**dict(v.settings), "auto_max_evals": 3, "auto_images": 6, "auto_sensitivity_images": 2,
                 "auto_target_drop": -1.0, "auto_margin": 0.0}  # an unreachable target: the search always ranks
     monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    import openvino as ov
+
+    from quant.backends.openvino import runtime_config
+
+    compiled, original = [], ov.Core.compile_model
+
+    def recording(self, model, device_name=None, config=None, **kw):
+        if ".candidate-" in str(model):
+            compiled.append(config)
+        return original(self, model, device_name, config, **kw)
+
+    monkeypatch.setattr(ov.Core, "compile_model", recording)
     path = suite.artifact("ov-int8-auto")
     m = suite.manifest("ov-int8-auto")
     record = m["float_choice"]
+    # each candidate is measured as the variant runs: its precision, its thread count
+    assert compiled and all(c == runtime_config(REGISTRY["ov-int8-auto"], suite.threads) for c in compiled)
+    assert len(compiled) == len(record["candidates"])
     labels = [c["label"] for c in record["candidates"]]
     assert labels[0] == "reused" and record["chosen"] in labels and record["images"] == len(suite.search_files(6))
     scores = {c["label"]: c["score"] for c in record["candidates"]}
