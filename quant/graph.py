@@ -121,10 +121,34 @@ def silu_inputs(model) -> dict[str, str]:
     return out
 
 
-def int8_conv_counts(model, float_nodes) -> dict:
-    """How many of the model's learned convolutions run in INT8 (the rest stay float)."""
+def int8_conv_counts(model, int8_convs) -> dict:
+    """How many of the model's learned convolutions are among ``int8_convs`` (the rest stay float)."""
     convs = conv_layers(model)
-    return {"convs": len(convs), "int8_convs": sum(1 for n in convs if n not in set(float_nodes))}
+    return {"convs": len(convs), "int8_convs": len(set(convs) & set(int8_convs))}
+
+
+# ops that move or select a quantized tensor's values without computing new ones (inputs, outputs:
+# the same INT8 grid): a convolution behind them reads INT8 (ONNX and OpenVINO op names)
+QUANTIZATION_TRANSPARENT = frozenset({"Split", "VariadicSplit", "Concat", "Reshape", "MaxPool", "Transpose", "Slice",
+                                      "StridedSlice", "Squeeze", "Unsqueeze", "Flatten", "Cast", "Convert"})
+
+
+def qdq_int8_convs(qmodel) -> list[str]:
+    """Convolutions of a Q/DQ model that read INT8: weight and input both from a DequantizeLinear, the
+    input possibly through :data:`QUANTIZATION_TRANSPARENT` ops. What the built model does, whatever
+    float set it was asked for."""
+    producers = _producers(qmodel)
+
+    def quantized(tensor: str) -> bool:
+        node = producers.get(tensor)
+        if node is None:
+            return False
+        if node.op_type == "DequantizeLinear":
+            return True
+        sources = node.input if node.op_type == "Concat" else node.input[:1]
+        return node.op_type in QUANTIZATION_TRANSPARENT and all(quantized(t) for t in sources)
+
+    return [n.name for n in qmodel.graph.node if n.op_type == "Conv" and quantized(n.input[0]) and quantized(n.input[1])]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from quant.backends.openvino import FOLDER, ov_names_of, runtime_config, save_ir
+from quant.backends.openvino import FOLDER, ir_int8_convs, ov_names_of, runtime_config, save_ir
 from quant.calibration import reader_for
 from quant.context import BuildContext
 from quant.graph import int8_conv_counts
@@ -32,7 +32,7 @@ def build(variant, ctx: BuildContext, out_dir: Path):
     else:
         save_ir(quantize(variant, src, reader, float_nodes), src, out_dir)
     return out_dir / FOLDER, {"float_nodes": float_nodes, "calibration_images": len(reader), **info,
-                              **int8_conv_counts(graph, float_nodes)}
+                              **int8_conv_counts(graph, ir_int8_convs(out_dir / FOLDER))}
 
 
 def quantize(variant, src: Path, reader, float_nodes: list[str]):

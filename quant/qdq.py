@@ -14,7 +14,7 @@ import numpy as np
 
 from quant.calibration import activation_ranges, clip_silu_inputs, reader_for
 from quant.context import BuildContext
-from quant.graph import int8_conv_counts, load_onnx, remove_qdq_before, silu_inputs
+from quant.graph import int8_conv_counts, load_onnx, qdq_int8_convs, remove_qdq_before, silu_inputs
 
 _QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 
@@ -35,7 +35,8 @@ def quantize_qdq(src: Path, out: Path, variant, ctx: BuildContext, method: str |
     write_qdq(src, out, variant, activation_ranges(src, files, ctx.imgsz, method), float_nodes,
               correction_feeds(variant, files, ctx.imgsz, model.graph.input[0].name))
     return out, {**(info or {}), "float_nodes": float_nodes, "calibration_method": method,
-                 "calibration_images": len(files), **levers(variant), **int8_conv_counts(model, float_nodes)}
+                 "calibration_images": len(files), **levers(variant),
+                 **int8_conv_counts(model, qdq_int8_convs(load_onnx(out)))}
 
 
 def levers(variant) -> dict:

@@ -2,7 +2,7 @@ import onnx
 import pytest
 
 from quant.errors import QuantError
-from quant.graph import FloatScope, conv_layers, decode_nodes, head_nodes, head_scope
+from quant.graph import FloatScope, conv_layers, decode_nodes, head_nodes, head_scope, qdq_int8_convs
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,27 @@ def test_float_scope_rejects_unknown_names(graph):
         FloatScope(presets=(), names=("/nope/Conv",)).resolve(graph)
     with pytest.raises(QuantError, match="unknown float-scope preset"):
         FloatScope(presets=("neck",)).resolve(graph)
+
+
+def test_int8_convs_are_counted_in_the_built_model():
+    """A convolution reads INT8 when its weight and its input come from a DequantizeLinear, the input
+    possibly through ops that only move values (Split, Concat of quantized inputs); not through an Add."""
+    from onnx import helper
+
+    def conv(name, x, quantized_weight=True):
+        w = f"{name}.w"
+        nodes = [helper.make_node("DequantizeLinear", [f"{w}.q", "s", "z"], [w], name=f"{w}.dq")] if quantized_weight else []
+        return nodes + [helper.make_node("Conv", [x, w], [f"{name}.y"], name=name)]
+
+    def qdq(x):
+        return [helper.make_node("QuantizeLinear", [x, "s", "z"], [f"{x}.q"], name=f"{x}.qn"),
+                helper.make_node("DequantizeLinear", [f"{x}.q", "s", "z"], [f"{x}.dq"], name=f"{x}.dqn")]
+
+    nodes = (qdq("x") + conv("a", "x.dq") + qdq("a.y")
+             + [helper.make_node("Split", ["a.y.dq"], ["s0", "s1"], name="split")] + conv("b", "s1")
+             + [helper.make_node("Add", ["s0", "a.y.dq"], ["sum"], name="add")] + conv("c", "sum")
+             + conv("d", "x.dq", quantized_weight=False)
+             + [helper.make_node("Concat", ["s0", "a.y.dq"], ["cat"], name="cat", axis=1)] + conv("e", "cat")
+             + [helper.make_node("Concat", ["s0", "sum"], ["cat2"], name="cat2", axis=1)] + conv("f", "cat2"))
+    model = helper.make_model(helper.make_graph(nodes, "g", [], []))
+    assert qdq_int8_convs(model) == ["a", "b", "e"]

@@ -54,6 +54,12 @@ def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, ti
     hmodel = ov.Core().read_model(str(head / "model.xml"))
     assert not any(op.get_friendly_name().startswith("/model.22/") for op in hmodel.get_ops()
                    if op.get_type_name() == "FakeQuantize")
+    from quant.backends.openvino import ir_int8_convs
+    from quant.graph import conv_layers, head_nodes, load_onnx
+
+    fp32 = load_onnx(suite.artifact("onnx-fp32"))
+    assert sorted(ir_int8_convs(folder)) == sorted(conv_layers(fp32))  # every learned convolution reads INT8
+    assert sorted(ir_int8_convs(head)) == sorted(set(conv_layers(fp32)) - set(head_nodes(fp32)))
     acc = suite.accuracy("ov-int8")  # Ultralytics' validator loads the folder through its metadata.yaml
     assert 0.0 <= acc.map50_95 <= 1.0 and acc.inference_ms > 0
     out = suite.runner("ov-int8")(suite.sample_input())
@@ -82,3 +88,26 @@ def test_deltas_and_ratios_on_hand_made_rows():
     assert out["onnx-fp32"]["delta_points"] == 0.0
     assert out["a"]["delta_points"] == -6.25 and out["a"]["latency_ratio"] == 0.625
     assert out["b"]["delta_points"] == 6.25 and out["b"]["latency_ratio"] == 1.5
+
+
+def test_int8_convs_of_an_ir_are_those_reading_a_fakequantize(tmp_path):
+    """Directly or through a Concat of quantized inputs (NNCF quantizes a Concat's inputs once for every
+    convolution behind it); not through a Concat with a float input, nor a float input."""
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from quant.backends.openvino import ir_int8_convs
+
+    x = ops.parameter([1, 2, 8, 8], np.float32)
+    lo, hi = ops.constant(np.float32(-1)), ops.constant(np.float32(1))
+    fq_a, fq_b = (ops.fake_quantize(x, lo, hi, lo, hi, 256) for _ in range(2))
+    convs = {"a": fq_a, "b": ops.concat([fq_a, fq_b], 1), "c": ops.concat([fq_a, x], 1), "d": x}
+    outs = []
+    for name, src in convs.items():
+        w = ops.constant(np.ones((1, src.get_output_partial_shape(0)[1].get_length(), 1, 1), np.float32))
+        conv = ops.convolution(src, w, [1, 1], [0, 0], [0, 0], [1, 1])
+        conv.set_friendly_name(f"/{name}/Conv/WithoutBiases")
+        outs.append(conv)
+    ov.save_model(ov.Model(outs, [x]), str(tmp_path / "model.xml"))
+    assert sorted(ir_int8_convs(tmp_path)) == ["/a/Conv", "/b/Conv"]

@@ -80,6 +80,26 @@ def ov_names_of(onnx_nodes, ov_names) -> list[str]:
     return sorted(n for n in ov_names if n in wanted or n.removesuffix("/WithoutBiases") in wanted)
 
 
+def ir_int8_convs(folder: Path) -> list[str]:
+    """Convolutions of an IR that read INT8 (their input from a FakeQuantize, possibly through ops that
+    only move values, e.g. the Concat or Split NNCF quantizes once for every convolution behind it), by
+    their ONNX names."""
+    import openvino as ov
+
+    from quant.graph import QUANTIZATION_TRANSPARENT
+
+    def quantized(node) -> bool:
+        kind = node.get_type_name()
+        if kind == "FakeQuantize":
+            return True
+        sources = range(node.get_input_size()) if kind == "Concat" else [0]
+        return kind in QUANTIZATION_TRANSPARENT and all(quantized(node.input_value(i).get_node()) for i in sources)
+
+    return [op.get_friendly_name().removesuffix("/WithoutBiases")
+            for op in ov.Core().read_model(str(Path(folder) / "model.xml")).get_ops()
+            if op.get_type_name() in ("Convolution", "GroupConvolution") and quantized(op.input_value(0).get_node())]
+
+
 def builders(variant) -> list[str]:
     """Modules that build this variant besides this one (NNCF INT8); part of its cache key."""
     return ["quant.nncf_int8"] if variant.precision == "int8" and not _reuses_ir(variant) else []

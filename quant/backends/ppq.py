@@ -38,7 +38,7 @@ def unavailable(variant=None) -> str | None:
 def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
 
-    from quant.graph import int8_conv_counts, remove_qdq_before
+    from quant.graph import int8_conv_counts, qdq_int8_convs, remove_qdq_before
     from quant.model import onnx_metadata
 
     platform = variant.setting("platform", "ONNXRUNTIME")
@@ -71,7 +71,7 @@ def build(variant, ctx: BuildContext, out_dir: Path):
     for f in out_dir.glob("*.wts"):  # PPQ's TensorRT exporter side files
         f.unlink()
     return out, {"float_nodes": float_nodes, "calibration_images": len(job["calib_files"]),
-                 **int8_conv_counts(model, float_nodes), "platform": platform,
+                 **int8_conv_counts(model, qdq_int8_convs(qmodel)), "platform": platform,
                  "reports": ["error_analysis.json", "error_analysis.md"]}
 
 
