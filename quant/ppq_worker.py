@@ -124,9 +124,8 @@ def main(job_path: str) -> None:
                                         interested_outputs=[job["score_output"]])
     layerwise_s = time.time() - t0
     # every platform is evaluated as ONNX Runtime Q/DQ; PPL_CUDA's INT32 bias needs quantized parameters
-    with ppq_compat.exporting_overlapped_quantizers():
-        export_ppq_graph(graph, platform=TargetPlatform.ONNXRUNTIME, graph_save_to=job["out"],
-                         quantized_param=job["platform"] == "PPL_CUDA_INT8")
+    export_ppq_graph(graph, platform=TargetPlatform.ONNXRUNTIME, graph_save_to=job["out"],
+                     quantized_param=job["platform"] == "PPL_CUDA_INT8")
     json.dump({"platform": job["platform"], "method": "snr (noise power / signal power)",
                "images": len(data), "layerwise_measured_at": job["score_output"], "seconds": {"quantize": quantize_s, "graphwise": graphwise_s,
                                                 "layerwise": layerwise_s},
