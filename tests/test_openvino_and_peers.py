@@ -40,7 +40,7 @@ def suite(tiny_weights, tiny_data, tmp_path_factory):
     return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
 
 
-def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, tiny_data):
+def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, tiny_data, tmp_path):
     import openvino as ov
 
     folder = suite.artifact("ov-int8")
@@ -60,6 +60,14 @@ def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, ti
     fp32 = load_onnx(suite.artifact("onnx-fp32"))
     assert sorted(ir_int8_convs(folder)) == sorted(conv_layers(fp32))  # every learned convolution reads INT8
     assert sorted(ir_int8_convs(head)) == sorted(set(conv_layers(fp32)) - set(head_nodes(fp32)))
+    from quant.backends import openvino
+    from quant.variants import Variant
+
+    rerun = Variant("ov-int8-rerun", "openvino", "int8", "openvino", source="ov-int8",
+                    settings=(("inference_precision", "f32"),))  # reuses ov-int8's IR, as ov-int8-auto-bf16 does
+    (tmp_path / "rerun").mkdir()
+    _, info = openvino.build(rerun, suite, tmp_path / "rerun")
+    assert info == {"convs": len(conv_layers(fp32)), "int8_convs": len(conv_layers(fp32))}
     acc = suite.accuracy("ov-int8")  # Ultralytics' validator loads the folder through its metadata.yaml
     assert 0.0 <= acc.map50_95 <= 1.0 and acc.inference_ms > 0
     out = suite.runner("ov-int8")(suite.sample_input())

@@ -112,8 +112,10 @@ def build(variant, ctx: BuildContext, out_dir: Path):
         return importlib.import_module(module).build(variant, ctx, out_dir)
     src = ctx.artifact(variant.source)
     if _reuses_ir(variant):  # the same IR; only the inference precision differs
+        from quant.graph import int8_conv_counts, load_onnx
+
         shutil.copytree(src, out_dir / FOLDER)
-        return out_dir / FOLDER, {}
+        return out_dir / FOLDER, int8_conv_counts(load_onnx(ctx.artifact("onnx-fp32")), ir_int8_convs(out_dir / FOLDER))
     if variant.precision not in ("fp32", "bf16"):
         raise ValueError(f"openvino backend cannot build precision '{variant.precision}'")
     return save_ir(ov.convert_model(str(src)), src, out_dir), {}
