@@ -133,6 +133,20 @@ QUANTIZATION_TRANSPARENT = frozenset({"Split", "VariadicSplit", "Concat", "Resha
                                       "StridedSlice", "Squeeze", "Unsqueeze", "Flatten", "Cast", "Convert"})
 
 
+def reads_quantized(node, kind, sources, quantizer: str) -> bool:
+    """Whether ``node``'s output holds quantized values: it is a ``quantizer`` op, or a
+    :data:`QUANTIZATION_TRANSPARENT` op over such outputs (every input of a Concat, the data input of the
+    rest). ``kind(node)`` names an op's type, ``sources(node)`` lists its producers (None: none); the same
+    rule for an ONNX graph and an OpenVINO model."""
+    if node is None:
+        return False
+    op = kind(node)
+    if op == quantizer:
+        return True
+    inputs = sources(node) if op == "Concat" else sources(node)[:1]
+    return op in QUANTIZATION_TRANSPARENT and all(reads_quantized(n, kind, sources, quantizer) for n in inputs)
+
+
 def qdq_int8_convs(qmodel) -> list[str]:
     """Convolutions of a Q/DQ model that read INT8: weight and input both from a DequantizeLinear, the
     input possibly through :data:`QUANTIZATION_TRANSPARENT` ops. What the built model does, whatever
@@ -140,13 +154,8 @@ def qdq_int8_convs(qmodel) -> list[str]:
     producers = _producers(qmodel)
 
     def quantized(tensor: str) -> bool:
-        node = producers.get(tensor)
-        if node is None:
-            return False
-        if node.op_type == "DequantizeLinear":
-            return True
-        sources = node.input if node.op_type == "Concat" else node.input[:1]
-        return node.op_type in QUANTIZATION_TRANSPARENT and all(quantized(t) for t in sources)
+        return reads_quantized(producers.get(tensor), lambda n: n.op_type,
+                               lambda n: [producers.get(t) for t in n.input], "DequantizeLinear")
 
     return [n.name for n in qmodel.graph.node if n.op_type == "Conv" and quantized(n.input[0]) and quantized(n.input[1])]
 

@@ -74,10 +74,10 @@ def save_ir(ov_model, onnx_path: Path, out_dir: Path) -> Path:
 
 
 def ov_names_of(onnx_nodes, ov_names) -> list[str]:
-    """OpenVINO ops converted from the given ONNX nodes. The ONNX frontend keeps node names, but
-    splits a biased Conv into ``<name>/WithoutBiases`` (the Convolution) plus ``<name>`` (the Add)."""
+    """OpenVINO ops converted from the given ONNX nodes (the ONNX frontend keeps node names; see
+    :func:`_onnx_name`)."""
     wanted = set(onnx_nodes)
-    return sorted(n for n in ov_names if n in wanted or n.removesuffix("/WithoutBiases") in wanted)
+    return sorted(n for n in ov_names if n in wanted or _onnx_name(n) in wanted)
 
 
 def ir_int8_convs(folder: Path) -> list[str]:
@@ -86,18 +86,21 @@ def ir_int8_convs(folder: Path) -> list[str]:
     their ONNX names."""
     import openvino as ov
 
-    from quant.graph import QUANTIZATION_TRANSPARENT
+    from quant.graph import reads_quantized
 
-    def quantized(node) -> bool:
-        kind = node.get_type_name()
-        if kind == "FakeQuantize":
-            return True
-        sources = range(node.get_input_size()) if kind == "Concat" else [0]
-        return kind in QUANTIZATION_TRANSPARENT and all(quantized(node.input_value(i).get_node()) for i in sources)
+    def sources(node) -> list:
+        return [node.input_value(i).get_node() for i in range(node.get_input_size())]
 
-    return [op.get_friendly_name().removesuffix("/WithoutBiases")
+    return [_onnx_name(op.get_friendly_name())
             for op in ov.Core().read_model(str(Path(folder) / "model.xml")).get_ops()
-            if op.get_type_name() in ("Convolution", "GroupConvolution") and quantized(op.input_value(0).get_node())]
+            if op.get_type_name() in ("Convolution", "GroupConvolution")
+            and reads_quantized(sources(op)[0], lambda n: n.get_type_name(), sources, "FakeQuantize")]
+
+
+def _onnx_name(ov_name: str) -> str:
+    """The ONNX node an OpenVINO op was converted from: the frontend splits a biased Conv into
+    ``<name>/WithoutBiases`` (the Convolution) plus ``<name>`` (the Add)."""
+    return ov_name.removesuffix("/WithoutBiases")
 
 
 def builders(variant) -> list[str]:
