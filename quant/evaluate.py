@@ -28,9 +28,12 @@ class Accuracy:
 
 
 def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: int, project: str | os.PathLike,
-             name: str = "val", device: str = "cpu", half: bool = False, stats_out: Path | None = None) -> Accuracy:
+             name: str = "val", device: str = "cpu", half: bool = False, stats_out: Path | None = None,
+             save_detections: bool = False) -> Accuracy:
     """Ultralytics' validator on ``data_yaml``. ``stats_out``: also save its per-image matching statistics
-    there (:class:`quant.imagestats.ImageStats`, ``.npz``), from which intervals of differences are drawn."""
+    there (:class:`quant.imagestats.ImageStats`, ``.npz``), from which intervals of differences are drawn.
+    ``save_detections``: also write every detection the validator scored, with its confidence, to
+    ``project/name/labels/<image stem>.txt`` (YOLO format, normalized to the image)."""
     from quant.offline import ultralytics_yolo
 
     YOLO = ultralytics_yolo()
@@ -41,7 +44,8 @@ def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: i
     with contextlib.redirect_stdout(io.StringIO()):
         m = model.val(
             data=str(data_yaml), imgsz=imgsz, batch=1, rect=False, device=device, half=half, plots=False, verbose=False,
-            save_json=False, project=str(Path(project).resolve()), name=name, exist_ok=True, workers=0)
+            save_json=False, project=str(Path(project).resolve()), name=name, exist_ok=True, workers=0,
+            save_txt=save_detections, save_conf=save_detections)
     if stats_out is not None:
         from quant.imagestats import ImageStats
 
