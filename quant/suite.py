@@ -263,7 +263,7 @@ class Suite:
                                           self.imgsz), key
 
     def fidelity(self, name: str) -> Accuracy:
-        """The variant scored against FP32's own detections (label-free; 1.0 = identical boxes)."""
+        """The variant scored against FP32's own detections (label-free; FP32 itself scores the validator's ceiling)."""
         data, key = self.fidelity_data()
         return self._evaluated("fidelity", name, data, {"pseudo": key}, f"{name}-fidelity")
 
