@@ -24,7 +24,7 @@ from quant import backends, gates, report
 from quant.cache import artifact_size, file_lock, library_versions
 from quant.hardware import machine_info
 from quant.latency import Paired, paired
-from quant.row import Row
+from quant.row import FIDELITY_LABELS, Row
 from quant.suite import Suite
 from quant.variants import BASELINE, REGISTRY
 
@@ -167,7 +167,9 @@ class BenchSession:
             artifact_dir=str(self.suite.cache.folder(name, m["key"])), reports=m.get("reports", []),
             cached=m["cached"], built_because=m.get("built_because"), seconds=seconds,
             int8_share=f"{int8}/{convs}" if convs else None, float_nodes=m.get("float_nodes"),
-            engine=m.get("engine"), auto=m.get("auto"), cache_notices=list(self.suite.cache.notices))
+            engine=m.get("engine"), auto=m.get("auto"), cache_notices=list(self.suite.cache.notices),
+            label_free=self.suite.label_free,
+            fidelity_labels=FIDELITY_LABELS if fid or self.suite.label_free else None)
         if name == BASELINE:  # its latency is the A/A control: say whether latency can be judged in this run
             row.aa_verdict = self.noisy() or "holds"
         self.rows[name] = row

@@ -141,6 +141,7 @@ class Change:
     regressions: tuple[str, ...] = ()
     improvements: tuple[str, ...] = ()
     peer_changes: tuple[str, ...] = ()  # a yardstick (Ultralytics' own export) got worse: reported, never failed
+    not_compared: tuple[str, ...] = ()  # accuracy fields measured against differently made labels (labels_differ)
 
     @property
     def verdict(self) -> str:
@@ -201,19 +202,32 @@ def machine_mismatch(old: dict | None, new: dict | None) -> str | None:
             f"use --compare-force to compare anyway")
 
 
+def labels_differ(old_row: dict, new_row: dict) -> tuple[str, ...]:
+    """The accuracy fields two rows cannot be compared on: those measured against the FP32 model's own
+    detections (fidelity; label-free, every accuracy) where the two runs made those labels differently
+    (``fidelity_labels``; a row recorded before it was kept made them with ``predict()``)."""
+    if old_row.get("fidelity_labels") == new_row.get("fidelity_labels"):
+        return ()
+    label_free = old_row.get("label_free") or new_row.get("label_free")
+    return ("map50_95", "fidelity_map50_95") if label_free else ("fidelity_map50_95",)
+
+
 def _change(variant: str, old_row: dict, new_row: dict, baseline: str, limits: tuple[float, float],
             since: str, with_latency: bool) -> Change:
     """One variant's :class:`Change` under its (accuracy points, latency fraction) limits."""
     new_row, old_row = {**new_row, "variant": variant}, {**old_row, "variant": variant}
     where = f"since {since}"
-    checks = history_checks(limits, baseline, with_latency and variant != baseline)
+    not_comparable = labels_differ(old_row, new_row)
+    checks = [c for c in history_checks(limits, baseline, with_latency and variant != baseline)
+              if getattr(c, "field", None) not in not_comparable]
     regs = [m for c in checks if (m := c.fails(new_row, old_row, where))]
     imps = [m for c in checks if (m := c.improved(new_row, old_row, where))]
     point, ci = latency_change(old_row, new_row) if any(isinstance(c, LatencyRise) for c in checks) else (None, None)
     deltas = {c.field: c.delta(new_row, old_row) for c in checks if isinstance(c, MaxDrop)}
+    moved = (variant, deltas.get("map50_95"), deltas.get("fidelity_map50_95"), point, ci)
     if new_row.get("peer"):  # not our code: its changes inform, they do not fail the run
-        return Change(variant, deltas["map50_95"], deltas["fidelity_map50_95"], point, ci, (), tuple(imps), tuple(regs))
-    return Change(variant, deltas["map50_95"], deltas["fidelity_map50_95"], point, ci, tuple(regs), tuple(imps))
+        return Change(*moved, (), tuple(imps), tuple(regs), not_comparable)
+    return Change(*moved, tuple(regs), tuple(imps), (), not_comparable)
 
 
 def compare(old: dict, new: dict, limits_for: Callable[[str], dict] | None = None,
@@ -256,6 +270,11 @@ def _latency_cell(c: Change, cmp: Comparison) -> str:
 def _notes(cmp: Comparison) -> list[str]:
     """The lines under the table: why latency was skipped, variants present in only one run."""
     notes = [cmp.latency_refused] if cmp.latency_refused else []
+    skipped = [c.variant for c in cmp.changes if c.not_compared]
+    if skipped:
+        notes.append(f"accuracy against FP32's own detections not compared for {', '.join(skipped)}: "
+                     f"{cmp.old_source} made those labels another way (recorded as 'fidelity_labels'); "
+                     "compare it with a run recorded since")
     if cmp.only_old:
         notes.append(f"missing now (only in {cmp.old_source}): {', '.join(cmp.only_old)}")
     if cmp.only_new:

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+# How the FP32 model's detections become fidelity labels (quant.fidelity): the detections Ultralytics'
+# validator itself scores for it, confidence >= 0.25. Recorded with every row that has a fidelity, so
+# that runs whose labels were made another way are not compared on it (quant.compare).
+FIDELITY_LABELS = "validator detections, conf 0.25"
+
 
 @dataclass
 class Row:
@@ -62,6 +67,9 @@ class Row:
     aa_verdict: str | None = None  # the baseline's row: whether latency could be judged in this run
     limits: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
+    # what the accuracy was measured against
+    label_free: bool = False  # --images: mAP50-95 etc. are against FP32's own detections too
+    fidelity_labels: str | None = None  # FIDELITY_LABELS where a figure is against FP32's detections
 
     @property
     def engine_missing(self) -> bool:

@@ -88,6 +88,43 @@ def test_fidelity_drop_uses_the_same_limit():
     assert cmp.changes[1].fidelity_delta_points == pytest.approx(-1.4)
 
 
+def _labelled(run, labels, label_free=False):
+    for row in _rows(run).values():
+        row["fidelity_labels"], row["label_free"] = labels, label_free
+    return run
+
+
+def test_fidelity_against_labels_made_another_way_is_not_compared():
+    """A history recorded before the fidelity labels were the validator's own detections (no
+    ``fidelity_labels``): its fidelity is not compared, so neither a false alarm nor a false pass comes
+    from the change of labels; mAP50-95 against the val labels still is."""
+    from quant.row import FIDELITY_LABELS
+
+    old, new = _run(_report()), _labelled(_run(_report(), "new.json"), FIDELITY_LABELS)
+    _rows(new)["onnx-int8-percentile"]["fidelity_map50_95"] = 0.760
+    cmp = compare(old, new)
+    assert cmp.regressions == [] and cmp.changes[1].fidelity_delta_points is None
+    assert cmp.changes[1].not_compared == ("fidelity_map50_95",)
+    assert "not compared for onnx-fp32, onnx-int8-percentile, ul-onnx-int8: old.json made those labels" in \
+        format_comparison(cmp)
+    _rows(new)["onnx-int8-percentile"]["map50_95"] = 0.5161
+    assert len(compare(old, new).regressions) == 1  # the labelled mAP is still compared
+    _labelled(old, FIDELITY_LABELS)  # the same labels on both sides: the planted fidelity drop is caught
+    cmp = compare(old, new)
+    assert any("fidelity mAP50-95 fell 11.40 points" in m for m in cmp.regressions)
+    assert "made those labels" not in format_comparison(cmp)
+
+
+def test_label_free_runs_with_labels_made_another_way_compare_no_accuracy():
+    from quant.row import FIDELITY_LABELS
+
+    old, new = _run(_report()), _labelled(_run(_report(), "new.json"), FIDELITY_LABELS, label_free=True)
+    _rows(new)["onnx-int8-percentile"].update(map50_95=0.40, fidelity_map50_95=0.40)
+    cmp = compare(old, new)
+    assert cmp.regressions == [] and cmp.changes[1].not_compared == ("map50_95", "fidelity_map50_95")
+    assert cmp.changes[1].map_delta_points is None
+
+
 def test_improvement_is_reported_not_failed():
     old, new = _run(_report()), _run(_report(), "new.json")
     _rows(new)["onnx-int8-percentile"]["map50_95"] = 0.5361

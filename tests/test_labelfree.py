@@ -8,6 +8,7 @@ import pytest
 
 from quant.errors import QuantError
 from quant.labelfree import split_images
+from quant.row import FIDELITY_LABELS
 from quant.session import defaults, open_session
 
 
@@ -57,6 +58,7 @@ def test_a_label_free_run_scores_against_fp32s_own_detections(tmp_path, tiny_wei
         s.suite.images(s.suite.data.val))
     row = s.measure("onnx-fp32")
     assert row.map50_95 == row.fidelity_map50_95 and row.evaluation == "measured"
+    assert row.label_free and row.fidelity_labels == FIDELITY_LABELS  # what a later comparison checks
     assert s.header()["accuracy"].startswith("label-free")
     int8 = s.measure("onnx-int8-minmax")
     assert int8.map50_95 == int8.fidelity_map50_95 and int8.map50 == int8.fidelity_map50
