@@ -21,6 +21,7 @@ import numpy as np
 _AP_X = np.linspace(0, 1, 101)  # COCO's 101 recall points, as Ultralytics interpolates
 _EPS = 1e-16  # Ultralytics' epsilon in recall = tp / (labels + eps)
 RESAMPLES = 200
+_CHUNK = 2_000_000  # weightings x predictions (x 10) scored at once: bounds the memory of a resample batch
 CONFIDENCE = 0.95
 
 
@@ -69,18 +70,32 @@ class ImageStats:
             return None
 
     @cached_property
-    def _by_class(self) -> dict[int, np.ndarray]:
-        """Each class's predictions, most confident first (Ultralytics' order: one sort of all predictions)."""
+    def _by_class(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Each class's predictions, most confident first (Ultralytics' order: one sort of all predictions),
+        in runs: a true positive at any IoU threshold is a run of its own, consecutive predictions that are
+        false at every threshold form one. Inside such a run recall stays put and precision falls, so only
+        its last point reaches the interpolated AP (whatever the images' weights): scoring the runs is exact
+        and, with the validator's many low-confidence false positives, several times smaller. Per class:
+        the image of each prediction, where each run starts, and each run's ``tp`` (runs, 10)."""
         order = np.argsort(-self.conf)
         cls = self.pred_cls[order]
-        return {int(c): order[cls == c] for c in np.unique(cls)}
+        out = {}
+        for c in np.unique(cls):
+            idx = order[cls == c]
+            miss = ~self.tp[idx].any(axis=1)
+            starts = np.flatnonzero(np.concatenate(([True], ~(miss[1:] & miss[:-1]))))
+            out[int(c)] = self.pred_img[idx], starts, self.tp[idx][starts]
+        return out
 
     def resampled(self, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
         """mAP50-95 on each of the seeded bootstrap resamples of the images (computed once per object: the
         baseline is paired with every row)."""
         memo = self.__dict__.setdefault("_resampled", {})
         if (resamples, seed) not in memo:
-            maps = np.array([self.map50_95(w) for w in _draws(self.images, resamples, seed)])
+            draws = _draws(self.images, resamples, seed)
+            size = max((max(len(i), 10 * len(s)) for i, s, _ in self._by_class.values()), default=1)
+            step = max(1, _CHUNK // size)
+            maps = np.concatenate([self.maps(draws[i:i + step]) for i in range(0, resamples, step)])
             maps.setflags(write=False)  # kept and handed to every caller
             memo[resamples, seed] = maps
         return memo[resamples, seed]
@@ -89,37 +104,59 @@ class ImageStats:
         """mAP50-95 as Ultralytics computes it (per class with labels: AP at ten IoU thresholds, 101-point
         interpolation; mean over those classes), each image counted ``weights[i]`` times (default once)."""
         w = np.ones(self.images) if weights is None else np.asarray(weights, dtype=np.float64)
-        wt = w[self.target_img]
-        labels = np.bincount(self.target_cls, weights=wt, minlength=1) if len(wt) else np.zeros(1)
-        classes = np.flatnonzero(labels > 0)
-        if not len(classes):
-            return 0.0
-        wp = w[self.pred_img]
-        total = 0.0
-        for c in classes:
-            idx = self._by_class.get(int(c))
-            if idx is None:
-                continue  # a class with labels and no predictions: AP 0
-            ww = wp[idx]
-            keep = ww > 0
-            if not keep.any():
-                continue
-            hits = self.tp[idx[keep]] * ww[keep, None]
-            tpc = np.cumsum(hits, 0)
-            fpc = np.cumsum(ww[keep, None] - hits, 0)
-            total += _ap(tpc / (labels[c] + _EPS), tpc / (tpc + fpc)).sum()
-        return float(total / (10 * len(classes)))
+        return float(self.maps(w[None])[0])
+
+    def maps(self, weights: np.ndarray) -> np.ndarray:
+        """:meth:`map50_95` for each row of ``weights`` (weightings, images), all rows at once."""
+        w = np.asarray(weights, dtype=np.float64)
+        per_image = np.zeros((self.images, int(self.target_cls.max(initial=-1)) + 1))
+        np.add.at(per_image, (self.target_img, self.target_cls), 1.0)
+        labels = w @ per_image  # (rows, classes): each class's labels in each weighting
+        total = np.zeros(len(w))
+        for c in np.flatnonzero(labels.max(axis=0, initial=0) > 0):
+            runs = self._by_class.get(int(c))
+            if runs is not None:  # a class with labels and no predictions: AP 0
+                img, starts, tp = runs
+                ap, drawn = _class_ap(np.add.reduceat(w[:, img], starts, axis=1), tp, labels[:, c])
+                total += np.where(drawn & (labels[:, c] > 0), ap, 0.0)
+        counted = (labels > 0).sum(axis=1)
+        return np.where(counted > 0, total / (10 * np.maximum(counted, 1)), 0.0)
+
+
+def _class_ap(ww: np.ndarray, tp: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One class's AP summed over the ten IoU thresholds in each weighting: ``ww`` (rows, runs) the weight
+    of each run of predictions (most confident first), ``tp`` (runs, 10), ``labels`` (rows,). Also whether
+    each row has a prediction of weight > 0 at all (where not, its AP is meaningless)."""
+    hits = np.cumsum(ww[:, :, None] * tp[None], axis=1)  # true positives so far
+    seen = np.cumsum(ww, axis=1)[:, :, None]  # predictions so far
+    drawn = ww > 0
+    # runs of weight 0 are not in that weighting: further on they repeat the curve's last point (no
+    # change to the interpolated AP); before the first drawn one they take its point instead
+    first = np.maximum(np.arange(ww.shape[1])[None], drawn.argmax(axis=1)[:, None])[:, :, None]
+    hits, seen = np.take_along_axis(hits, first, 1), np.take_along_axis(seen, first, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall, precision = hits / (labels[:, None, None] + _EPS), hits / seen
+    ap = _ap(recall.transpose(0, 2, 1).reshape(-1, ww.shape[1]), precision.transpose(0, 2, 1).reshape(-1, ww.shape[1]))
+    return ap.reshape(len(ww), 10).sum(axis=1), drawn.any(axis=1)
 
 
 def _ap(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """AP per column (IoU threshold) of one class's curves, exactly as Ultralytics' ``compute_ap``."""
-    out = np.empty(recall.shape[1])
-    for j in range(recall.shape[1]):
-        r, p = recall[:, j], precision[:, j]
-        mrec = np.concatenate(([0.0], r, [r[-1]], [1.0]))
-        mpre = np.flip(np.maximum.accumulate(np.flip(np.concatenate(([1.0], p, [0.0], [0.0])))))
-        out[j] = np.trapezoid(np.interp(_AP_X, mrec, mpre), _AP_X)
-    return out
+    """AP of each row's curve (rows, points), exactly as Ultralytics' ``compute_ap`` (``np.interp`` at 101
+    recall points, replicated for all rows at once)."""
+    rows, n = recall.shape
+    mrec = np.concatenate([np.zeros((rows, 1)), recall, recall[:, -1:], np.ones((rows, 1))], axis=1)
+    mpre = np.concatenate([np.ones((rows, 1)), precision, np.zeros((rows, 2))], axis=1)
+    mpre = np.flip(np.maximum.accumulate(np.flip(mpre, 1), axis=1), 1)
+    # np.interp's segment for each grid recall x: the last point at or left of x (how many points are)
+    grid = np.searchsorted(_AP_X, mrec, side="left") + (len(_AP_X) + 1) * np.arange(rows)[:, None]
+    at = np.bincount(grid.ravel(), minlength=rows * (len(_AP_X) + 1)).reshape(rows, -1)[:, :-1].cumsum(axis=1) - 1
+    last = at == n + 2
+    at = at + (n + 3) * np.arange(rows)[:, None]
+    x0, x1 = mrec.ravel()[at], mrec.ravel()[at + ~last]
+    y0, y1 = mpre.ravel()[at], mpre.ravel()[at + ~last]
+    with np.errstate(invalid="ignore", divide="ignore"):  # the last point: no segment to its right
+        y = np.where(last, y0, (y1 - y0) / (x1 - x0) * (_AP_X - x0) + y0)
+    return np.trapezoid(y, _AP_X, axis=1)
 
 
 def delta_interval(new: ImageStats, old: ImageStats, resamples: int = RESAMPLES, confidence: float = CONFIDENCE,

@@ -12,13 +12,20 @@ EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt
 
 
 def _random_images(rng, images=12, classes=7, preds=40, labels=6) -> list[dict]:
+    """Validator-like statistics: each label is matched by at most one prediction of its class (so recall
+    never passes 1), at fewer IoU thresholds the stricter they are."""
     out = []
     for _ in range(images):
-        n = int(rng.integers(0, preds))
-        hit = rng.random(n) < 0.5
+        n, target = int(rng.integers(0, preds)), rng.integers(0, classes, int(rng.integers(0, labels)))
+        pred_cls, free = rng.integers(0, classes, n), list(target)
+        hit = np.zeros(n, bool)
+        for i in range(n):
+            if pred_cls[i] in free and rng.random() < 0.5:
+                free.remove(pred_cls[i])
+                hit[i] = True
         out.append({"tp": hit[:, None] & (rng.random((n, 10)) < np.linspace(0.95, 0.3, 10)),
-                    "conf": rng.random(n).astype(np.float32), "pred_cls": rng.integers(0, classes, n).astype(np.float32),
-                    "target_cls": rng.integers(0, classes, int(rng.integers(0, labels))).astype(np.float32)})
+                    "conf": rng.random(n).astype(np.float32), "pred_cls": pred_cls.astype(np.float32),
+                    "target_cls": target.astype(np.float32)})
     return out
 
 
@@ -65,11 +72,15 @@ def test_interval_of_a_model_against_itself_is_zero_and_a_real_loss_excludes_zer
 def test_resamples_are_seeded_draws_shared_by_both_models_and_scored_once_per_model():
     rng = np.random.default_rng(11)
     per_image = _random_images(rng, images=20)
-    a = ImageStats.from_images(per_image)
-    b = ImageStats.from_images([dict(p, conf=p["conf"][::-1].copy()) for p in per_image])
+    b_images = [dict(p, conf=p["conf"][::-1].copy()) for p in per_image]
+    a, b = ImageStats.from_images(per_image), ImageStats.from_images(b_images)
     draws = np.random.default_rng(5)
-    expected = [(a.map50_95(w), b.map50_95(w)) for w in
-                (draws.multinomial(20, np.full(20, 1 / 20)).astype(float) for _ in range(30))]
+
+    def repeated(images, counts):  # a resample as Ultralytics would see it: each image as often as drawn
+        return [p for p, k in zip(images, counts) for _ in range(int(k))]
+
+    expected = [(_ultralytics_map(repeated(per_image, w)), _ultralytics_map(repeated(b_images, w))) for w in
+                (draws.multinomial(20, np.full(20, 1 / 20)) for _ in range(30))]
     np.testing.assert_allclose(a.resampled(30, 5), [e[0] for e in expected], atol=1e-12)
     np.testing.assert_allclose(b.resampled(30, 5), [e[1] for e in expected], atol=1e-12)
     assert a.resampled(30, 5) is a.resampled(30, 5)  # the baseline is paired with every row: kept
