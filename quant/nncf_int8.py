@@ -4,7 +4,9 @@ Preset, bias correction and the float set come from the variant; the float set r
 ONNX graph maps onto OpenVINO's op names (:func:`quant.backends.openvino.ov_names_of`) as NNCF's
 ``IgnoredScope``. With ``choose_float_set`` (and ``float_set_from``), NNCF builds the reused set and
 a few prefixes of the same search's ranking, and keeps the one closest to FP32 on the search images
-(:mod:`quant.float_choice`).
+(:mod:`quant.float_choice`); with ``smooth_quant_alpha`` too, each of those once more with NNCF's
+SmoothQuant for the convolutions (:func:`smooth_quant`), so SmoothQuant is kept only where it brings the
+output closer to FP32.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def build(variant, ctx: BuildContext, out_dir: Path):
                               **int8_conv_counts(graph, ir_int8_convs(out_dir / FOLDER))}
 
 
-def quantize(variant, src: Path, reader, float_nodes: list[str]):
-    """The NNCF-quantized OpenVINO model of ``src`` with ``float_nodes`` ignored."""
+def quantize(variant, src: Path, reader, float_nodes: list[str], smooth_alpha: float | None = None):
+    """The NNCF-quantized OpenVINO model of ``src`` with ``float_nodes`` ignored (and ``smooth_alpha``: with
+    :func:`smooth_quant`)."""
     import nncf
     import openvino as ov
 
@@ -46,7 +49,21 @@ def quantize(variant, src: Path, reader, float_nodes: list[str]):
         ov_model, nncf.Dataset(reader.tensors()), subset_size=len(reader),
         preset=getattr(nncf.QuantizationPreset, variant.setting("preset", "mixed").upper()),
         fast_bias_correction=variant.setting("fast_bias_correction", False),
-        ignored_scope=nncf.IgnoredScope(names=ov_names_of(float_nodes, ov_names), validate=False))
+        ignored_scope=nncf.IgnoredScope(names=ov_names_of(float_nodes, ov_names), validate=False),
+        **(smooth_quant(smooth_alpha) if smooth_alpha is not None else {}))
+
+
+def smooth_quant(alpha: float) -> dict:
+    """``nncf.quantize`` arguments for SmoothQuant on the convolutions (NNCF runs it for transformer models
+    only): each quantized convolution input's channel c is divided by s_c = max|x_c|^alpha / max|w_c|^(1 -
+    alpha) (clipped below at the 10 % quantile of s) and its weights multiplied by it (exact in FP32), so
+    that one per-tensor activation grid fits channels whose ranges differ. ``ModelType.TRANSFORMER`` also
+    leaves Add and a few other element-wise ops unquantized."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    return {"model_type": nncf.ModelType.TRANSFORMER, "advanced_parameters": AdvancedQuantizationParameters(
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(convolution=float(alpha), matmul=-1))}
 
 
 def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], reader, out_dir: Path):
@@ -64,6 +81,9 @@ def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], rea
     bound = float(settings.get("auto_min_int8_macs", 0.0))
     base = variant.float_scope.resolve(graph) if variant.float_scope else []
     sets = float_choice.candidates(reused, base, sens, bound)
+    alpha = variant.setting("smooth_quant_alpha")
+    smooth = {f"{k}, SmoothQuant {alpha}": v for k, v in sets.items()} if alpha is not None else {}
+    sets |= smooth
     name = graph.graph.input[0].name
     files = ctx.search_files(settings["auto_images"])[:float_choice.IMAGES]  # the search's own images
     oe = OutputError(src, list(reader_for(files, ctx.imgsz, name)))
@@ -71,7 +91,7 @@ def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], rea
     def build_one(label: str, nodes: list[str]) -> Path:
         folder = out_dir / f".candidate-{list(sets).index(label)}"
         folder.mkdir()
-        return save_ir(quantize(variant, src, reader, nodes), src, folder)
+        return save_ir(quantize(variant, src, reader, nodes, alpha if label in smooth else None), src, folder)
 
     def error(ir: Path) -> tuple[float, float]:
         compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU", runtime_config(variant, ctx.threads))
@@ -81,7 +101,8 @@ def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], rea
     built[best].rename(out_dir / FOLDER)
     for ir in built.values():
         shutil.rmtree(ir.parent, ignore_errors=True)
-    record |= {"bound": bound, "images": len(files), "float_nodes": sets[best]}
+    record |= {"bound": bound, "images": len(files), "float_nodes": sets[best],
+               "smooth_quant": alpha if best in smooth else None}
     (out_dir / "float_choice.json").write_text(json.dumps(record, indent=1))
-    return sets[best], {"float_choice": {k: record[k] for k in ("chosen", "candidates", "images")},
+    return sets[best], {"float_choice": {k: record[k] for k in ("chosen", "candidates", "images", "smooth_quant")},
                         "reports": ["float_choice.json"]}

@@ -155,9 +155,10 @@ register(Variant("trt-int8-auto", "tensorrt", "int8", "engine", search=True,
                  description="TensorRT explicit Q/DQ INT8, searched method and float set (run in FP16)"))
 register(Variant("ov-int8-auto", "openvino", "int8", "openvino", tool="nncf",
                  float_scope=FloatScope(presets=("decode",)),
-                 settings=_NNCF + (("float_set_from", "onnx-int8-auto"), ("choose_float_set", True)),
+                 settings=_NNCF + (("float_set_from", "onnx-int8-auto"), ("choose_float_set", True),
+                                   ("smooth_quant_alpha", 0.5)),
                  source="onnx-fp32", description="OpenVINO NNCF INT8: onnx-int8-auto's float set or a prefix of its "
-                 "ranking, whichever NNCF keeps closer to FP32"))
+                 "ranking, with or without SmoothQuant, whichever NNCF keeps closer to FP32"))
 register(Variant("ppq-int8-auto", "ppq", "int8", "onnx", tool="ppq", float_scope=FloatScope(presets=("decode",)),
                  settings=_PPQ + (("float_set_from", "onnx-int8-auto"),), source="onnx-fp32",
                  description="PPQ INT8, the float set onnx-int8-auto found left float"))

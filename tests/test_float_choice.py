@@ -97,6 +97,12 @@ def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch
     assert len(compiled) == len(record["candidates"])
     labels = [c["label"] for c in record["candidates"]]
     assert labels[0] == "reused" and record["chosen"] in labels and record["images"] == len(suite.search_files(6))
+    alpha = REGISTRY["ov-int8-auto"].setting("smooth_quant_alpha")
+    plain = [c for c in record["candidates"] if "SmoothQuant" not in c["label"]]
+    smooth = [c for c in record["candidates"] if "SmoothQuant" in c["label"]]  # each float set once more with it
+    assert [(f"{c['label']}, SmoothQuant {alpha}", c["float_nodes"]) for c in plain] == \
+        [(c["label"], c["float_nodes"]) for c in smooth]
+    assert record["smooth_quant"] == (alpha if "SmoothQuant" in record["chosen"] else None)
     scores = {c["label"]: c["score"] for c in record["candidates"]}
     assert scores[record["chosen"]] == min(scores.values()) and scores["reused"] == pytest.approx(2.0)
     assert all(c["box_nsr"] >= 0 and c["class_nsr"] >= 0 for c in record["candidates"])
@@ -110,3 +116,27 @@ def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch
     total = sum(x.macs for x in sens.layers)
     float_macs = sum(x.macs for x in sens.layers if set(x.nodes) <= set(m["float_nodes"]))
     assert float_macs <= (1 - cfg["auto_min_int8_macs"]) * total + 1e-6  # the chosen set keeps the INT8 bound
+
+
+def test_smooth_quant_moves_channel_ranges_into_the_weights(suite, tiny_data):
+    """NNCF applies SmoothQuant to convolutions only for transformer models; asked for it otherwise, it
+    silently does nothing. The SmoothQuant build must insert its per-channel scales and change the model."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+
+    from quant import nncf_int8
+    from quant.calibration import reader_for
+
+    v, src = REGISTRY["ov-int8-auto"], suite.artifact("onnx-fp32")
+    name = onnx.load(str(src)).graph.input[0].name
+    reader = reader_for(suite.calibration_files(), suite.imgsz, name)
+    plain = nncf_int8.quantize(v, src, reader, [])
+    smooth = nncf_int8.quantize(v, src, reader, [], smooth_alpha=0.5)
+
+    def scales(m):
+        return [op for op in m.get_ops() if op.get_type_name() == "Multiply" and "smooth_quant" in op.get_friendly_name()]
+
+    assert not scales(plain) and len(scales(smooth)) >= 3
+    x = next(iter(reader.tensors()))
+    outs = [ov.Core().compile_model(m, "CPU")(x)[0] for m in (plain, smooth)]
+    assert not np.allclose(outs[0], outs[1])
