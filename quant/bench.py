@@ -167,7 +167,8 @@ class BenchSession:
             artifact_dir=str(self.suite.cache.folder(name, m["key"])), reports=m.get("reports", []),
             cached=m["cached"], built_because=m.get("built_because"), seconds=seconds,
             int8_share=f"{int8}/{convs}" if convs else None, float_nodes=m.get("float_nodes"),
-            engine=m.get("engine"), auto=m.get("auto"), cache_notices=list(self.suite.cache.notices),
+            engine=m.get("engine"), auto=m.get("auto"), float_choice=m.get("float_choice"),
+            cache_notices=list(self.suite.cache.notices),
             label_free=self.suite.label_free,
             fidelity_labels=FIDELITY_LABELS if fid or self.suite.label_free else None)
         if name == BASELINE:  # its latency is the A/A control: say whether latency can be judged in this run

@@ -88,11 +88,13 @@ def table(rows: list[dict], fmt: str = "simple") -> str:
 
 
 def auto_lines(rows: list[dict]) -> list[str]:
-    """One line per variant whose recipe was searched: method, float set, search drop and cost."""
+    """One line per variant whose recipe was searched: method, float set, search drop and cost; or whose
+    target picked its own float set (which candidate, against the set it reused)."""
     out = []
     for r in rows:
         a = r.get("auto")
         if not a:
+            out += choice_line(r)
             continue
         shown = a["float_layers"][:8]
         names = (", ".join(shown) + (f", and {len(a['float_layers']) - len(shown)} more (auto.json)"
@@ -105,6 +107,19 @@ def auto_lines(rows: list[dict]) -> list[str]:
                    f"{images} ({a['search_metric']}){confirm}; target {'met' if a['met'] else 'NOT met'}, "
                    f"{a['evaluations']} evaluations in {a['seconds']:.0f} s ({a['stop']})")
     return out
+
+
+def choice_line(r: dict) -> list[str]:
+    """The candidate a target kept (:mod:`quant.float_choice`) and its output error next to the reused set's."""
+    c = r.get("float_choice") or {}
+    errors = {x["label"]: x for x in c.get("candidates", [])}
+    if c.get("chosen") not in errors or "reused" not in errors:
+        return []
+    kept, reused = errors[c["chosen"]], errors["reused"]
+    return [f"{r['variant']}: kept '{c['chosen']}' of {len(errors)} candidate builds, closest to FP32 on "
+            f"{c.get('images')} search images (class-score error {kept['class_nsr']:.4f}, box {kept['box_nsr']:.2g}; "
+            f"the reused set as built: {reused['class_nsr']:.4f}, {reused['box_nsr']:.2g}); INT8 convs "
+            f"{r.get('int8_share')}"]
 
 
 INTERVAL_NOTE = ("Δ [95 % CI]: paired bootstrap over the val images (both models scored on the same 200 "

@@ -70,6 +70,7 @@ class Row:
     # what the accuracy was measured against
     label_free: bool = False  # --images: mAP50-95 etc. are against FP32's own detections too
     fidelity_labels: str | None = None  # FIDELITY_LABELS where a figure is against FP32's detections
+    float_choice: dict | None = None  # a target's own pick among float sets (quant.float_choice), e.g. ov-int8-auto
 
     @property
     def engine_missing(self) -> bool:

@@ -192,6 +192,21 @@ def test_report_lists_the_searched_recipe():
     assert auto_section([{"variant": "onnx-fp32"}]) == ""
 
 
+def test_report_lists_the_float_set_a_target_picked():
+    from quant.report import auto_lines
+
+    cands = [{"label": "reused", "float_nodes": 9, "box_nsr": 6.2e-05, "class_nsr": 0.0106, "score": 2.0},
+             {"label": "reused, SmoothQuant 0.5", "float_nodes": 9, "box_nsr": 5.5e-05, "class_nsr": 0.0083,
+              "score": 1.66}]
+    row = {"variant": "ov-int8-auto", "int8_share": "46/63",
+           "float_choice": {"chosen": "reused, SmoothQuant 0.5", "candidates": cands, "images": 32}}
+    (line,) = auto_lines([row, {"variant": "onnx-fp32"}])
+    assert line.startswith("ov-int8-auto: kept 'reused, SmoothQuant 0.5' of 2 candidate builds") and "32 search" in line
+    assert "class-score error 0.0083" in line and "the reused set as built: 0.0106" in line and "46/63" in line
+    ranked_nothing = {"chosen": "reused", "why": "the search ranked no layer"}  # no candidates were built
+    assert auto_lines([{**row, "float_choice": ranked_nothing}]) == []
+
+
 def test_prune_tries_the_most_expensive_layers_first():
     # L2 plus either L0 or L1 meets the target; the prefix search stops at L0..L2
     need = lambda m, s: 0.0 if "L2" in s and s & {"L0", "L1"} else 1.0  # noqa: E731
