@@ -83,12 +83,13 @@ HEARTBEAT_S = 30.0  # a progress line this often while the worker runs (its cali
 
 
 def run_worker(cmd: list[str], name: str, timeout: float | None, cwd: Path, env: dict,
-               heartbeat: float = HEARTBEAT_S, steps: Path | None = None) -> None:
-    """Run the PPQ worker, saying every ``heartbeat`` seconds that it still runs and, from its ``steps``
+               heartbeat: float | None = None, steps: Path | None = None) -> None:
+    """Run the PPQ worker, saying every ``heartbeat`` seconds (default: ``HEARTBEAT_S`` as it is at the
+    call) that it still runs and, from its ``steps``
     file (:class:`quant.progress.StepFile`), where it is and about how long that part has left; a crash, a
     kill or a hang fails this variant alone, in one line naming the exit code or signal and the worker's
     last words on stderr."""
-    start = time.monotonic()
+    start, heartbeat = time.monotonic(), HEARTBEAT_S if heartbeat is None else heartbeat
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
             stderr = _wait(proc, name, timeout, heartbeat, start, steps)
