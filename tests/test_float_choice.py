@@ -118,7 +118,7 @@ def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch
     assert float_macs <= (1 - cfg["auto_min_int8_macs"]) * total + 1e-6  # the chosen set keeps the INT8 bound
 
 
-def test_smooth_quant_moves_channel_ranges_into_the_weights(suite, tiny_data):
+def test_smooth_quant_moves_channel_ranges_into_the_weights(suite):
     """NNCF applies SmoothQuant to convolutions only for transformer models; asked for it otherwise, it
     silently does nothing. The SmoothQuant build must insert its per-channel scales and change the model."""
     pytest.importorskip("nncf")
