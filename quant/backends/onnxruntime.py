@@ -7,6 +7,7 @@ so each variant's cache key covers exactly the code that builds it (:mod:`quant.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import shutil
 from pathlib import Path
@@ -33,6 +34,47 @@ def unavailable(variant=None) -> str | None:
 def eval_args(variant, artifact) -> dict:
     """Ultralytics' validator picks ONNX Runtime's CUDA provider when given a GPU device."""
     return {"device": "0" if variant.setting("provider") == "CUDAExecutionProvider" else "cpu"}
+
+
+# ONNX Runtime's CUDA provider rounds the inputs of float convolutions and matrix products to TF32 by
+# default on Ampere and newer GPUs (10-bit mantissa): a row that says FP32 computes FP32.
+CUDA_OPTIONS = {"use_tf32": "0"}
+
+
+def providers(variant) -> list:
+    """The execution providers of the variant's sessions, with the options that pin its precision."""
+    wanted = variant.setting("provider", "CPUExecutionProvider")
+    return [(wanted, dict(CUDA_OPTIONS))] if wanted == "CUDAExecutionProvider" else [wanted]
+
+
+def _pin_cuda(providers: list | None) -> list | None:
+    """``providers`` as given, with :data:`CUDA_OPTIONS` added to the CUDA provider's own options."""
+    pinned = []
+    for p in providers or []:
+        name, opts = (p, {}) if isinstance(p, str) else p
+        pinned.append((name, {**opts, **CUDA_OPTIONS}) if name == "CUDAExecutionProvider" else p)
+    return pinned or providers
+
+
+@contextlib.contextmanager
+def eval_context(variant):
+    """CUDA rows: the sessions Ultralytics' validator opens compute in the timed session's precision."""
+    if variant.setting("provider") != "CUDAExecutionProvider":
+        yield
+        return
+    import onnxruntime
+
+    original = onnxruntime.InferenceSession
+
+    class Pinned(original):
+        def __init__(self, path_or_bytes, sess_options=None, providers=None, **kw):
+            super().__init__(path_or_bytes, sess_options, providers=_pin_cuda(providers), **kw)
+
+    onnxruntime.InferenceSession = Pinned
+    try:
+        yield
+    finally:
+        onnxruntime.InferenceSession = original
 
 
 def builders(variant) -> list[str]:
@@ -76,10 +118,15 @@ def runner(variant, artifact: Path, ctx: BuildContext):
     import onnxruntime as ort
 
     threads = ctx.threads
-    sess = ort.InferenceSession(str(artifact), session_options(threads),
-                                providers=[variant.setting("provider", "CPUExecutionProvider")])
+    sess = ort.InferenceSession(str(artifact), session_options(threads), providers=providers(variant))
     name = sess.get_inputs()[0].name
     run = lambda x: sess.run(None, {name: x})  # noqa: E731
-    run.runs_as = {"precision": "as stored (ONNX Runtime's CPU provider computes FP32 in FP32)",
+    provider = sess.get_providers()[0]
+    if provider == "CUDAExecutionProvider":
+        tf32 = sess.get_provider_options()[provider].get("use_tf32")
+        precision = f"as stored, float in FP32 on the GPU (TF32 {'on' if tf32 == '1' else 'off'})"
+    else:
+        precision = "as stored (ONNX Runtime's CPU provider computes FP32 in FP32)"
+    run.runs_as = {"precision": precision, "provider": provider,
                    "intra_op_num_threads": sess.get_session_options().intra_op_num_threads}
     return run
