@@ -155,6 +155,7 @@ def _skip_or_fail(reason: str | None) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.tensorrt
 def test_engines_build_and_run_on_gpu(suite):
     _skip_or_fail(trt_backend.engine_unavailable(REGISTRY["trt-int8-minmax"]))
     x = suite.sample_input()
