@@ -189,13 +189,14 @@ def history_checks(limits: tuple[float, float], baseline: str, with_latency: boo
 def _describe(machine: dict | None) -> str:
     if not machine:
         return "machine not recorded"
-    return f"{machine.get('cpu') or 'unknown CPU'} [{', '.join(machine.get('isa') or []) or 'no listed ISA flags'}]"
+    text = f"{machine.get('cpu') or 'unknown CPU'} [{', '.join(machine.get('isa') or []) or 'no listed ISA flags'}]"
+    return text + (f" + {machine['gpu']}" if machine.get("gpu") else "")
 
 
 def machine_mismatch(old: dict | None, new: dict | None) -> str | None:
-    """Why two runs' latencies cannot be compared (different CPU model or ISA flags), or None if they can."""
+    """Why two runs' latencies cannot be compared (different CPU model, ISA flags or GPU), or None if they can."""
     same = (bool(old) and bool(new) and old.get("cpu") == new.get("cpu")
-            and sorted(old.get("isa") or []) == sorted(new.get("isa") or []))
+            and sorted(old.get("isa") or []) == sorted(new.get("isa") or []) and old.get("gpu") == new.get("gpu"))
     if same:
         return None
     return (f"latency not compared: recorded on different machines ({_describe(old)} vs {_describe(new)}); "

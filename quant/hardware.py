@@ -61,9 +61,34 @@ def _physical_ids() -> set[str]:
         return {"0"}
 
 
+def cuda_device() -> str | None:
+    """The CUDA GPU the GPU rows run on (torch's device 0), or None."""
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # a CPU build, a broken driver: no GPU row can run either
+        return None
+
+
 def machine_info() -> dict:
     """What a benchmark row's numbers depend on: CPU model, result-changing ISA flags, cores, threads,
-    and the per-CPU settings the suite resolves from them."""
+    the per-CPU settings the suite resolves from them, and the GPU where one is visible."""
     return {"cpu": _cpuinfo().get("model name") or platform.processor() or platform.machine(),
             "arch": platform.machine(), "isa": sorted(set(RESULT_FLAGS) & cpu_flags()),
-            "cores": physical_cores(), "threads": os.cpu_count() or 1, "reduce_range": x86_without_vnni()}
+            "cores": physical_cores(), "threads": os.cpu_count() or 1, "reduce_range": x86_without_vnni(),
+            "gpu": cuda_device()}
+
+
+def describe(machine: dict | None) -> str:
+    """One line for a report header: CPU, ISA flags, cores and threads, the resolved settings, the GPU."""
+    if not machine:
+        return "machine not recorded"
+    text = f"{machine.get('cpu') or 'unknown CPU'} [{', '.join(machine.get('isa') or []) or 'no listed ISA flags'}]"
+    if machine.get("cores"):
+        text += f", {machine['cores']} cores / {machine.get('threads')} threads"
+    if machine.get("threads_used"):
+        text += f", {machine['threads_used']} used"
+    if "reduce_range" in machine:
+        text += f", reduce_range {'on' if machine['reduce_range'] else 'off'}"
+    return text + (f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU")

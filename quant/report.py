@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from quant.hardware import describe
+
 COLUMNS = [  # (key in a row, header)
     ("variant", "variant"), ("format", "format"), ("precision", "precision"), ("latency_ms", "ms/img"),
     ("latency_ratio", "× FP32 [95 % CI]"),
@@ -176,6 +178,7 @@ def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[P
     files = {out / "report.json": json.dumps({**header, "rows": rows}, indent=1, default=str) + "\n",
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
+             + (f"- machine: {describe(header['machine'])}\n" if "machine" in header else "")
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
              + table(rows, "github") + "\n" + "".join(f"\n{ln}\n" for ln in interval_lines(rows))
              + breach_section(rows) + auto_section(rows)}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from quant import backends
+from quant.hardware import describe
 from quant.row import FIDELITY_LABELS
 from quant.variants import REGISTRY
 
@@ -57,6 +58,8 @@ def test_full_run_then_cached_rerun_with_history(common):
     intervals = {r["variant"]: r["delta_ci"] for r in report["rows"]}
     assert intervals.pop("onnx-fp32") is None and all(lo <= hi for lo, hi in intervals.values())
     assert "| onnx-int8-minmax " in (tmp / "r1" / "report.md").read_text()
+    assert f"\nmachine {describe(report['machine'])}" in first.stdout  # the CPU next to every figure
+    assert f"- machine: {describe(report['machine'])}" in (tmp / "r1" / "report.md").read_text()
     pt = next(r for r in report["rows"] if r["variant"] == "pt-fp32")
     assert pt["runs_as"]["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting
 

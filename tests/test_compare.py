@@ -199,6 +199,15 @@ def test_same_cpu_different_isa_or_missing_machine_refuse_latency():
     assert "machine not recorded" in cmp.latency_refused and cmp.regressions == []
 
 
+def test_same_cpu_different_gpu_refuses_latency():
+    """GPU rows timed on an H100 and on an H200 are not comparable, even with the same host CPU."""
+    old, new = _slower(1.25)
+    old["machine"], new["machine"] = {**AMD, "gpu": "NVIDIA H100 80GB HBM3"}, {**AMD, "gpu": "NVIDIA H200"}
+    assert "AMD EPYC [avx2] + NVIDIA H100 80GB HBM3 vs AMD EPYC [avx2] + NVIDIA H200" in compare(old, new).latency_refused
+    new["machine"] = {**AMD, "gpu": "NVIDIA H100 80GB HBM3"}
+    assert compare(old, new).latency_refused is None
+
+
 def test_force_latency_compares_across_machines():
     old, new = _slower(1.25)
     new["machine"] = INTEL

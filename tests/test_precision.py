@@ -79,6 +79,19 @@ def test_one_thread_setting_for_every_runtime(suite):
 def test_header_has_a_machine_section(suite):
     h = BenchSession(suite, Thresholds({}, {}, {}, {}), embedded=False).header()
     m = h["machine"]
-    assert {"cpu", "arch", "isa", "cores", "threads", "reduce_range", "threads_used"} <= set(m)
+    assert {"cpu", "arch", "isa", "cores", "threads", "reduce_range", "threads_used", "gpu"} <= set(m)
     assert m["threads_used"] == 1 and m["cores"] >= 1 and isinstance(m["isa"], list)
     assert set(m["isa"]) <= {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+
+
+def test_machine_line_names_cpu_flags_threads_settings_and_gpu(tmp_path):
+    from quant import report
+    from quant.hardware import describe
+
+    m = {"cpu": "Intel Xeon", "isa": ["avx2", "avx512_vnni"], "cores": 16, "threads": 16, "threads_used": 16,
+         "reduce_range": False, "gpu": "NVIDIA H200"}
+    assert describe(m) == ("Intel Xeon [avx2, avx512_vnni], 16 cores / 16 threads, 16 used, reduce_range off, "
+                           "GPU NVIDIA H200")
+    assert describe({**m, "gpu": None, "reduce_range": True}).endswith("reduce_range on, no GPU")
+    report.write([], tmp_path, {"imgsz": 320, "machine": m})
+    assert f"- machine: {describe(m)}\n" in (tmp_path / "report.md").read_text()

@@ -56,4 +56,5 @@ def runner(variant, artifact: Path, ctx: BuildContext):
             torch.cuda.synchronize()
             return out
 
+    run_cuda.runs_as = {"precision": str(next(model.parameters()).dtype), "device": torch.cuda.get_device_name(0)}
     return run_cuda
