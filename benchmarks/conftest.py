@@ -141,13 +141,13 @@ def pytest_terminal_summary(terminalreporter, config):
     if bench is None or _is_worker(config) or not config._quant_rows:
         return
     from quant import report
-    from quant.hardware import describe, machine_info
+    from quant.hardware import describe
 
     rows = table_rows(list(config._quant_rows.values()))
     tr = terminalreporter
     tr.section("YOLO quantization benchmark")
     tr.write_line(f"weights {bench.suite.weights}  imgsz {bench.suite.imgsz}  data {bench.suite.data.yaml}")
-    tr.write_line(f"machine {describe({**machine_info(), 'threads_used': bench.suite.threads})}")
+    tr.write_line(f"machine {describe(bench.machine())}")
     tr.write_line("mAP in %, Δ = mAP50-95 points vs onnx-fp32 (same run), fidelity = mAP50-95 against onnx-fp32's "
                   "own detections (label-free), ms/img = median model call at batch 1, × FP32 = paired median ratio "
                   "vs onnx-fp32 with its 95 % interval")

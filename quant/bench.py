@@ -204,13 +204,17 @@ class BenchSession:
         return failures
 
     # ---- report -------------------------------------------------------------------------------
+    def machine(self) -> dict:
+        """The machine the rows were measured on (:func:`quant.hardware.machine_info`) and the threads used."""
+        return {**machine_info(), "threads_used": self.suite.threads}
+
     def header(self) -> dict:
         s = self.suite
         aa = self._aa
         return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "weights": str(s.weights), "data": str(s.data.yaml), "imgsz": s.imgsz,
                 "calibration_images": s.calib_images, "baseline": BASELINE, "thresholds": self.thresholds.path,
-                "device_profile": self.profile, "machine": {**machine_info(), "threads_used": s.threads},
+                "device_profile": self.profile, "machine": self.machine(),
                 "accuracy": ("label-free: mAP against onnx-fp32's own detections on the val images (= fidelity)"
                              if s.label_free else "mAP against the val labels"),
                 "latency_protocol": {"rounds": self.rounds, "calls": self.calls, "warmup": self.warmup},

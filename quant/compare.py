@@ -24,6 +24,7 @@ from typing import Callable
 
 from quant.errors import QuantError
 from quant.gates import LatencyRise, MaxDrop, latency_change
+from quant.hardware import cpu_label
 
 BASELINE = "onnx-fp32"
 DEFAULT_LIMITS = {"max_map_regression_points": 0.1, "max_latency_regression": 0.10}
@@ -189,8 +190,7 @@ def history_checks(limits: tuple[float, float], baseline: str, with_latency: boo
 def _describe(machine: dict | None) -> str:
     if not machine:
         return "machine not recorded"
-    text = f"{machine.get('cpu') or 'unknown CPU'} [{', '.join(machine.get('isa') or []) or 'no listed ISA flags'}]"
-    return text + (f" + {machine['gpu']}" if machine.get("gpu") else "")
+    return cpu_label(machine) + (f" + {machine['gpu']}" if machine.get("gpu") else "")
 
 
 def machine_mismatch(old: dict | None, new: dict | None) -> str | None:

@@ -80,11 +80,16 @@ def machine_info() -> dict:
             "gpu": cuda_device()}
 
 
+def cpu_label(machine: dict) -> str:
+    """The CPU model and its result-changing ISA flags, e.g. ``AMD EPYC [avx2]``."""
+    return f"{machine.get('cpu') or 'unknown CPU'} [{', '.join(machine.get('isa') or []) or 'no listed ISA flags'}]"
+
+
 def describe(machine: dict | None) -> str:
     """One line for a report header: CPU, ISA flags, cores and threads, the resolved settings, the GPU."""
     if not machine:
         return "machine not recorded"
-    text = f"{machine.get('cpu') or 'unknown CPU'} [{', '.join(machine.get('isa') or []) or 'no listed ISA flags'}]"
+    text = cpu_label(machine)
     if machine.get("cores"):
         text += f", {machine['cores']} cores / {machine.get('threads')} threads"
     if machine.get("threads_used"):
