@@ -15,6 +15,7 @@ so the pick can only be as fast or faster.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -58,6 +59,50 @@ def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
         {"label": k, "float_nodes": len(sets[k]), "box_nsr": errors[k][0], "class_nsr": errors[k][1],
          "score": score[k]} for k in sets]}
     return best, built, record
+
+
+def pick(variant, ctx, src: Path, graph, reused: list[str], out_dir: Path, final: Path,
+         build: Callable[[list[str], float | None, Path], Path], error: Callable[[Path, object], tuple[float, float]]):
+    """A target's pick for ``variant`` (settings ``float_set_from``, ``smooth_quant_alpha``): the reused set and
+    the ranking's prefixes (:func:`candidates`), each also with SmoothQuant when ``smooth_quant_alpha`` is set,
+    built by ``build(float nodes, SmoothQuant alpha or None, folder) -> artifact inside folder`` and measured
+    by ``error(artifact, OutputError on the search images)``; the closest to FP32 ends up at ``final``
+    (``out_dir/float_choice.json`` records the candidates). Returns (its float nodes, info for the manifest).
+    Without ``choose_float_set`` it builds ``reused`` alone, with ``smooth_quant_alpha`` if set."""
+    from quant.calibration import reader_for
+    from quant.sensitivity import OutputError
+
+    if not (variant.setting("choose_float_set") and variant.setting("float_set_from")):
+        build(reused, variant.setting("smooth_quant_alpha"), out_dir)
+        return reused, {}
+    found = source_search(ctx.artifact(variant.setting("float_set_from")).parent)
+    if found is None:  # the search ranked nothing: its set is the decode alone
+        build(reused, None, out_dir)
+        return reused, {"float_choice": {"chosen": "reused", "why": "the search ranked no layer"}}
+    sens, settings = found
+    bound = float(settings.get("auto_min_int8_macs", 0.0))
+    base = variant.float_scope.resolve(graph) if variant.float_scope else []
+    sets = candidates(reused, base, sens, bound)
+    alpha = variant.setting("smooth_quant_alpha")
+    smooth = {f"{k}, SmoothQuant {alpha}": v for k, v in sets.items()} if alpha is not None else {}
+    sets |= smooth
+    files = ctx.search_files(settings["auto_images"])[:IMAGES]  # the search's own images
+    oe = OutputError(src, list(reader_for(files, ctx.imgsz, graph.graph.input[0].name)))
+
+    def build_one(label: str, nodes: list[str]) -> Path:
+        folder = out_dir / f".candidate-{list(sets).index(label)}"
+        folder.mkdir()
+        return build(nodes, alpha if label in smooth else None, folder)
+
+    best, built, record = choose(sets, build_one, lambda artifact: error(artifact, oe))
+    built[best].rename(final)
+    for artifact in built.values():
+        shutil.rmtree(artifact.parent, ignore_errors=True)
+    record |= {"bound": bound, "images": len(files), "float_nodes": sets[best],
+               "smooth_quant": alpha if best in smooth else None}
+    (out_dir / "float_choice.json").write_text(json.dumps(record, indent=1))
+    return sets[best], {"float_choice": {k: record[k] for k in ("chosen", "candidates", "images", "smooth_quant")},
+                        "reports": ["float_choice.json"]}
 
 
 def source_search(folder: Path):

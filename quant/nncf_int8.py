@@ -11,10 +11,9 @@ output closer to FP32.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
+from quant import float_choice
 from quant.backends.openvino import FOLDER, ir_int8_convs, ov_names_of, runtime_config, save_ir
 from quant.calibration import reader_for
 from quant.context import BuildContext
@@ -23,16 +22,21 @@ from quant.graph import int8_conv_counts
 
 def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
+    import openvino as ov
 
     src = ctx.artifact(variant.source)
     graph = onnx.load(str(src))
     float_nodes = ctx.float_nodes(variant, graph)
     reader = reader_for(ctx.calibration_files(), ctx.imgsz, graph.graph.input[0].name)
-    info = {}
-    if variant.setting("choose_float_set") and variant.setting("float_set_from"):
-        float_nodes, info = _chosen(variant, ctx, src, graph, float_nodes, reader, out_dir)
-    else:
-        save_ir(quantize(variant, src, reader, float_nodes), src, out_dir)
+
+    def build_one(nodes: list[str], alpha: float | None, folder: Path) -> Path:
+        return save_ir(quantize(variant, src, reader, nodes, alpha), src, folder)
+
+    def error(ir: Path, oe) -> tuple[float, float]:  # measured as the variant runs: its precision and threads
+        compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU", runtime_config(variant, ctx.threads))
+        return oe.compare([compiled(f[graph.graph.input[0].name])[0] for f in oe.feeds])
+
+    float_nodes, info = float_choice.pick(variant, ctx, src, graph, float_nodes, out_dir, out_dir / FOLDER, build_one, error)
     return out_dir / FOLDER, {"float_nodes": float_nodes, "calibration_images": len(reader), **info,
                               **int8_conv_counts(graph, ir_int8_convs(out_dir / FOLDER))}
 
@@ -64,45 +68,3 @@ def smooth_quant(alpha: float) -> dict:
 
     return {"model_type": nncf.ModelType.TRANSFORMER, "advanced_parameters": AdvancedQuantizationParameters(
         smooth_quant_alphas=AdvancedSmoothQuantParameters(convolution=float(alpha), matmul=-1))}
-
-
-def _chosen(variant, ctx: BuildContext, src: Path, graph, reused: list[str], reader, out_dir: Path):
-    """Build the candidate float sets, keep the closest to FP32 as ``out_dir``'s IR; (its nodes, info)."""
-    import openvino as ov
-
-    from quant import float_choice
-    from quant.sensitivity import OutputError
-
-    found = float_choice.source_search(ctx.artifact(variant.setting("float_set_from")).parent)
-    if found is None:  # the search ranked nothing: its set is the decode alone
-        save_ir(quantize(variant, src, reader, reused), src, out_dir)
-        return reused, {"float_choice": {"chosen": "reused", "why": "the search ranked no layer"}}
-    sens, settings = found
-    bound = float(settings.get("auto_min_int8_macs", 0.0))
-    base = variant.float_scope.resolve(graph) if variant.float_scope else []
-    sets = float_choice.candidates(reused, base, sens, bound)
-    alpha = variant.setting("smooth_quant_alpha")
-    smooth = {f"{k}, SmoothQuant {alpha}": v for k, v in sets.items()} if alpha is not None else {}
-    sets |= smooth
-    name = graph.graph.input[0].name
-    files = ctx.search_files(settings["auto_images"])[:float_choice.IMAGES]  # the search's own images
-    oe = OutputError(src, list(reader_for(files, ctx.imgsz, name)))
-
-    def build_one(label: str, nodes: list[str]) -> Path:
-        folder = out_dir / f".candidate-{list(sets).index(label)}"
-        folder.mkdir()
-        return save_ir(quantize(variant, src, reader, nodes, alpha if label in smooth else None), src, folder)
-
-    def error(ir: Path) -> tuple[float, float]:
-        compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU", runtime_config(variant, ctx.threads))
-        return oe.compare([compiled(f[name])[0] for f in oe.feeds])
-
-    best, built, record = float_choice.choose(sets, build_one, error)
-    built[best].rename(out_dir / FOLDER)
-    for ir in built.values():
-        shutil.rmtree(ir.parent, ignore_errors=True)
-    record |= {"bound": bound, "images": len(files), "float_nodes": sets[best],
-               "smooth_quant": alpha if best in smooth else None}
-    (out_dir / "float_choice.json").write_text(json.dumps(record, indent=1))
-    return sets[best], {"float_choice": {k: record[k] for k in ("chosen", "candidates", "images", "smooth_quant")},
-                        "reports": ["float_choice.json"]}

@@ -153,6 +153,14 @@ register(Variant("trt-int8-auto", "tensorrt", "int8", "engine", search=True,
                  float_scope=FloatScope(presets=("decode",)), settings=_TRT_INT8 + _TRT_MIXED + _LEVERS + _AUTO,
                  source="onnx-fp32", markers=_GPU,
                  description="TensorRT explicit Q/DQ INT8, searched method and float set (run in FP16)"))
+# NNCF's ONNX backend as TensorRT's Q/DQ builder (quant/nncf_qdq.py): symmetric INT8 (preset performance) at the
+# convolution inputs, NNCF's ranges and bias correction, the float set picked like ov-int8-auto's
+register(Variant("trt-int8-nncf", "tensorrt", "int8", "engine", tool="nncf", float_scope=FloatScope(presets=("decode",)),
+                 settings=(("preset", "performance"), ("fast_bias_correction", False), ("float_set_from", "onnx-int8-auto"),
+                           ("choose_float_set", True), ("smooth_quant_alpha", 0.5)) + _TRT_MIXED,
+                 source="onnx-fp32", markers=_GPU,
+                 description="TensorRT explicit Q/DQ INT8 by NNCF: onnx-int8-auto's float set or a prefix of its ranking, "
+                 "with or without SmoothQuant, whichever is closer to FP32 (run in FP16)"))
 register(Variant("ov-int8-auto", "openvino", "int8", "openvino", tool="nncf",
                  float_scope=FloatScope(presets=("decode",)),
                  settings=_NNCF + (("float_set_from", "onnx-int8-auto"), ("choose_float_set", True),

@@ -186,7 +186,7 @@ def test_only_a_selected_int8_variant_still_gates_against_the_baseline(common):
 # Ultralytics' own exports), which keeps this run to about half the full table's time
 YOLO11_ROWS = ("pt-fp32", "onnx-fp32", "onnx-int8-minmax", "onnx-int8-minmax-headfloat", "ov-fp32", "ov-int8",
                "ov-int8-headfloat", "trt-fp16", "trt-int8-minmax", "trt-int8-headfloat", "ppq-int8",
-               "onnx-int8-auto", "trt-int8-auto", "ov-int8-auto")
+               "onnx-int8-auto", "trt-int8-auto", "trt-int8-nncf", "ov-int8-auto")
 
 
 @pytest.mark.slow

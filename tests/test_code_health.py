@@ -72,7 +72,7 @@ def test_no_function_longer_than_60_lines_without_a_reason():
 
 BUILD_MODULES = ["quant/backends/" + p.name for p in sorted((ROOT / "quant" / "backends").glob("*.py"))
                  if p.name != "__init__.py"] + ["quant/qdq.py", "quant/auto_qdq.py", "quant/nncf_int8.py",
-                                                "quant/fp16.py"]
+                                                "quant/nncf_qdq.py", "quant/float_choice.py", "quant/fp16.py"]
 
 
 def _ctx_uses(path: Path) -> set[str]:

@@ -61,8 +61,25 @@ def _source(producers, tensor):
     return _source(producers, n.input[0]) if n is not None and n.op_type == "Cast" else n
 
 
-def test_trt_qdq_placement(suite):
-    m = onnx.load(str(_onnx_of(suite, "trt-int8-minmax")))
+@pytest.fixture
+def searched(suite, monkeypatch):
+    """onnx-int8-auto cut down to a tiny search that always ranks (an unreachable target), so that the variants
+    reusing its float set have a ranking to pick prefixes from."""
+    from dataclasses import replace
+
+    v = REGISTRY["onnx-int8-auto"]
+    settings = {**dict(v.settings), "auto_max_evals": 3, "auto_images": 6, "auto_sensitivity_images": 2,
+                "auto_target_drop": -1.0, "auto_margin": 0.0}
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    return suite
+
+
+@pytest.mark.parametrize("name", ["trt-int8-minmax", "trt-int8-nncf"])
+def test_trt_qdq_placement(searched, name):
+    suite = searched
+    if REGISTRY[name].tool == "nncf":
+        pytest.importorskip("nncf", reason="nncf not installed (pip install -e '.[openvino]')")
+    m = onnx.load(str(_onnx_of(suite, name)))
     inits = {i.name: i for i in m.graph.initializer}
     consumers, producers = _graph_maps(m)
     dqs = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
@@ -80,6 +97,36 @@ def test_trt_qdq_placement(suite):
     decode = set(decode_nodes(onnx.load(str(suite.artifact("onnx-fp32")))))
     assert not any((_source(producers, i) or n).op_type == "DequantizeLinear"
                    for n in m.graph.node if n.name in decode for i in n.input if i not in inits)
+
+
+def test_nncf_builds_tensorrt_qdq_and_keeps_the_candidate_closest_to_fp32(searched):
+    """trt-int8-nncf: NNCF's Q/DQ ONNX (placement checked above) from the reused float set or a prefix of its
+    ranking, each with and without SmoothQuant; the chosen one is what the engine is built from, run in FP16
+    outside the Q/DQ pairs, and its float set is what the model leaves float."""
+    pytest.importorskip("nncf", reason="nncf not installed (pip install -e '.[openvino]')")
+    suite = searched
+    path, m = _onnx_of(suite, "trt-int8-nncf"), suite.manifest("trt-int8-nncf")
+    record = m["float_choice"]
+    labels = [c["label"] for c in record["candidates"]]
+    assert labels[0] == "reused" and record["chosen"] in labels and len(labels) >= 2
+    alpha = REGISTRY["trt-int8-nncf"].setting("smooth_quant_alpha")
+    assert [f"{k}, SmoothQuant {alpha}" for k in labels if "SmoothQuant" not in k] == [k for k in labels if "SmoothQuant" in k]
+    scores = {c["label"]: c["score"] for c in record["candidates"]}
+    assert scores[record["chosen"]] == min(scores.values()) and scores["reused"] == pytest.approx(2.0)
+    assert not list(path.parent.glob(".candidate-*")) and "float_choice.json" in m["reports"]
+    assert m["float_precision"] == "fp16" and m["quantizer"] == "nncf"
+    qmodel = onnx.load(str(path))
+    consumers, producers = _graph_maps(qmodel)
+    smooth = [n for n in qmodel.graph.node if n.op_type == "Mul" and "smooth_quant" in n.name]
+    assert bool(smooth) == ("SmoothQuant" in record["chosen"])
+    int8 = {n.name for n in qmodel.graph.node if n.op_type == "Conv"
+            and all((_source(producers, t) or n).op_type == "DequantizeLinear" for t in n.input[:2])}
+    assert int8 and m["int8_convs"] == len(int8)
+    convs = {n.name for n in qmodel.graph.node if n.op_type == "Conv"}
+    assert convs & set(m["float_nodes"]) == convs - int8  # what stays float is the chosen set's convolutions
+    x = suite.sample_input()
+    ref, out = suite.runner("onnx-fp32")(x)[0], suite.runner("trt-int8-nncf")(x)[0]
+    assert out.dtype == np.float32 and np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05  # class scores
 
 
 def test_int8_engines_run_fp16_outside_the_qdq_pairs(suite):
@@ -127,6 +174,15 @@ def test_engine_header_round_trips_through_ultralytics(tmp_path, tiny_onnx):
     assert theirs == meta and path.read_bytes()[offset:] == b"\x00serialized-engine-bytes"
     assert trt_backend.read_engine(path) == (meta, b"\x00serialized-engine-bytes")
     assert BaseBackend.read_metadata(path)["names"] == meta["names"]
+
+
+def test_nncf_variant_skips_without_nncf(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf raises ImportError
+    assert "nncf is not installed" in trt_backend.unavailable(REGISTRY["trt-int8-nncf"])
+    assert trt_backend.unavailable(REGISTRY["trt-int8-minmax"]) is None
+    assert trt_backend.builders(REGISTRY["trt-int8-nncf"]) == ["quant.nncf_qdq", "quant.fp16"]
 
 
 def test_skip_reasons_name_the_missing_piece(monkeypatch):

@@ -71,6 +71,11 @@ def engine_unavailable(variant) -> str | None:
 def unavailable(variant=None) -> str | None:
     if variant is not None and variant.setting("implicit"):
         return engine_unavailable(variant)  # the implicit path has no CPU stage
+    if variant is not None and variant.tool == "nncf":
+        try:
+            importlib.import_module("nncf")
+        except ImportError as e:
+            return f"nncf is not installed (pip install -e '.[openvino]'): {e}"
     return None  # the ONNX stage builds anywhere
 
 
@@ -94,7 +99,7 @@ def builders(variant) -> list[str]:
     if variant.precision == "fp16":
         return ["quant.fp16"]
     if variant.precision == "int8":  # Q/DQ INT8, then (float_precision fp16) FP16 outside the Q/DQ pairs
-        qdq = ["quant.auto_qdq"] if variant.search else ["quant.qdq"]
+        qdq = ["quant.nncf_qdq"] if variant.tool == "nncf" else ["quant.auto_qdq"] if variant.search else ["quant.qdq"]
         return qdq + (["quant.fp16"] if variant.setting("float_precision") == "fp16" else [])
     return []
 

@@ -1,0 +1,59 @@
+"""Q/DQ INT8 ONNX by NNCF's ONNX backend, with TensorRT's placement, from the suite's FP32 ONNX.
+
+NNCF quantizes the inputs and weights of convolutions only and leaves their outputs float: what
+TensorRT's explicit INT8 wants (it fuses Conv+bias+SiLU and requantizes at the next convolution). The
+``performance`` preset makes the activations symmetric INT8 (zero point 0), which TensorRT requires;
+NNCF chooses the ranges and corrects the biases (full bias correction). The float set is an
+``IgnoredScope`` of ONNX node names; with ``choose_float_set`` NNCF builds the set ``float_set_from``
+searched and prefixes of its ranking, each with and without SmoothQuant (``smooth_quant_alpha``), and
+keeps the one whose output ONNX Runtime finds closest to FP32 on the search images
+(:func:`quant.float_choice.pick`), as ``ov-int8-auto`` does for OpenVINO.
+
+On ONNX Runtime's CPU kernels this placement is no faster than FP32 (unquantized convolution outputs
+cannot fuse into integer convolutions); it is a TensorRT recipe, scored on CPU like every TensorRT ONNX.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quant import float_choice
+from quant.calibration import reader_for
+from quant.context import BuildContext
+from quant.graph import int8_conv_counts, load_onnx, qdq_int8_convs
+from quant.nncf_int8 import smooth_quant
+
+MODEL = "model.onnx"
+
+
+def build(variant, ctx: BuildContext, out_dir: Path):
+    import onnx
+
+    src = ctx.artifact(variant.source)
+    graph = onnx.load(str(src))
+    float_nodes = ctx.float_nodes(variant, graph)
+    reader = reader_for(ctx.calibration_files(), ctx.imgsz, graph.graph.input[0].name)
+
+    def build_one(nodes: list[str], alpha: float | None, folder: Path) -> Path:
+        onnx.save(quantize(variant, src, reader, nodes, alpha), str(folder / MODEL))
+        return folder / MODEL
+
+    out = out_dir / MODEL
+    float_nodes, info = float_choice.pick(variant, ctx, src, graph, float_nodes, out_dir, out, build_one,
+                                          lambda path, oe: oe(path))  # ONNX Runtime CPU runs it
+    return out, {"float_nodes": float_nodes, "calibration_images": len(reader), "quantizer": "nncf", **info,
+                 **int8_conv_counts(graph, qdq_int8_convs(load_onnx(out)))}
+
+
+def quantize(variant, src: Path, reader, float_nodes: list[str], smooth_alpha: float | None = None):
+    """The NNCF Q/DQ ONNX model of ``src`` with ``float_nodes`` ignored (and ``smooth_alpha``: with SmoothQuant)."""
+    import nncf
+    import onnx
+
+    name = onnx.load(str(src)).graph.input[0].name
+    return nncf.quantize(
+        onnx.load(str(src)), nncf.Dataset([{name: x} for x in reader.tensors()]), subset_size=len(reader),
+        preset=getattr(nncf.QuantizationPreset, variant.setting("preset", "performance").upper()),
+        fast_bias_correction=variant.setting("fast_bias_correction", False),
+        ignored_scope=nncf.IgnoredScope(names=list(float_nodes), validate=False),
+        **(smooth_quant(smooth_alpha) if smooth_alpha is not None else {}))
