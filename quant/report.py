@@ -116,12 +116,12 @@ def choice_line(r: dict) -> list[str]:
     c = r.get("float_choice") or {}
     errors = {x["label"]: x for x in c.get("candidates", [])}
     if c.get("chosen") not in errors or "reused" not in errors:
-        return []
+        return [f"{r['variant']}: {c['note']}"] if c.get("note") else []
     kept, reused = errors[c["chosen"]], errors["reused"]
     return [f"{r['variant']}: kept '{c['chosen']}' of {len(errors)} candidate builds, closest to FP32 on "
             f"{c.get('images')} search images (class-score error {kept['class_nsr']:.4f}, box {kept['box_nsr']:.2g}; "
             f"the reused set as built: {reused['class_nsr']:.4f}, {reused['box_nsr']:.2g}); INT8 convs "
-            f"{r.get('int8_share')}"]
+            f"{r.get('int8_share')}" + (f"; {c['note']}" if c.get("note") else "")]
 
 
 INTERVAL_NOTE = ("Δ [95 % CI]: paired bootstrap over the val images (both models scored on the same 200 "

@@ -129,6 +129,51 @@ def test_nncf_builds_tensorrt_qdq_and_keeps_the_candidate_closest_to_fp32(search
     assert out.dtype == np.float32 and np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05  # class scores
 
 
+def test_nncf_falls_back_to_fast_bias_correction_where_the_full_one_fails(searched, monkeypatch):
+    """NNCF's ONNX backend cannot run its full bias correction on some graphs (YOLO11: "Duplicate definition-site");
+    the build then uses its fast bias correction, for every candidate, and says so. A failure of both is raised."""
+    pytest.importorskip("nncf", reason="nncf not installed (pip install -e '.[openvino]')")
+    from dataclasses import replace
+
+    import nncf
+
+    from quant import nncf_qdq
+    from quant.report import choice_line
+
+    real, calls = nncf.quantize, []
+
+    def flaky(model, dataset, **kw):
+        calls.append(kw["fast_bias_correction"])
+        if not kw["fast_bias_correction"]:
+            raise RuntimeError("Duplicate definition-site for (/model.6/Split_output_1).")
+        return real(model, dataset, **kw)
+
+    monkeypatch.setattr(nncf, "quantize", flaky)
+    v = REGISTRY["trt-int8-nncf"]
+    name = "trt-int8-nncf-fallback"  # a variant of its own: the suite remembers trt-int8-nncf's manifest
+    monkeypatch.setitem(REGISTRY, name, replace(v, name=name, settings=tuple({**dict(v.settings), "choose_float_set": False}.items())))
+    m = searched.manifest(name)
+    assert calls == [False, True] and m["bias_correction"] == "fast"
+    assert "full bias correction failed" in m["bias_correction_note"] and "Duplicate definition-site" in m["bias_correction_note"]
+    assert choice_line({"variant": "x", "float_choice": {"chosen": "reused", "note": "N"}}) == ["x: N"]
+
+    def broken(model, dataset, **kw):
+        raise ValueError("not a bias correction problem")
+
+    class NoImages:
+        def tensors(self):
+            return []
+
+        def __len__(self):
+            return 1
+
+    monkeypatch.setattr(nncf, "quantize", broken)
+    failed = []
+    with pytest.raises(ValueError, match="not a bias correction problem"):  # the fast retry fails too: raised
+        nncf_qdq._quantize(v, searched.artifact("onnx-fp32"), NoImages(), [], None, failed)
+    assert failed == ["ValueError: not a bias correction problem"]
+
+
 def test_int8_engines_run_fp16_outside_the_qdq_pairs(suite):
     """TensorRT INT8 ONNX: INT8 convolutions, FP16 for everything else but the box decode (FP32); Q/DQ in FP32
     with Casts around them (opset 13 has no FP16 Q/DQ). Valid, and close to the FP32 Q/DQ model in ONNX Runtime."""
