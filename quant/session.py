@@ -45,7 +45,8 @@ OPTIONS: dict[str, dict] = {
     "--data": {"default": None, "help": "data YAML; val split for accuracy, 'calib' (else 'train') for calibration"},
     "--images": {"default": None, "help": "label-free mode: a folder of unlabeled images in place of --data, split "
                                           "into calibration, search and validation images; accuracy = fidelity"},
-    "--imgsz": {"type": int, "default": None, "help": "input size, multiple of 32 (default: the weights' training size)"},
+    "--imgsz": {"type": int, "default": None, "help": "input size, a multiple of the model's largest stride (32; 64 "
+                                                      "for P6 models) (default: the weights' training size)"},
     "--calib-images": {"type": int, "default": 64, "help": "number of calibration images (default 64)"},
     "--skip-bad-images": _flag("skip unreadable images (counted in the report header) instead of failing"),
     "--cache-dir": {"default": None, "help": f"artifact cache (default $YQB_CACHE_DIR or {default_cache_dir()})"},

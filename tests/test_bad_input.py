@@ -56,6 +56,17 @@ def test_bad_imgsz(bad):
     _one_line(e)
 
 
+def test_p6_model_needs_a_multiple_of_64(tmp_path, tiny_data):
+    """A P6 model (four scales, stride 64) is refused at a multiple of 32 that is not one of 64."""
+    from conftest import untrained_weights
+
+    weights = untrained_weights(tmp_path / "p6.pt", "yolov8n-p6.yaml", 320)
+    with pytest.raises(QuantError, match="multiple of 64") as e:
+        Suite.create(weights, tiny_data, 352, tmp_path / "cache")
+    assert "352" in _one_line(e)
+    assert Suite.create(weights, tiny_data, 384, tmp_path / "cache").imgsz == 384
+
+
 def test_export_rejects_bad_imgsz_before_writing(tiny_weights, tmp_path):
     with pytest.raises(QuantError, match="multiple of 32"):
         export_onnx(tiny_weights, tmp_path / "out" / "m.onnx", 100)
