@@ -65,6 +65,24 @@ def tiny_weights(tmp_path_factory) -> Path:
     return Path(shutil.copy(EMBEDDED, tmp_path_factory.mktemp("weights") / "tiny.pt"))
 
 
+def error_vs_spread(suite, variant: str, images: int = 4) -> tuple[float, float]:
+    """(box, class-score) mean error of ``variant``'s output against FP32's on the first val images, each as a
+    fraction of how much FP32's own output changes between those images: near 0 where the variant tracks FP32,
+    near 1 where it has lost the image (a model whose output ignores the image gives nan or inf)."""
+    from quant.calibration import letterbox, read_image
+
+    xs = [letterbox(read_image(p), suite.imgsz) for p in suite.images(suite.data.val)[:images]]
+    fp32, run = suite.runner("onnx-fp32"), suite.runner(variant)
+    ref, out = [fp32(x)[0] for x in xs], [run(x)[0] for x in xs]
+    assert all(o.shape == r.shape for o, r in zip(out, ref))
+    ratios = []
+    for part in (slice(0, 4), slice(4, None)):  # box coordinates, class scores
+        err = np.mean([np.abs(o[:, part] - r[:, part]).mean() for o, r in zip(out, ref)])
+        spread = np.mean([np.abs(r[:, part] - ref[0][:, part]).mean() for r in ref[1:]])
+        ratios.append(float(err / spread))
+    return ratios[0], ratios[1]
+
+
 @pytest.fixture(scope="session")
 def yolo11_weights(tmp_path_factory) -> Path:
     """YOLO11n (attention block, depthwise head convs), 5 classes, random init, 96 px: for what its graph

@@ -10,6 +10,8 @@ from onnx import numpy_helper
 from quant.graph import decode_nodes, head_nodes
 from quant.suite import Suite
 
+from conftest import error_vs_spread
+
 
 @pytest.fixture(scope="module")
 def int8(suite):
@@ -91,16 +93,8 @@ def test_calibration_methods_produce_different_int8_models(suite):
 def test_int8_output_close_to_fp32(suite):
     """INT8 tracks FP32: its error on an image is a small fraction of how much FP32's own output changes
     from one image to another (so an INT8 model that lost the image, or a model that ignores it, fails)."""
-    from quant.calibration import letterbox, read_image
-
-    xs = [letterbox(read_image(p), suite.imgsz) for p in suite.images(suite.data.val)[:4]]
-    fp32, int8 = suite.runner("onnx-fp32"), suite.runner("onnx-int8-minmax")
-    ref, out = [fp32(x)[0] for x in xs], [int8(x)[0] for x in xs]
-    assert out[0].shape == ref[0].shape
-    for part in (slice(0, 4), slice(4, None)):  # box coordinates, class scores
-        err = np.mean([np.abs(o[:, part] - r[:, part]).mean() for o, r in zip(out, ref)])
-        spread = np.mean([np.abs(r[:, part] - ref[0][:, part]).mean() for r in ref[1:]])
-        assert err < 0.25 * spread, (part, err, spread)
+    box, cls = error_vs_spread(suite, "onnx-int8-minmax")
+    assert box < 0.25 and cls < 0.25, (box, cls)
 
 
 def test_second_build_comes_from_cache(suite, tiny_weights, tiny_data):
