@@ -142,7 +142,8 @@ class Change:
     regressions: tuple[str, ...] = ()
     improvements: tuple[str, ...] = ()
     peer_changes: tuple[str, ...] = ()  # a yardstick (Ultralytics' own export) got worse: reported, never failed
-    not_compared: tuple[str, ...] = ()  # accuracy fields measured against differently made labels (labels_differ)
+    not_compared: tuple[str, ...] = ()  # accuracy fields the two runs measured differently (not_comparable)
+    not_compared_why: str = ""  # the row field that differs: 'scoring' or 'fidelity_labels'
 
     @property
     def verdict(self) -> str:
@@ -203,6 +204,16 @@ def machine_mismatch(old: dict | None, new: dict | None) -> str | None:
             f"use --compare-force to compare anyway")
 
 
+def not_comparable(old_row: dict, new_row: dict) -> tuple[tuple[str, ...], str]:
+    """The accuracy fields two rows cannot be compared on, and the recorded field that says why: every
+    accuracy where the runs scored boxes differently (``scoring``; a row recorded before it was kept
+    scored them unclipped), else those of :func:`labels_differ`."""
+    if old_row.get("scoring") != new_row.get("scoring"):
+        return ("map50_95", "fidelity_map50_95"), "scoring"
+    fields = labels_differ(old_row, new_row)
+    return fields, "fidelity_labels" if fields else ""
+
+
 def labels_differ(old_row: dict, new_row: dict) -> tuple[str, ...]:
     """The accuracy fields two rows cannot be compared on: those measured against the FP32 model's own
     detections (fidelity; label-free, every accuracy) where the two runs made those labels differently
@@ -218,17 +229,17 @@ def _change(variant: str, old_row: dict, new_row: dict, baseline: str, limits: t
     """One variant's :class:`Change` under its (accuracy points, latency fraction) limits."""
     new_row, old_row = {**new_row, "variant": variant}, {**old_row, "variant": variant}
     where = f"since {since}"
-    not_comparable = labels_differ(old_row, new_row)
+    skip, why = not_comparable(old_row, new_row)
     checks = [c for c in history_checks(limits, baseline, with_latency and variant != baseline)
-              if getattr(c, "field", None) not in not_comparable]
+              if getattr(c, "field", None) not in skip]
     regs = [m for c in checks if (m := c.fails(new_row, old_row, where))]
     imps = [m for c in checks if (m := c.improved(new_row, old_row, where))]
     point, ci = latency_change(old_row, new_row) if any(isinstance(c, LatencyRise) for c in checks) else (None, None)
     deltas = {c.field: c.delta(new_row, old_row) for c in checks if isinstance(c, MaxDrop)}
     moved = (variant, deltas.get("map50_95"), deltas.get("fidelity_map50_95"), point, ci)
     if new_row.get("peer"):  # not our code: its changes inform, they do not fail the run
-        return Change(*moved, (), tuple(imps), tuple(regs), not_comparable)
-    return Change(*moved, tuple(regs), tuple(imps), (), not_comparable)
+        return Change(*moved, (), tuple(imps), tuple(regs), skip, why)
+    return Change(*moved, tuple(regs), tuple(imps), (), skip, why)
 
 
 def compare(old: dict, new: dict, limits_for: Callable[[str], dict] | None = None,
@@ -271,7 +282,11 @@ def _latency_cell(c: Change, cmp: Comparison) -> str:
 def _notes(cmp: Comparison) -> list[str]:
     """The lines under the table: why latency was skipped, variants present in only one run."""
     notes = [cmp.latency_refused] if cmp.latency_refused else []
-    skipped = [c.variant for c in cmp.changes if c.not_compared]
+    rescored = [c.variant for c in cmp.changes if c.not_compared_why == "scoring"]
+    if rescored:
+        notes.append(f"accuracy not compared for {', '.join(rescored)}: {cmp.old_source} scored the predicted "
+                     "boxes another way (recorded as 'scoring'); compare it with a run recorded since")
+    skipped = [c.variant for c in cmp.changes if c.not_compared_why == "fidelity_labels"]
     if skipped:
         notes.append(f"accuracy against FP32's own detections not compared for {', '.join(skipped)}: "
                      f"{cmp.old_source} made those labels another way (recorded as 'fidelity_labels'); "

@@ -1,7 +1,8 @@
 """Accuracy of any artifact Ultralytics can load, with Ultralytics' own validator.
 
 Every format is validated the same way: batch 1, square letterbox (``rect=False``; .pt and ONNX
-then see identical inputs and agree exactly), CPU unless told otherwise.
+then see identical inputs and agree exactly), CPU unless told otherwise. Boxes are scored as a
+deployed model returns them, clipped to the image (:func:`clip_to_image`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: i
     YOLO = ultralytics_yolo()
     model = YOLO(str(artifact), task="detect")
     per_image: list[dict] = []
+    model.add_callback("on_val_start", clip_to_image)
     if stats_out is not None:
         model.add_callback("on_val_batch_end", lambda validator: _collect(validator, per_image))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -53,6 +55,28 @@ def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: i
     s = m.speed
     return Accuracy(float(m.box.mp), float(m.box.mr), float(m.box.map50), float(m.box.map),
                     float(s.get("preprocess", 0.0)), float(s.get("inference", 0.0)), float(s.get("postprocess", 0.0)))
+
+
+def clip_to_image(validator) -> None:
+    """Score predicted boxes clipped to the image, as ``predict()`` returns them and as labels are.
+
+    Ultralytics' validator matches predictions with labels in the letterboxed input, where a predicted
+    box may reach into the padding or past the border while labels never do; unclipped, the FP32
+    model scored 97.3 mAP50-95 against its own detections instead of the ceiling 99.5 (a 147-class
+    model on photos). Clipping only cuts what lies outside the image, so it never lowers a box's IoU
+    with a label."""
+    update = validator.update_metrics
+
+    def clipped(preds, batch):
+        for si, pred in enumerate(preds):
+            (rh, rw), (left, top) = batch["ratio_pad"][si]
+            h0, w0 = batch["ori_shape"][si]
+            boxes = pred["bboxes"]
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(left, left + w0 * rw)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(top, top + h0 * rh)
+        return update(preds, batch)
+
+    validator.update_metrics = clipped
 
 
 def _collect(validator, per_image: list[dict]) -> None:

@@ -3,9 +3,9 @@
 Users often have deployment images without labels, and against labels small INT8 losses drown in
 the model's own errors. Here the FP32 model's detections, as Ultralytics' validator sees them, above
 a confidence cut become the labels of a pseudo data set; the validator then scores any variant on
-it, so a variant that reproduces FP32's detections scores what FP32 scores against itself: mAP50
-0.995 (the validator's ceiling), mAP50-95 the same or a little less where FP32's boxes reach past
-the image edge.
+it, so a variant that reproduces FP32's detections scores what FP32 scores against itself: mAP50 and
+mAP50-95 0.995, the validator's ceiling (boxes are scored clipped to the image, as the labels are:
+:func:`quant.evaluate.clip_to_image`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,8 @@ def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[
 
     The labels are the detections Ultralytics' validator itself scores for the reference (its image
     loading and letterbox, its multi-label NMS) with confidence >= ``conf``; scored the same way, the
-    reference model reproduces every label: mAP50 at the validator's ceiling (0.995), mAP50-95 just
-    under it where a box reaches past the image edge (labels are clipped to the image, predictions are
-    not). Labels made by ``predict()`` instead differ from what the validator sees (another resize,
+    reference model reproduces every label: mAP50 and mAP50-95 at the validator's ceiling (0.995).
+    Labels made by ``predict()`` instead differ from what the validator sees (another resize,
     one class per box), and the reference model itself then scored 0.90 against them on a 147-class
     model."""
     from quant.evaluate import validate

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 # validator itself scores for it, confidence >= 0.25. Recorded with every row that has a fidelity, so
 # that runs whose labels were made another way are not compared on it (quant.compare).
 FIDELITY_LABELS = "validator detections, conf 0.25"
+# How predicted boxes are scored (quant.evaluate.clip_to_image). Recorded with every row, so that runs
+# scored another way (a row recorded before it was kept scored unclipped boxes) are not compared on accuracy.
+SCORING = "boxes clipped to the image"
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Row:
     # what the accuracy was measured against
     label_free: bool = False  # --images: mAP50-95 etc. are against FP32's own detections too
     fidelity_labels: str | None = None  # FIDELITY_LABELS where a figure is against FP32's detections
+    scoring: str = SCORING  # how predicted boxes were scored
     float_choice: dict | None = None  # a target's own pick among float sets (quant.float_choice), e.g. ov-int8-auto
 
     @property

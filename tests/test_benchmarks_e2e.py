@@ -10,7 +10,7 @@ import pytest
 
 from quant import backends
 from quant.hardware import describe
-from quant.row import FIDELITY_LABELS
+from quant.row import FIDELITY_LABELS, SCORING
 from quant.variants import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,8 @@ def test_full_run_then_cached_rerun_with_history(common):
     assert report["network_attempts"] == []
     assert all(r["status"].startswith(("pass", "peer")) and r["latency_ms"] > 0 for r in report["rows"])
     assert not any(r["cached"] for r in report["rows"])
-    assert all(r["fidelity_labels"] == FIDELITY_LABELS and not r["label_free"] for r in report["rows"])
+    assert all(r["fidelity_labels"] == FIDELITY_LABELS and not r["label_free"] and r["scoring"] == SCORING
+               for r in report["rows"])
     intervals = {r["variant"]: r["delta_ci"] for r in report["rows"]}
     assert intervals.pop("onnx-fp32") is None and all(lo <= hi for lo, hi in intervals.values())
     assert "| onnx-int8-minmax " in (tmp / "r1" / "report.md").read_text()

@@ -125,6 +125,28 @@ def test_label_free_runs_with_labels_made_another_way_compare_no_accuracy():
     assert cmp.changes[1].map_delta_points is None
 
 
+def test_runs_that_scored_boxes_another_way_compare_no_accuracy():
+    """A history recorded before predicted boxes were clipped to the image (no ``scoring``): neither
+    mAP50-95 nor fidelity is compared with it, latency still is; with the same scoring on both sides
+    the planted drop is caught."""
+    from quant.row import SCORING
+
+    old, new = _slower(1.25)
+    for row in _rows(new).values():
+        row["scoring"] = SCORING
+    _rows(new)["onnx-int8-percentile"].update(map50_95=0.40, fidelity_map50_95=0.40)
+    cmp = compare(old, new)
+    assert cmp.changes[1].not_compared == ("map50_95", "fidelity_map50_95") and cmp.changes[1].map_delta_points is None
+    assert [m for m in cmp.regressions if "mAP" in m] == [] and any("latency" in m for m in cmp.regressions)
+    text = format_comparison(cmp)
+    assert "accuracy not compared for onnx-fp32, onnx-int8-percentile, ul-onnx-int8: old.json scored" in text
+    assert "made those labels" not in text
+    for row in _rows(old).values():
+        row["scoring"] = SCORING
+    cmp = compare(old, new)
+    assert any("mAP50-95 fell 12.61 points" in m for m in cmp.regressions) and "scored the" not in format_comparison(cmp)
+
+
 def test_improvement_is_reported_not_failed():
     old, new = _run(_report()), _run(_report(), "new.json")
     _rows(new)["onnx-int8-percentile"]["map50_95"] = 0.5361
