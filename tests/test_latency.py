@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import statistics
 import time
@@ -189,10 +190,24 @@ def test_paired_catches_planted_25pct_slowdown(spin_n):
     assert all(r.rounds == 15 and len(r.ratios) == 15 for r in slower)
 
 
-def test_paired_identical_models_do_not_fire(spin_n):
-    same = _trials(lambda n: _spin(n), _spin, spin_n)  # same work, a distinct function object
-    assert sum(r.ratio > 1.10 for r in same) == 0, [round(r.ratio, 3) for r in same]
-    assert sum(r.contains(1.0) for r in same) >= 8, [tuple(round(c, 3) for c in r.ci) for r in same]
+@pytest.fixture(scope="module")
+def identical_trials(spin_n):
+    return _trials(lambda n: _spin(n), _spin, spin_n)  # same work, a distinct function object
+
+
+def test_paired_identical_models_do_not_fire(identical_trials):
+    assert sum(r.ratio > 1.10 for r in identical_trials) == 0, [round(r.ratio, 3) for r in identical_trials]
+
+
+def test_paired_interval_covers_identical_models(identical_trials):
+    """On a quiet machine the 95 % interval of two identical models holds 1.00 in most trials. Under
+    pytest-xdist another worker's builds load the same cores in bursts longer than a trial, the rounds
+    of a trial are no longer independent and the interval is too narrow (measured on 2 cores: 3/10 and
+    7/10). In a benchmark run the A/A control (onnx-fp32 against a second session of itself) judges whether
+    the machine was quiet enough."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        pytest.skip("needs a quiet CPU: other pytest-xdist workers share the cores (run without -n)")
+    assert sum(r.contains(1.0) for r in identical_trials) >= 8, [tuple(round(c, 3) for c in r.ci) for r in identical_trials]
 
 
 # ---------------------------------------------------------------- ratio_of_ratios
