@@ -155,8 +155,8 @@ def pytest_terminal_summary(terminalreporter, config):
         tr.write_line("label-free (--images): P, R, mAP50 and mAP50-95 score each variant against onnx-fp32's own "
                       "detections on the val images, as fidelity does; the gates judge those", yellow=True)
     tr.write_line(report.table(rows))
-    for line in (report.interval_lines(rows) + report.auto_lines(rows) + report.build_lines(rows)
-                 + report.latency_lines(rows)):
+    for line in (report.interval_lines(rows) + report.floor_lines(rows) + report.auto_lines(rows)
+                 + report.build_lines(rows) + report.latency_lines(rows)):
         tr.write_line(line)
     for note in bench.suite.notes:
         tr.write_line(f"data: {note}", yellow=True)

@@ -126,11 +126,14 @@ class BenchSession:
         seconds["validate"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         fid = self.suite.fidelity(name) if self.fidelity else None
+        floor = self.suite.fidelity_floor() if fid and name == BASELINE else None
         seconds["fidelity"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         lat, timing = self.time_variant(name)
         seconds["time"] = round(time.monotonic() - t0, 2)
-        return self._row(name, path, acc, fid, lat, timing, seconds, delta_ci)
+        row = self._row(name, path, acc, fid, lat, timing, seconds, delta_ci)
+        row.fidelity_floor = floor.map50_95 if floor else None
+        return row
 
     def delta_interval(self, name: str) -> list | None:
         """How far the variant's Δ mAP50-95 against the baseline can be trusted on these val images: the

@@ -134,6 +134,19 @@ def interval_lines(rows: list[dict]) -> list[str]:
     return [INTERVAL_NOTE] if any(r.get("delta_ci") for r in rows) else []
 
 
+def floor_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
+    """The fidelity floor (:func:`quant.fidelity.perturbed_dataset`), once, where the baseline's row has it."""
+    from quant.fidelity import PERTURBATION
+
+    base = next((r for r in rows if r["variant"] == baseline and r.get("fidelity_floor") is not None), None)
+    if base is None:
+        return []
+    floor, ceiling = 100 * base["fidelity_floor"], 100 * base["fidelity_map50_95"]
+    return [f"fidelity floor: {baseline} on the same images with {PERTURBATION} scores fidelity {floor:.1f} "
+            f"({floor - ceiling:+.2f}); a variant's fidelity loss within that is within what an imperceptible change "
+            "of these images costs FP32 itself"]
+
+
 def breach_lines(rows: list[dict]) -> list[str]:
     """Every breached gate of the run, one sentence each."""
     return [f for r in rows for f in r.get("failures") or []]
@@ -175,12 +188,13 @@ def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[P
     """report.json (everything) and report.md (the table), written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    notes = interval_lines(rows) + floor_lines(rows)
     files = {out / "report.json": json.dumps({**header, "rows": rows}, indent=1, default=str) + "\n",
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
              + (f"- machine: {describe(header['machine'])}\n" if "machine" in header else "")
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
-             + table(rows, "github") + "\n" + "".join(f"\n{ln}\n" for ln in interval_lines(rows))
+             + table(rows, "github") + "\n" + "".join(f"\n{ln}\n" for ln in notes)
              + breach_section(rows) + auto_section(rows)}
     for path, text in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")

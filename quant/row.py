@@ -74,6 +74,7 @@ class Row:
     label_free: bool = False  # --images: mAP50-95 etc. are against FP32's own detections too
     fidelity_labels: str | None = None  # FIDELITY_LABELS where a figure is against FP32's detections
     scoring: str = SCORING  # how predicted boxes were scored
+    fidelity_floor: float | None = None  # the baseline's row: its fidelity on its images perturbed imperceptibly
     float_choice: dict | None = None  # a target's own pick among float sets (quant.float_choice), e.g. ov-int8-auto
 
     @property

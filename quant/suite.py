@@ -267,3 +267,11 @@ class Suite:
         data, key = self.fidelity_data()
         return self._evaluated("fidelity", name, data, {"pseudo": key}, f"{name}-fidelity")
 
+    def fidelity_floor(self) -> Accuracy:
+        """The FP32 baseline against its own detections on the same images with every pixel value's lowest bit
+        flipped (:func:`quant.fidelity.perturbed_dataset`): what an imperceptible change of the images costs it."""
+        from quant import fidelity
+
+        data, key = self.fidelity_data()
+        return self._evaluated("fidelity-floor", BASELINE, fidelity.perturbed_dataset(data),
+                               {"pseudo": key, "perturbed": fidelity.PERTURBATION}, "fidelity-floor")

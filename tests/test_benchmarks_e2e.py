@@ -56,6 +56,9 @@ def test_full_run_then_cached_rerun_with_history(common):
     assert not any(r["cached"] for r in report["rows"])
     assert all(r["fidelity_labels"] == FIDELITY_LABELS and not r["label_free"] and r["scoring"] == SCORING
                for r in report["rows"])
+    floor = next(r for r in report["rows"] if r["variant"] == "onnx-fp32")["fidelity_floor"]
+    assert 0 < floor <= 0.995 + 1e-9 and "fidelity floor: onnx-fp32 on the same images with" in first.stdout
+    assert all(r["fidelity_floor"] is None for r in report["rows"] if r["variant"] != "onnx-fp32")
     intervals = {r["variant"]: r["delta_ci"] for r in report["rows"]}
     assert intervals.pop("onnx-fp32") is None and all(lo <= hi for lo, hi in intervals.values())
     assert "| onnx-int8-minmax " in (tmp / "r1" / "report.md").read_text()

@@ -86,6 +86,37 @@ def test_fp32_reaches_the_ceiling_where_its_boxes_cross_the_image_edge(tmp_path,
     assert evaluate.validate(EMBEDDED, data, 320, tmp_path / "unclipped").map50_95 < 0.994
 
 
+def test_fidelity_floor_is_fp32_on_its_images_with_the_lowest_bit_flipped(suite):
+    """Same labels, every pixel value changed by exactly 1 (as the validator reads the images), made once;
+    the floor is FP32's fidelity there, cached like any result."""
+    import cv2
+    import numpy as np
+
+    from quant.fidelity import perturbed_dataset
+    from quant.report import floor_lines
+
+    data, _ = suite.fidelity_data()
+    flipped = perturbed_dataset(data)
+    assert perturbed_dataset(data) == flipped != data
+    for kind in ("labels", "images"):
+        assert [f.stem for f in sorted((flipped.parent / kind).iterdir())] == \
+            [f.stem for f in sorted((data.parent / kind).iterdir())]
+    for f in sorted((data.parent / "labels").iterdir()):
+        assert (flipped.parent / "labels" / f.name).read_text() == f.read_text()
+    for f in sorted((data.parent / "images").iterdir()):
+        a, b = (cv2.imread(str(p), cv2.IMREAD_COLOR).astype(int) for p in (f, flipped.parent / "images" / f"{f.stem}.png"))
+        assert a.shape == b.shape and np.all(np.abs(a - b) == 1)
+    floor, fp32 = suite.fidelity_floor(), suite.fidelity("onnx-fp32")
+    assert 0 < floor.map50_95 <= fp32.map50_95 + 1e-9 and suite.evaluations[("fidelity-floor", "onnx-fp32")] == "measured"
+    assert suite.fidelity_floor() == floor and suite.evaluations[("fidelity-floor", "onnx-fp32")] == "cached"
+    row = {"variant": "onnx-fp32", "fidelity_floor": 0.961, "fidelity_map50_95": 0.995}
+    assert floor_lines([row]) == ["fidelity floor: onnx-fp32 on the same images with every pixel value's lowest bit "
+                                  "flipped (a change of 1 in 255) scores fidelity 96.1 (-3.40); a variant's fidelity "
+                                  "loss within that is within what an imperceptible change of these images costs FP32 "
+                                  "itself"]
+    assert floor_lines([{**row, "fidelity_floor": None}]) == []
+
+
 def test_fidelity_floor_gate():
     base = Result("onnx-fp32", 0.9, 0.7, 10.0, 0.98)
     msgs = check(Result("x", 0.9, 0.7, 10.0, 0.80), {"min_fidelity_map50_95": 0.85}, base)
