@@ -30,17 +30,20 @@ class Accuracy:
 
 def validate(artifact: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: int, project: str | os.PathLike,
              name: str = "val", device: str = "cpu", half: bool = False, stats_out: Path | None = None,
-             save_detections: bool = False) -> Accuracy:
+             save_detections: bool = False, flip_lowest_bit: bool = False) -> Accuracy:
     """Ultralytics' validator on ``data_yaml``. ``stats_out``: also save its per-image matching statistics
     there (:class:`quant.imagestats.ImageStats`, ``.npz``), from which intervals of differences are drawn.
     ``save_detections``: also write every detection the validator scored, with its confidence, to
-    ``project/name/labels/<image stem>.txt`` (YOLO format, normalized to the image)."""
+    ``project/name/labels/<image stem>.txt`` (YOLO format, normalized to the image). ``flip_lowest_bit``:
+    score the model on its inputs with every pixel value's lowest bit flipped (:func:`flip_input_lowest_bit`)."""
     from quant.offline import ultralytics_yolo
 
     YOLO = ultralytics_yolo()
     model = YOLO(str(artifact), task="detect")
     per_image: list[dict] = []
     model.add_callback("on_val_start", clip_to_image)
+    if flip_lowest_bit:
+        model.add_callback("on_val_start", flip_input_lowest_bit)
     if stats_out is not None:
         model.add_callback("on_val_batch_end", lambda validator: _collect(validator, per_image))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -77,6 +80,18 @@ def clip_to_image(validator) -> None:
         return update(preds, batch)
 
     validator.update_metrics = clipped
+
+
+def flip_input_lowest_bit(validator) -> None:
+    """Change the validator's letterboxed input images by 1 in 255: every pixel value's lowest bit flipped
+    (padding included), before it becomes the model's float input. Nothing is written to disk."""
+    preprocess = validator.preprocess
+
+    def flipped(batch):
+        batch["img"] = batch["img"] ^ 1  # uint8 at this point
+        return preprocess(batch)
+
+    validator.preprocess = flipped
 
 
 def _collect(validator, per_image: list[dict]) -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 from quant.data import list_images, write_data_yaml
 from quant.fsutil import atomic_dir
 
-# The imperceptible change of the images whose cost to the FP32 model itself is the fidelity floor.
-PERTURBATION = "every pixel value's lowest bit flipped (a change of 1 in 255)"
+# The imperceptible change of the images whose cost to the FP32 model itself is the fidelity floor
+# (quant.evaluate.flip_input_lowest_bit).
+PERTURBATION = "every input pixel value's lowest bit flipped (a change of 1 in 255)"
 
 
 def reference_key(baseline_key: str, images_digest: dict, imgsz: int, conf: float = 0.25) -> str:
@@ -73,25 +74,3 @@ def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[
         write_data_yaml(tmp / "data.yaml", out, "images", names)
     return yaml_path
 
-
-def perturbed_dataset(data_yaml: Path) -> Path:
-    """A copy of the pseudo data set ``data_yaml`` (same labels) whose images have every pixel value's
-    lowest bit flipped (lossless PNG), made once beside it. What the reference model scores on it is the
-    fidelity an imperceptible change of the images costs the reference itself: a variant's loss under
-    that floor is within what the model's detections on these images are robust to."""
-    import cv2
-    import yaml
-
-    src = Path(data_yaml).parent
-    out = src.with_name(f"{src.name}-lsb")
-    if (out / "data.yaml").exists():
-        return out / "data.yaml"
-    names = yaml.safe_load(Path(data_yaml).read_text())["names"]
-    with atomic_dir(out) as tmp:
-        (tmp / "images").mkdir()
-        shutil.copytree(src / "labels", tmp / "labels")
-        for f in sorted((src / "images").iterdir()):
-            im = cv2.imread(str(f), cv2.IMREAD_COLOR)  # as the validator reads it: BGR, 8 bits, EXIF applied
-            cv2.imwrite(str(tmp / "images" / f"{f.stem}.png"), im ^ 1)
-        write_data_yaml(tmp / "data.yaml", out, "images", names)
-    return out / "data.yaml"

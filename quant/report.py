@@ -135,7 +135,7 @@ def interval_lines(rows: list[dict]) -> list[str]:
 
 
 def floor_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
-    """The fidelity floor (:func:`quant.fidelity.perturbed_dataset`), once, where the baseline's row has it."""
+    """The fidelity floor (:meth:`quant.suite.Suite.fidelity_floor`), once, where the baseline's row has it."""
     from quant.fidelity import PERTURBATION
 
     base = next((r for r in rows if r["variant"] == baseline and r.get("fidelity_floor") is not None), None)

@@ -192,8 +192,10 @@ class Suite:
         return path
 
     # ---- measure ----------------------------------------------------------------------------
-    def _evaluated(self, kind: str, name: str, data_yaml: Path, data_key: dict, run_name: str) -> Accuracy:
-        """Ultralytics' validator on ``data_yaml``, or its cached result for the same artifact, data and code."""
+    def _evaluated(self, kind: str, name: str, data_yaml: Path, data_key: dict, run_name: str,
+                   flip_lowest_bit: bool = False) -> Accuracy:
+        """Ultralytics' validator on ``data_yaml``, or its cached result for the same artifact, data and code
+        (``flip_lowest_bit``: :func:`quant.evaluate.flip_input_lowest_bit`; ``data_key`` must say so)."""
         v, path = REGISTRY[name], self.artifact(name)
         backend = backends.get(v.backend)
         eval_args = getattr(backend, "eval_args", lambda v, p: {})(v, path)
@@ -210,7 +212,8 @@ class Suite:
             return Accuracy(**hit)
         stats.parent.mkdir(parents=True, exist_ok=True)
         with getattr(backend, "eval_context", lambda v: contextlib.nullcontext())(v):  # e.g. OpenVINO's precision
-            acc = validate(path, data_yaml, self.imgsz, self.cache.root / "runs", run_name, stats_out=stats, **eval_args)
+            acc = validate(path, data_yaml, self.imgsz, self.cache.root / "runs", run_name, stats_out=stats,
+                           flip_lowest_bit=flip_lowest_bit, **eval_args)
         self.results.put(kind, key, acc.to_dict(), inputs)
         return acc
 
@@ -268,10 +271,10 @@ class Suite:
         return self._evaluated("fidelity", name, data, {"pseudo": key}, f"{name}-fidelity")
 
     def fidelity_floor(self) -> Accuracy:
-        """The FP32 baseline against its own detections on the same images with every pixel value's lowest bit
-        flipped (:func:`quant.fidelity.perturbed_dataset`): what an imperceptible change of the images costs it."""
-        from quant import fidelity
+        """The FP32 baseline against its own detections on the same images, every input pixel value's lowest bit
+        flipped (:func:`quant.evaluate.flip_input_lowest_bit`): what an imperceptible change of them costs it."""
+        from quant.fidelity import PERTURBATION
 
         data, key = self.fidelity_data()
-        return self._evaluated("fidelity-floor", BASELINE, fidelity.perturbed_dataset(data),
-                               {"pseudo": key, "perturbed": fidelity.PERTURBATION}, "fidelity-floor")
+        return self._evaluated("fidelity-floor", BASELINE, data, {"pseudo": key, "perturbed": PERTURBATION},
+                               "fidelity-floor", flip_lowest_bit=True)
