@@ -294,8 +294,18 @@ def check_row(row: dict, limits: dict, baseline: dict | None) -> list[str]:
             continue
         msg = c.fails(row, baseline, f"vs {baseline['variant']}" if baseline else "")
         if msg:
-            out.append(msg)
+            out.append(msg + (floor_context(baseline) if isinstance(c, MaxDrop) and row.get("label_free") else ""))
     return out
+
+
+def floor_context(baseline: dict | None) -> str:
+    """For a label-free drop: what an imperceptible change of the same images costs the baseline itself (its
+    ``fidelity_floor``), so that a drop within it reads as such; "" when the run has no floor."""
+    floor, ceiling = (finite_number((baseline or {}).get(k)) for k in ("fidelity_floor", "fidelity_map50_95"))
+    if floor is None or ceiling is None:
+        return ""
+    return (f" (fidelity floor: {baseline['variant']} itself loses {100 * (ceiling - floor):.2f} points to an "
+            "imperceptible change of these images)")
 
 
 def check(result: Result, limits: dict, baseline: Result | None) -> list[str]:

@@ -117,3 +117,19 @@ def test_checks_are_small_objects_shared_by_the_gate_and_the_history_comparison(
     kinds = {type(c) for c in same_run_checks({"max_drop_points": 1, "max_latency_ratio": 2, "min_map50": 0.1})}
     assert kinds == {MaxDrop, MaxRatio, Floor}
     assert {type(c) for c in history_checks((0.1, 0.1), "onnx-fp32", True)} == {MaxDrop, LatencyRise}
+
+
+def test_a_label_free_drop_names_the_fidelity_floor():
+    """Label-free, a drop is told next to what an imperceptible change of the images costs FP32 itself; the
+    verdict does not change, and labelled runs or runs without a floor get no such note."""
+    from quant.gates import check_row
+
+    base = {"variant": "onnx-fp32", "map50": 0.995, "map50_95": 0.995, "fidelity_map50_95": 0.995,
+            "fidelity_floor": 0.9586, "latency_ms": 10.0, "label_free": True}
+    row = {**base, "variant": "ov-int8-auto", "map50_95": 0.971, "fidelity_map50_95": 0.971, "fidelity_floor": None}
+    msgs = check_row(row, {"max_drop_points": 0.5}, base)
+    assert msgs == ["ov-int8-auto: mAP50-95 fell 2.40 points vs onnx-fp32 (99.50 -> 97.10) > max 0.50 (fidelity "
+                    "floor: onnx-fp32 itself loses 3.64 points to an imperceptible change of these images)"]
+    assert check_row(row, {"max_drop_points": 3.0}, base) == []
+    assert check_row({**row, "label_free": False}, {"max_drop_points": 0.5}, base)[0].endswith("> max 0.50")
+    assert check_row(row, {"max_drop_points": 0.5}, {**base, "fidelity_floor": None})[0].endswith("> max 0.50")
