@@ -73,4 +73,3 @@ def pseudo_dataset(reference: str | os.PathLike, images, out: Path, names: dict[
             leftover.unlink()
         write_data_yaml(tmp / "data.yaml", out, "images", names)
     return yaml_path
-
