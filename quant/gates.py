@@ -301,10 +301,12 @@ def check_row(row: dict, limits: dict, baseline: dict | None) -> list[str]:
 def floor_context(baseline: dict | None) -> str:
     """For a label-free drop: what an imperceptible change of the same images costs the baseline itself (its
     ``fidelity_floor``), so that a drop within it reads as such; "" when the run has no floor."""
-    floor, ceiling = (finite_number((baseline or {}).get(k)) for k in ("fidelity_floor", "fidelity_map50_95"))
-    if floor is None or ceiling is None:
+    from quant.row import floor_loss_points
+
+    loss = floor_loss_points(baseline or {})
+    if loss is None:
         return ""
-    return (f" (fidelity floor: {baseline['variant']} itself loses {100 * (ceiling - floor):.2f} points to an "
+    return (f" (fidelity floor: {baseline['variant']} itself loses {loss:.2f} points to an "
             "imperceptible change of these images)")
 
 

@@ -137,14 +137,15 @@ def interval_lines(rows: list[dict]) -> list[str]:
 def floor_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
     """The fidelity floor (:meth:`quant.suite.Suite.fidelity_floor`), once, where the baseline's row has it."""
     from quant.fidelity import PERTURBATION
+    from quant.row import floor_loss_points
 
-    base = next((r for r in rows if r["variant"] == baseline and r.get("fidelity_floor") is not None), None)
-    if base is None:
+    base = next((r for r in rows if r["variant"] == baseline), None)
+    loss = floor_loss_points(base) if base else None
+    if loss is None:
         return []
-    floor, ceiling = 100 * base["fidelity_floor"], 100 * base["fidelity_map50_95"]
-    return [f"fidelity floor: {baseline} on the same images with {PERTURBATION} scores fidelity {floor:.1f} "
-            f"({floor - ceiling:+.2f}); a variant's fidelity loss within that is within what an imperceptible change "
-            "of these images costs FP32 itself"]
+    return [f"fidelity floor: {baseline} on the same images with {PERTURBATION} scores fidelity "
+            f"{100 * base['fidelity_floor']:.1f} ({-loss:+.2f}); a variant's fidelity loss within "
+            "that is within what an imperceptible change of these images costs FP32 itself"]
 
 
 def breach_lines(rows: list[dict]) -> list[str]:

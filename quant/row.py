@@ -8,6 +8,7 @@ against the FP32 model's own detections), its paired latency, its build, and the
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 # How the FP32 model's detections become fidelity labels (quant.fidelity): the detections Ultralytics'
@@ -84,3 +85,11 @@ class Row:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def floor_loss_points(row: dict) -> float | None:
+    """The fidelity points the baseline's row loses to the fidelity floor's imperceptible change of the images
+    (``fidelity_map50_95`` − ``fidelity_floor``, :meth:`quant.suite.Suite.fidelity_floor`); None where it has none."""
+    floor, ceiling = row.get("fidelity_floor"), row.get("fidelity_map50_95")
+    numbers = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (floor, ceiling))
+    return 100 * (ceiling - floor) if numbers else None
