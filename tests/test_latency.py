@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import statistics
 import time
 
 import pytest
 
+from quant.bench import AA_TOLERANCE
 from quant.latency import Paired, median_ci, paired, ratio_of_ratios
 
 
@@ -199,16 +199,50 @@ def test_paired_identical_models_do_not_fire(identical_trials):
     assert sum(r.ratio > 1.10 for r in identical_trials) == 0, [round(r.ratio, 3) for r in identical_trials]
 
 
-def test_paired_interval_covers_identical_models(identical_trials):
-    """On a quiet machine the 95 % interval of two identical models holds 1.00 in most trials. Under
-    pytest-xdist another worker's builds load the same cores in bursts longer than a trial, the rounds
-    of a trial are no longer independent and the interval is too narrow (measured on 2 cores: 3/10 and
-    7/10). In a benchmark run the A/A control (onnx-fp32 against a second session of itself) judges whether
-    the machine was quiet enough."""
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-        pytest.skip("needs a quiet CPU: other pytest-xdist workers share the cores (run without -n)")
-    covered = sum(r.contains(1.0) for r in identical_trials)
-    assert covered >= 8, [tuple(round(c, 3) for c in r.ci) for r in identical_trials]
+def test_paired_identical_models_pass_the_aa_check(identical_trials):
+    """What a benchmark run asks of two sessions of one model (the A/A control): the 95 % interval comes
+    within AA_TOLERANCE of 1.00. Whether it holds 1.00 exactly is the method's coverage, tested on a seeded
+    clock below: on real cores two identical functions differ by a few tenths of a percent (where their
+    code and data lie in memory), and 15-round intervals can be narrower than that (a clean CI machine held
+    1.00 exactly in only 6/10 trials, with intervals like 0.992-0.9997)."""
+    near = [r.ci[0] <= 1 + AA_TOLERANCE and r.ci[1] >= 1 - AA_TOLERANCE for r in identical_trials]
+    assert sum(near) >= 8, " ".join(f"{r.ci[0]:.3f}-{r.ci[1]:.3f}" for r in identical_trials)
+
+
+class NoisyMachine:
+    """A seeded clock: each call costs ``cost`` times the machine's state times log-normal noise; the state
+    drifts as a random walk (a CPU's frequency and cache state), shared by both models."""
+
+    def __init__(self, seed: int, sigma: float = 0.05, drift: float = 0.02):
+        self.rng = random.Random(seed)
+        self.t, self.state = 0.0, 1.0
+        self.sigma, self.drift = sigma, drift
+
+    def clock(self) -> float:
+        return self.t
+
+    def model(self, cost: float):
+        def fn(x):
+            self.state *= math.exp(self.rng.gauss(0.0, self.drift))
+            self.t += cost * self.state * self.rng.lognormvariate(0.0, self.sigma)
+        return fn
+
+
+def _covered(slowdown: float, trials: int = 400) -> int:
+    hits = 0
+    for seed in range(trials):
+        m = NoisyMachine(seed)
+        r = paired(m.model(slowdown), m.model(1.0), "img", seed=seed, clock=m.clock)
+        hits += r.contains(1.0)
+    return hits
+
+
+def test_paired_interval_coverage_on_a_seeded_clock():
+    """The interval is a 95 % one: two identical models (noise and drift, independent rounds) have 1.00
+    inside it in about 96.5 % of trials (15 rounds: (r_(4), r_(12)) covers 1 - 2 P(B <= 3) = 0.965), and a
+    planted 8 % slowdown (within this noise: 5 % per call, 2 % drift per call) is outside it in most."""
+    assert _covered(1.0) >= 0.93 * 400
+    assert _covered(1.08) <= 0.10 * 400
 
 
 # ---------------------------------------------------------------- ratio_of_ratios
