@@ -131,9 +131,7 @@ class BenchSession:
         t0 = time.monotonic()
         lat, timing = self.time_variant(name)
         seconds["time"] = round(time.monotonic() - t0, 2)
-        row = self._row(name, path, acc, fid, lat, timing, seconds, delta_ci)
-        row.fidelity_floor = floor.map50_95 if floor else None
-        return row
+        return self._row(name, path, acc, fid, lat, timing, seconds, delta_ci, floor)
 
     def delta_interval(self, name: str) -> list | None:
         """How far the variant's Δ mAP50-95 against the baseline can be trusted on these val images: the
@@ -151,7 +149,7 @@ class BenchSession:
             return None
         return [round(100 * d, 3) for d in delta_interval(new, old)]
 
-    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict, delta_ci=None) -> Row:
+    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict, delta_ci=None, floor=None) -> Row:
         v, m = REGISTRY[name], self.suite.manifest(name)
         convs, int8 = m.get("convs"), m.get("int8_convs")
         row = Row(
@@ -159,7 +157,7 @@ class BenchSession:
             precision=v.precision, peer=v.peer, config=v.config(),
             box_precision=acc.precision, recall=acc.recall, map50=acc.map50, map50_95=acc.map50_95,
             fidelity_map50=fid.map50 if fid else None, fidelity_map50_95=fid.map50_95 if fid else None,
-            delta_ci=delta_ci,
+            fidelity_floor=floor.map50_95 if floor else None, delta_ci=delta_ci,
             evaluation=self.suite.evaluations.get(("accuracy", name)), preprocess_ms=acc.preprocess_ms,
             postprocess_ms=acc.postprocess_ms, val_inference_ms=acc.inference_ms,
             latency_ms=lat.variant_ms, baseline_ms=lat.baseline_ms, latency_ratio=lat.ratio,
