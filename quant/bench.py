@@ -29,9 +29,6 @@ from quant.suite import Suite
 from quant.variants import BASELINE, REGISTRY
 
 
-AA_TOLERANCE = 0.02  # the A/A interval must come within 2 % of 1.00 ...
-AA_MAX_SPREAD = 0.20  # ... and span less than 20 %
-
 
 @dataclass
 class BenchSession:
@@ -87,18 +84,9 @@ class BenchSession:
         return self._aa
 
     def noisy(self) -> str | None:
-        """Why latency verdicts are inconclusive in this process (None when the A/A control holds). The A/A
-        interval must reach 1.00 within AA_TOLERANCE (two sessions of one graph differed by up to 1 % here,
-        and a 15-round interval misses its true value about 1 time in 30) and be narrower than AA_MAX_SPREAD."""
-        aa = self.aa_control()
-        lo, hi = aa.ci
-        if lo > 1 + AA_TOLERANCE or hi < 1 - AA_TOLERANCE:
-            return (f"A/A control {aa.ratio:.3f}x, 95 % interval {lo:.3f}-{hi:.3f}, misses 1.00 by more than "
-                    f"{100 * AA_TOLERANCE:.0f} %: timing was biased, latency cannot be judged")
-        if hi / lo - 1 > AA_MAX_SPREAD:
-            return (f"A/A control 95 % interval {lo:.3f}-{hi:.3f} spreads {100 * (hi / lo - 1):.0f} %: the machine "
-                    "was too noisy to judge latency")
-        return None
+        """Why latency verdicts are inconclusive in this process (None when the A/A control holds:
+        :meth:`quant.latency.Paired.aa_noise`)."""
+        return self.aa_control().aa_noise()
 
     def time_variant(self, name: str) -> tuple[Paired, dict]:
         if name == BASELINE:

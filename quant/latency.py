@@ -30,6 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+AA_TOLERANCE = 0.02  # an A/A control's interval must come within 2 % of 1.00 ...
+AA_MAX_SPREAD = 0.20  # ... and span less than 20 %
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -66,6 +69,20 @@ class Paired:
     def contains(self, value: float = 1.0) -> bool:
         """Whether ``value`` lies in the interval (default 1.0: no detectable difference)."""
         return self.ci[0] <= value <= self.ci[1]
+
+    def aa_noise(self) -> str | None:
+        """Read as an A/A control (the baseline against a second session of itself): why latency verdicts
+        cannot be trusted where it was measured, or None when it holds. Its interval must reach 1.00 within
+        AA_TOLERANCE (two sessions of one graph differed by up to 1 % here, and a 15-round interval misses
+        its true value about 1 time in 30) and be narrower than AA_MAX_SPREAD."""
+        lo, hi = self.ci
+        if lo > 1 + AA_TOLERANCE or hi < 1 - AA_TOLERANCE:
+            return (f"A/A control {self.ratio:.3f}x, 95 % interval {lo:.3f}-{hi:.3f}, misses 1.00 by more than "
+                    f"{100 * AA_TOLERANCE:.0f} %: timing was biased, latency cannot be judged")
+        if hi / lo - 1 > AA_MAX_SPREAD:
+            return (f"A/A control 95 % interval {lo:.3f}-{hi:.3f} spreads {100 * (hi / lo - 1):.0f} %: the machine "
+                    "was too noisy to judge latency")
+        return None
 
     def to_dict(self) -> dict:
         """JSON-ready form (tuples as lists)."""

@@ -77,8 +77,17 @@ def test_a_25_percent_slowdown_is_caught_by_the_gate_and_the_comparison(calls):
 
 
 def test_identical_reruns_are_never_flagged(calls):
+    """An unchanged variant never fails a run: the history comparison never flags it, and the same-run gate
+    never fires where the run's A/A control holds (where it does not, the product reports latency as
+    inconclusive rather than failing: under pytest-xdist another worker's builds share the 2 cores, and a
+    1-2 ms model then timed 1.10x once in 10 trials). That the A/A control holds for identical models on
+    a quiet machine is tested in test_latency; with both cores busy it held here in 4 of 10 trials."""
     base, var, _, x = calls
-    assert _flagged(var, base, var, x) == (0, 0)
+    assert _flagged(var, base, var, x)[1] == 0
+    for seed in range(TRIALS):
+        aa = paired(var, base, x, seed=200 + seed)  # the run's A/A control, timed before its variants
+        now = paired(var, base, x, seed=100 + seed)
+        assert aa.aa_noise() is not None or not _gate_fails(now), (seed, now.ratio, aa.ci)
 
 
 def test_an_accuracy_loss_inside_the_same_run_ceiling_is_caught_by_the_comparison(calls):
