@@ -29,7 +29,6 @@ from quant.suite import Suite
 from quant.variants import BASELINE, REGISTRY
 
 
-
 @dataclass
 class BenchSession:
     suite: Suite
