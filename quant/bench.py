@@ -109,7 +109,7 @@ class BenchSession:
         seconds["build"] = round(time.monotonic() - t0 if m["cached"] else m.get("build_seconds", 0.0), 2)
         t0 = time.monotonic()
         acc = self.suite.accuracy(name)
-        delta_ci = self.delta_interval(name)
+        delta_ci, class_losses = self.delta_interval(name), self.class_losses(name)
         seconds["validate"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         fid = self.suite.fidelity(name) if self.fidelity else None
@@ -118,7 +118,7 @@ class BenchSession:
         t0 = time.monotonic()
         lat, timing = self.time_variant(name)
         seconds["time"] = round(time.monotonic() - t0, 2)
-        return self._row(name, path, acc, fid, lat, timing, seconds, delta_ci, floor)
+        return self._row(name, path, acc, fid, lat, timing, seconds, delta_ci, floor, class_losses)
 
     def delta_interval(self, name: str) -> list | None:
         """How far the variant's Δ mAP50-95 against the baseline can be trusted on these val images: the
@@ -126,6 +126,19 @@ class BenchSession:
         baseline itself or where per-image statistics are missing."""
         from quant.imagestats import delta_interval
 
+        pair = self._stats_pair(name)
+        return None if pair is None else [round(100 * d, 3) for d in delta_interval(*pair)]
+
+    def class_losses(self, name: str) -> list | None:
+        """The classes that cost the variant most against the baseline (:func:`quant.classloss.class_shares`)."""
+        from quant.classloss import class_shares
+
+        pair = self._stats_pair(name)
+        return None if pair is None else class_shares(*pair, self.suite.names)
+
+    def _stats_pair(self, name: str):
+        """(the variant's, the baseline's) per-image statistics on the same val images, or None (the
+        baseline itself, or statistics missing)."""
         if name == BASELINE:
             return None
         if self._baseline_stats is None:
@@ -134,9 +147,10 @@ class BenchSession:
         new, old = self.suite.image_stats("accuracy", name), self._baseline_stats
         if new is None or old is None or new.images != old.images or not new.images:
             return None
-        return [round(100 * d, 3) for d in delta_interval(new, old)]
+        return new, old
 
-    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict, delta_ci=None, floor=None) -> Row:
+    def _row(self, name, path, acc, fid, lat: Paired, timing: dict, seconds: dict, delta_ci=None, floor=None,
+             class_losses=None) -> Row:
         v, m = REGISTRY[name], self.suite.manifest(name)
         convs, int8 = m.get("convs"), m.get("int8_convs")
         row = Row(
@@ -144,7 +158,7 @@ class BenchSession:
             precision=v.precision, peer=v.peer, config=v.config(),
             box_precision=acc.precision, recall=acc.recall, map50=acc.map50, map50_95=acc.map50_95,
             fidelity_map50=fid.map50 if fid else None, fidelity_map50_95=fid.map50_95 if fid else None,
-            fidelity_floor=floor.map50_95 if floor else None, delta_ci=delta_ci,
+            fidelity_floor=floor.map50_95 if floor else None, delta_ci=delta_ci, class_losses=class_losses,
             evaluation=self.suite.evaluations.get(("accuracy", name)), preprocess_ms=acc.preprocess_ms,
             postprocess_ms=acc.postprocess_ms, val_inference_ms=acc.inference_ms,
             latency_ms=lat.variant_ms, baseline_ms=lat.baseline_ms, latency_ratio=lat.ratio,

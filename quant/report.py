@@ -185,6 +185,19 @@ def auto_section(rows: list[dict]) -> str:
             + "".join(f"- {ln}\n" for ln in lines))
 
 
+def loss_section(rows: list[dict]) -> str:
+    """The classes that cost each row most, for the rows whose loss their interval confirms."""
+    from quant.classloss import line
+
+    lines = [ln for ln in map(line, rows) if ln]
+    if not lines:
+        return ""
+    return ("\n## Where accuracy was lost\n\nRows whose Δ interval lies below 0: the classes that cost each most, "
+            "with each one's share of its Δ in points (mAP50-95 is the mean over classes, so all classes' shares "
+            "add up to the Δ, and a class with few labels weighs as much as one with many).\n\n"
+            + "".join(f"- {ln}\n" for ln in lines))
+
+
 def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[Path, Path]:
     """report.json (everything) and report.md (the table), written atomically."""
     out = Path(out_dir)
@@ -196,7 +209,7 @@ def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[P
              + (f"- machine: {describe(header['machine'])}\n" if "machine" in header else "")
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
              + table(rows, "github") + "\n" + "".join(f"\n{ln}\n" for ln in notes)
-             + breach_section(rows) + auto_section(rows)}
+             + breach_section(rows) + loss_section(rows) + auto_section(rows)}
     for path, text in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

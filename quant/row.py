@@ -77,6 +77,7 @@ class Row:
     scoring: str = SCORING  # how predicted boxes were scored
     fidelity_floor: float | None = None  # the baseline's row: its fidelity on its images perturbed imperceptibly
     float_choice: dict | None = None  # a target's own pick among float sets (quant.float_choice), e.g. ov-int8-auto
+    class_losses: list | None = None  # the classes that cost most against the baseline (quant.classloss)
 
     @property
     def engine_missing(self) -> bool:
