@@ -27,7 +27,7 @@ def class_ap(stats) -> dict[int, tuple[float, int]]:
     return {int(c): (float(ap[i].mean()), int(labels[c])) for i, c in enumerate(classes)}
 
 
-def class_shares(new, old, names: dict[int, str], top: int = TOP) -> list[dict] | None:
+def class_shares(new, old, names: dict[int, str] | list[str], top: int = TOP) -> list[dict] | None:
     """The ``top`` classes that cost ``new`` most against ``old`` on the same images and labels, each
     ``{"class", "labels", "points"}`` (its share of the Δ mAP50-95 in points, negative = lost), worst
     first; only classes that lost. None where the two were not scored on the same labels."""
