@@ -156,6 +156,7 @@ def pytest_terminal_summary(terminalreporter, config):
                       "detections on the val images, as fidelity does; the gates judge those", yellow=True)
     tr.write_line(report.table(rows))
     for line in (report.interval_lines(rows) + report.floor_lines(rows) + report.auto_lines(rows)
+                 + [f"trade-off (Pareto front): {ln}" for ln in report.front_lines(rows)]
                  + report.build_lines(rows) + report.latency_lines(rows)):
         tr.write_line(line)
     for note in bench.suite.notes:

@@ -33,6 +33,12 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
     return [n for n, _, _ in sorted((p for p in pts if not dominated(p)), key=lambda p: (p[1], -p[2], p[0]))]
 
 
+def on_target(row: dict) -> bool:
+    """Whether a row's latency is its target's: not a TensorRT row timed without an engine (its ONNX in ONNX
+    Runtime on the CPU), which may stand on the chart but never on the front."""
+    return bool((row.get("engine") or {}).get("built", True))
+
+
 def _metric(rows: list[dict], metric: str) -> str:
     """``metric`` if any row has it, else mAP50-95 (e.g. fidelity was skipped with --no-fidelity)."""
     if metric != "map50_95" and not any(_finite(r.get(metric)) for r in rows):
@@ -89,7 +95,7 @@ def _draw_points(ax, rows: list[dict], metric: str) -> None:
 def _draw_front(ax, rows: list[dict], metric: str) -> None:
     """The Pareto front as a step line (best accuracy reachable at each latency)."""
     by_name = {r["variant"]: r for r in rows}
-    front = pareto_front([(r["variant"], r["latency_ratio"], r[metric]) for r in rows])
+    front = pareto_front([(r["variant"], r["latency_ratio"], r[metric]) for r in rows if on_target(r)])
     xs = [by_name[n]["latency_ratio"] for n in front]
     ys = [100 * by_name[n][metric] for n in front]
     ax.step(xs, ys, where="post", color="C2", lw=1.2, alpha=0.8, label="Pareto front")

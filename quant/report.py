@@ -172,30 +172,59 @@ def latency_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
 
 
 def breach_section(rows: list[dict]) -> str:
-    lines = breach_lines(rows)
-    return ("\n## Gate breaches\n\n" + "".join(f"- {ln}\n" for ln in lines)) if lines else ""
+    return _section("Gate breaches", "", breach_lines(rows))
+
+
+def _section(title: str, intro: str, lines: list[str]) -> str:
+    """A report.md section: its title, an introducing paragraph (if any) and one bullet per line; "" without lines."""
+    if not lines:
+        return ""
+    return f"\n## {title}\n\n" + (f"{intro}\n\n" if intro else "") + "".join(f"- {ln}\n" for ln in lines)
 
 
 def auto_section(rows: list[dict]) -> str:
-    lines = auto_lines(rows)
-    if not lines:
-        return ""
-    return ("\n## Searched INT8 recipes\n\nFloat layers are ONNX node names (a convolution stands for its "
-            "activation too); the sensitivity chart and auto.json are in each variant's folder.\n\n"
-            + "".join(f"- {ln}\n" for ln in lines))
+    return _section("Searched INT8 recipes", "Float layers are ONNX node names (a convolution stands for its "
+                    "activation too); the sensitivity chart and auto.json are in each variant's folder.",
+                    auto_lines(rows))
 
 
 def loss_section(rows: list[dict]) -> str:
     """The classes that cost each row most, for the rows whose loss their interval confirms."""
     from quant.classloss import line
 
-    lines = [ln for ln in map(line, rows) if ln]
-    if not lines:
-        return ""
-    return ("\n## Where accuracy was lost\n\nRows whose Δ interval lies below 0: the classes that cost each most, "
-            "with each one's share of its Δ in points (mAP50-95 is the mean over classes, so all classes' shares "
-            "add up to the Δ, and a class with few labels weighs as much as one with many).\n\n"
-            + "".join(f"- {ln}\n" for ln in lines))
+    return _section("Where accuracy was lost", "Rows whose Δ interval lies below 0: the classes that cost each "
+                    "most, with each one's share of its Δ in points (mAP50-95 is the mean over classes, so all "
+                    "classes' shares add up to the Δ, and a class with few labels weighs as much as one with many).",
+                    [ln for ln in map(line, rows) if ln])
+
+
+def front_lines(rows: list[dict]) -> list[str]:
+    """The rows no other row beats on both mAP50-95 and paired latency (``report.png``'s Pareto front),
+    fastest first, one line each; rows whose latency is not their target's are left out
+    (:func:`quant.plot.on_target`)."""
+    from quant.plot import on_target, pareto_front
+
+    timed = {r["variant"]: r for r in rows
+             if r.get("latency_ratio") is not None and r.get("map50_95") is not None and on_target(r)}
+    return [_front_line(timed[n]) for n in pareto_front([(n, r["latency_ratio"], r["map50_95"])
+                                                          for n, r in timed.items()])]
+
+
+def _front_line(r: dict) -> str:
+    ci = r.get("latency_ratio_ci")
+    text = (f"{r['variant']}{' (Ultralytics)' if r.get('peer') else ''}: {r['latency_ratio']:.2f}×"
+            + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + f", mAP50-95 {100 * r['map50_95']:.1f}")
+    if r.get("delta_points") is not None:
+        text += f" (Δ {_cell('delta_points', r)})"
+    if r.get("int8_share"):
+        text += f", INT8 convs {r['int8_share']}"
+    return text + (", fails a gate" if r.get("status") == "FAIL" else "")
+
+
+def front_section(rows: list[dict]) -> str:
+    return _section("Trade-offs", "The rows no other row beats on both mAP50-95 and paired latency against the "
+                    "baseline (the Pareto front of report.png), fastest first. Where two rows' intervals overlap, "
+                    "these images and timing rounds cannot order them.", front_lines(rows))
 
 
 def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[Path, Path]:
@@ -209,7 +238,8 @@ def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[P
              + (f"- machine: {describe(header['machine'])}\n" if "machine" in header else "")
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
              + table(rows, "github") + "\n" + "".join(f"\n{ln}\n" for ln in notes)
-             + breach_section(rows) + loss_section(rows) + auto_section(rows)}
+             + breach_section(rows) + front_section(rows) + loss_section(rows)
+             + auto_section(rows)}
     for path, text in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

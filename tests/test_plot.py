@@ -59,3 +59,25 @@ def test_plot_with_nothing_to_plot_still_writes_a_chart(tmp_path):
     out = write_plot([_row("x", None, 0.5), {"variant": "y"}], tmp_path / "x.png")
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert write_plot([], tmp_path / "empty.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_report_lists_the_front_fastest_first_without_engineless_tensorrt_rows():
+    """report.md's trade-offs: the front's rows in order of speed, peers marked, a failing row marked, and a
+    TensorRT row timed without an engine (ONNX Runtime on the CPU) never on it, however fast it timed."""
+    from quant.report import front_lines, front_section, with_deltas
+
+    rows = with_deltas([
+        _row("onnx-fp32", 1.0, 0.526, ci=[0.97, 1.03]),
+        _row("ov-int8-auto", 0.47, 0.525, ci=[0.45, 0.48]) | {"int8_share": "49/63"},
+        _row("onnx-int8-minmax", 0.85, 0.506, ci=[0.82, 0.87]),           # ov-int8-auto is faster and better
+        _row("ov-int8", 0.37, 0.497) | {"status": "FAIL"},
+        _row("ul-openvino-int8", 0.36, 0.480, peer=True),
+        _row("trt-int8-minmax", 0.30, 0.530) | {"engine": {"built": False, "reason": "no TensorRT"}},
+        _row("trt-fp16", 0.20, 0.470) | {"engine": {"built": True, "tensorrt": "10.9"}},
+        _row("pt-fp32", None, 0.526)], "onnx-fp32")
+    lines = front_lines(rows)
+    assert [ln.split(":")[0] for ln in lines] == ["trt-fp16", "ul-openvino-int8 (Ultralytics)", "ov-int8",
+                                                 "ov-int8-auto", "onnx-fp32"]
+    assert lines[2].endswith("fails a gate") and not lines[3].endswith("fails a gate")
+    assert lines[3] == "ov-int8-auto: 0.47× [0.45-0.48], mAP50-95 52.5 (Δ -0.10), INT8 convs 49/63"
+    assert "## Trade-offs" in front_section(rows) and front_section([_row("x", None, 0.5)]) == ""
