@@ -109,7 +109,8 @@ class BenchSession:
         seconds["build"] = round(time.monotonic() - t0 if m["cached"] else m.get("build_seconds", 0.0), 2)
         t0 = time.monotonic()
         acc = self.suite.accuracy(name)
-        delta_ci, class_losses = self.delta_interval(name), self.class_losses(name)
+        pair = self._stats_pair(name)  # loaded once for both
+        delta_ci, class_losses = _interval(pair), self._class_losses(pair)
         seconds["validate"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
         fid = self.suite.fidelity(name) if self.fidelity else None
@@ -124,16 +125,13 @@ class BenchSession:
         """How far the variant's Δ mAP50-95 against the baseline can be trusted on these val images: the
         95 % paired bootstrap interval in points (:func:`quant.imagestats.delta_interval`); None for the
         baseline itself or where per-image statistics are missing."""
-        from quant.imagestats import delta_interval
+        return _interval(self._stats_pair(name))
 
-        pair = self._stats_pair(name)
-        return None if pair is None else [round(100 * d, 3) for d in delta_interval(*pair)]
-
-    def class_losses(self, name: str) -> list | None:
-        """The classes that cost the variant most against the baseline (:func:`quant.classloss.class_shares`)."""
+    def _class_losses(self, pair) -> list | None:
+        """The classes that cost the variant most against the baseline (:func:`quant.classloss.class_shares`),
+        from :meth:`_stats_pair`."""
         from quant.classloss import class_shares
 
-        pair = self._stats_pair(name)
         return None if pair is None else class_shares(*pair, self.suite.names)
 
     def _stats_pair(self, name: str):
@@ -224,6 +222,14 @@ class BenchSession:
                 "cache_notices": list(s.cache.notices), "data_notes": list(s.notes),
                 "skipped_images": sorted(str(p) for p in s.skip_images),
                 "python": platform.python_version(), "versions": library_versions()}
+
+
+def _interval(pair) -> list | None:
+    """The 95 % paired bootstrap interval of Δ mAP50-95 in points for a (variant, baseline) statistics pair
+    (:func:`quant.imagestats.delta_interval`), None without one."""
+    from quant.imagestats import delta_interval
+
+    return None if pair is None else [round(100 * d, 3) for d in delta_interval(*pair)]
 
 
 def table_rows(rows: list[dict]) -> list[dict]:
