@@ -46,7 +46,7 @@ def _metric(rows: list[dict], metric: str) -> str:
     return metric
 
 
-def _plottable(rows: list[dict], metric: str) -> list[dict]:
+def plottable(rows: list[dict], metric: str) -> list[dict]:
     """Rows with both a latency ratio and the metric."""
     return [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)
             and _finite(r.get("latency_ratio")) and _finite(r.get(metric))]
@@ -121,7 +121,7 @@ def write_plot(rows: list[dict], path, baseline: str = "onnx-fp32", metric: str 
     import matplotlib.pyplot as plt
 
     metric = _metric(rows, metric)
-    keep = _plottable(rows, metric)
+    keep = plottable(rows, metric)
     fig, ax = plt.subplots(figsize=(8, 5.5))
     try:
         ax.axvline(1.0, ls=":", color="grey", lw=1, label=f"{baseline} (x = 1)")

@@ -202,10 +202,9 @@ def front_lines(rows: list[dict]) -> list[str]:
     """The rows no other row beats on both mAP50-95 and paired latency (``report.png``'s Pareto front),
     fastest first, one line each; rows whose latency is not their target's are left out
     (:func:`quant.plot.on_target`)."""
-    from quant.plot import on_target, pareto_front
+    from quant.plot import on_target, pareto_front, plottable
 
-    timed = {r["variant"]: r for r in rows
-             if r.get("latency_ratio") is not None and r.get("map50_95") is not None and on_target(r)}
+    timed = {r["variant"]: r for r in plottable(rows, "map50_95") if on_target(r)}
     return [_front_line(timed[n]) for n in pareto_front([(n, r["latency_ratio"], r["map50_95"])
                                                           for n, r in timed.items()])]
 
