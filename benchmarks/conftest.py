@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from quant import offline, progress
+from quant.util import offline
+from quant.util import progress
 
 offline.configure()  # Ultralytics' offline switches, before anything imports it
 # PyTorch's OpenMP threads, like ONNX Runtime's (quant.backends.onnxruntime.session_options), do not
@@ -19,10 +20,10 @@ offline.configure()  # Ultralytics' offline switches, before anything imports it
 # pt-fp32 4x slower (2 cores, two busy processes: 110 ms against 47 ms passive; 27 vs 32 ms idle).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads its OpenMP runtime
 
-from quant.bench import BenchSession, table_rows, write_report  # noqa: E402
-from quant.errors import QuantError  # noqa: E402
-from quant.session import OPTIONS, open_session  # noqa: E402
-from quant.variants import BASELINE  # noqa: E402
+from quant.run.session import BenchSession, table_rows, write_report  # noqa: E402
+from quant.util.errors import QuantError  # noqa: E402
+from quant.run.options import OPTIONS, open_session  # noqa: E402
+from quant.registry import BASELINE  # noqa: E402
 
 ROW = "quant_row"  # user_properties key a test's row travels under (to the xdist controller too)
 MARKERS = {"gpu": "needs an NVIDIA GPU with CUDA", "tensorrt": "builds or runs a TensorRT engine",
@@ -102,7 +103,7 @@ class RowCollector:
 
 def pytest_sessionfinish(session, exitstatus):
     """Write the report, and compare with the reference run (regressions fail the session)."""
-    from quant import report
+    from quant.report import tables as report
 
     config = session.config
     bench: BenchSession | None = getattr(config, "_quant", None)
@@ -124,7 +125,7 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         return
     if config.option.compare_to:
-        from quant.compare import compare, format_comparison, load_run, markdown_summary
+        from quant.gate.compare import compare, format_comparison, load_run, markdown_summary
 
         cmp = compare(load_run(config.option.compare_to, _storage(config)), load_run(out / "report.json"),
                       limits_for=lambda v: bench.thresholds.for_variant(v, embedded=bench.embedded),
@@ -140,8 +141,8 @@ def pytest_terminal_summary(terminalreporter, config):
     bench: BenchSession | None = getattr(config, "_quant", None)
     if bench is None or _is_worker(config) or not config._quant_rows:
         return
-    from quant import report
-    from quant.hardware import describe
+    from quant.report import tables as report
+    from quant.util.hardware import describe
 
     rows = table_rows(list(config._quant_rows.values()))
     tr = terminalreporter

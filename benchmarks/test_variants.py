@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from quant.errors import QuantError
-from quant.variants import BASELINE, REGISTRY
+from quant.util.errors import QuantError
+from quant.registry import BASELINE, REGISTRY
 
 ROW = "quant_row"
 
@@ -57,7 +57,7 @@ def test_variant(variant, artifact, bench, benchmark, request):
         request.node.user_properties.append((ROW, bench.rows[BASELINE].to_dict()))
     benchmark.group = "batch-1 model call (paired rounds)"
     if not benchmark.disabled:  # pytest-benchmark's statistics and history from the paired variant calls
-        benchmark._mode = "paired rounds (quant.latency.paired)"  # the fixture is used, through its stats
+        benchmark._mode = "paired rounds (quant.measure.latency.paired)"  # the fixture is used, through its stats
         stats = benchmark._make_stats(1)
         for t in bench.variant_times.get(variant, ()):
             stats.update(t)

@@ -5,6 +5,8 @@
 
 ``compare`` exits 0 when nothing regressed, 1 when something did (each printed as one
 ``REGRESSION: ...`` line), 2 on bad input (one ``ERROR: ...`` line).
+
+May import: anything in quant.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import os
 import sys
 from pathlib import Path
 
-from quant.errors import QuantError
+from quant.util.errors import QuantError
 
 
 def _limits_for(thresholds: str | None):
     """``limits_for(variant)`` from a thresholds TOML file, or None for the built-in defaults."""
     if thresholds is None:
         return None
-    from quant.gates import Thresholds
+    from quant.gate.thresholds import Thresholds
 
     table = Thresholds.load(thresholds)
     return table.for_variant
@@ -41,7 +43,7 @@ def _write_text(path: str, text: str) -> None:
 
 def cmd_compare(args) -> int:
     """Compare two runs; print the table and each regression; 1 if anything regressed."""
-    from quant.compare import compare, format_comparison, load_run, markdown_summary
+    from quant.gate.compare import compare, format_comparison, load_run, markdown_summary
 
     old, new = load_run(args.old, args.storage), load_run(args.new, args.storage)
     cmp = compare(old, new, limits_for=_limits_for(args.thresholds), force_latency=args.compare_force)
@@ -55,8 +57,8 @@ def cmd_compare(args) -> int:
 
 def cmd_export_gab(args) -> int:
     """Write github-action-benchmark's custom JSON files from a report.json."""
-    from quant.compare import load_run
-    from quant.export import write_gab
+    from quant.gate.compare import load_run
+    from quant.report.gab import write_gab
 
     run = load_run(args.report)
     smaller, bigger = write_gab(list(run["rows"].values()), args.out, baseline=run["baseline"])

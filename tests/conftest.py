@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quant import offline
+from quant.util import offline
 
 offline.configure()  # Ultralytics' offline switches, as the plugin sets them
 
@@ -39,7 +39,7 @@ def untrained_weights(path: Path, yaml: str, imgsz: int) -> Path:
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
-    from quant.offline import ultralytics_yolo
+    from quant.util.offline import ultralytics_yolo
 
     torch.manual_seed(0)
     model = ultralytics_yolo()(yaml, task="detect")
@@ -69,7 +69,7 @@ def error_vs_spread(suite, variant: str, images: int = 4) -> tuple[float, float]
     """(box, class-score) mean error of ``variant``'s output against FP32's on the first val images, each as a
     fraction of how much FP32's own output changes between those images: near 0 where the variant tracks FP32,
     near 1 where it has lost the image (a model whose output ignores the image gives nan or inf)."""
-    from quant.calibration import letterbox, read_image
+    from quant.calibration.readers import letterbox, read_image
 
     xs = [letterbox(read_image(p), suite.imgsz) for p in suite.images(suite.data.val)[:images]]
     fp32, run = suite.runner("onnx-fp32"), suite.runner(variant)
@@ -92,7 +92,7 @@ def yolo11_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_weights, tmp_path_factory) -> Path:
-    from quant.model import export_onnx
+    from quant.model.weights import export_onnx
 
     return export_onnx(tiny_weights, tmp_path_factory.mktemp("onnx") / "tiny.onnx", TINY_IMGSZ)
 
@@ -101,6 +101,6 @@ def tiny_onnx(tiny_weights, tmp_path_factory) -> Path:
 def suite(tiny_weights, tiny_data, tmp_path_factory):
     """The tiny model on the mini shapes set, imgsz 96, 4 calibration images; a cache of its own per test
     module (modules needing something else define their own ``suite``)."""
-    from quant.suite import Suite
+    from quant.run.suite import Suite
 
     return Suite.create(tiny_weights, tiny_data, TINY_IMGSZ, tmp_path_factory.mktemp("cache"), calib_images=4)

@@ -6,9 +6,9 @@ from dataclasses import replace
 import onnx
 import pytest
 
-from quant.autoselect import search
-from quant.graph import decode_nodes
-from quant.variants import REGISTRY
+from quant.search.recipe import search
+from quant.model.graph import decode_nodes
+from quant.registry import REGISTRY
 
 LAYERS = [f"L{i}" for i in range(10)]  # ranked, most sensitive first
 
@@ -107,7 +107,7 @@ def test_time_budget_stops_the_search():
 
 
 def test_sensitivity_images_keep_the_pixels_of_640_px_above_it():
-    from quant.autosettings import sensitivity_images
+    from quant.search.settings import sensitivity_images
 
     assert [sensitivity_images(8, s) for s in (96, 320, 640)] == [8, 8, 8]  # up to 640: the setting
     assert [sensitivity_images(8, s) for s in (800, 960, 1280)] == [5, 4, 2]  # above: its pixels
@@ -128,7 +128,7 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     settings = {**dict(v.settings), "auto_target_drop": -1.0, "auto_margin": 0.0, "auto_max_evals": 5,
                 "auto_images": 6, "auto_sensitivity_images": 2, "auto_profile_runs": 12}
     monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
-    from quant import layertime  # measured kernel times vary: a fixed profile in which the first conv is slower in INT8
+    from quant.search import layertime  # measured kernel times vary: a fixed profile in which the first conv is slower in INT8
 
     def profile(fp32, int8, feed, threads, runs):
         assert feed and runs == 12
@@ -178,7 +178,7 @@ def test_other_backends_reuse_the_searched_float_set(suite, monkeypatch):
 
 
 def test_report_lists_the_searched_recipe():
-    from quant.report import auto_lines, auto_section
+    from quant.report.tables import auto_lines, auto_section
 
     row = {"variant": "onnx-int8-auto", "int8_share": "44/63", "delta_points": -0.25,
            "auto": {"calibration": "percentile", "float_layers": ["/model.4/cv1/conv/Conv"], "drop": 0.1, "met": True,
@@ -193,7 +193,7 @@ def test_report_lists_the_searched_recipe():
 
 
 def test_report_lists_the_float_set_a_target_picked():
-    from quant.report import auto_lines
+    from quant.report.tables import auto_lines
 
     cands = [{"label": "reused", "float_nodes": 9, "box_nsr": 6.2e-05, "class_nsr": 0.0106, "score": 2.0},
              {"label": "reused, SmoothQuant 0.5", "float_nodes": 9, "box_nsr": 5.5e-05, "class_nsr": 0.0083,
@@ -252,7 +252,7 @@ def test_float_share_bound_keeps_the_recipe_int8_and_says_when_the_target_needs_
 
 
 def test_few_reference_boxes_switch_the_estimate_to_the_dense_output_error(tmp_path):
-    from quant.autoselect import DENSE_BELOW_BOXES, Candidates, _Estimate
+    from quant.search.recipe import DENSE_BELOW_BOXES, Candidates, _Estimate
 
     fid = {"fp32": 0.90, "full": 0.70, "half": 0.80}  # fidelity by model
     err = {"full": (0.02, 0.04), "half": (0.005, 0.01)}  # (box, class) output error by model

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from quant.graph import load_onnx
-from quant.data import DataSpec
-from quant.errors import QuantError
-from quant.model import check_imgsz, export_onnx, load_weights
-from quant.suite import Suite
+from quant.model.graph import load_onnx
+from quant.model.data import DataSpec
+from quant.util.errors import QuantError
+from quant.model.weights import check_imgsz, export_onnx, load_weights
+from quant.run.suite import Suite
 
 
 def _one_line(excinfo):
@@ -34,7 +34,7 @@ def test_non_yolo_weights(tmp_path, content):
 
 
 def test_non_detection_model(tmp_path):
-    from quant.offline import ultralytics_yolo
+    from quant.util.offline import ultralytics_yolo
 
     p = tmp_path / "cls.pt"
     ultralytics_yolo()("yolov8n-cls.yaml").save(str(p))

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from quant.bench import BenchSession
-from quant.gates import Thresholds
-from quant.latency import Paired
-from quant.row import Row
-from quant.suite import Suite
+from quant.run.session import BenchSession
+from quant.gate.thresholds import Thresholds
+from quant.measure.latency import Paired
+from quant.measure.row import Row
+from quant.run.suite import Suite
 
 
 def _paired(ratio: float, lo: float, hi: float) -> Paired:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from quant import backends
-from quant.hardware import describe
-from quant.row import FIDELITY_LABELS, SCORING
-from quant.variants import REGISTRY
+from quant.util.hardware import describe
+from quant.measure.row import FIDELITY_LABELS, SCORING
+from quant.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 PERMISSIVE = """
@@ -211,6 +211,6 @@ def test_yolo11_runs_on_every_backend(common, yolo11_weights):
     assert full["int8_share"] == f"{convs}/{convs}" and convs > 63  # YOLO11n has more convolutions than YOLOv8n
     assert "/model.23/dfl/conv/Conv" in full["float_nodes"]  # the decode, in YOLO11's head (model.23)
     assert rows["onnx-int8-minmax-headfloat"]["int8_share"] != full["int8_share"]
-    # counted in the built artifacts (quant.graph.qdq_int8_convs, quant.backends.openvino.ir_int8_convs)
+    # counted in the built artifacts (quant.model.graph.qdq_int8_convs, quant.backends.openvino.ir_int8_convs)
     assert rows["ov-int8"]["int8_share"] == full["int8_share"]
     assert rows["ov-int8-headfloat"]["int8_share"] == rows["onnx-int8-minmax-headfloat"]["int8_share"]

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from quant.cache import ArtifactCache, ResultCache, cache_key, check_writable_dir, file_lock, library_versions
-from quant.errors import QuantError
+from quant.run.cache import ArtifactCache, ResultCache, cache_key, check_writable_dir, file_lock, library_versions
+from quant.util.errors import QuantError
 
 
 def test_key_is_canonical_and_sensitive():
@@ -48,7 +48,7 @@ def test_failed_build_leaves_nothing(tmp_path):
     assert not list((tmp_path / "artifacts" / "v").iterdir())  # no temp folder, no partial artifact
 
 
-# ---- integrity, locking, bad states (quant/cache.py) --------------------------------------------
+# ---- integrity, locking, bad states (quant/run/cache.py) --------------------------------------------
 
 
 def _writer(content: bytes = b"model-bytes" * 100):
@@ -197,10 +197,10 @@ def test_result_cache_roundtrip_and_key_check(tmp_path):
 
 def test_why_built_names_the_changed_modules(tmp_path):
     cache = ArtifactCache(tmp_path)
-    base = {"imgsz": 96, "code": {"quant.calibration": "1", "quant.qdq": "2"}}
+    base = {"imgsz": 96, "code": {"quant.calibration.ranges": "1", "quant.build.qdq": "2"}}
     cache.get_or_build("v", "1" * 64, base, _writer())
-    assert cache.why_built("v", "2" * 64, {**base, "code": {"quant.calibration": "9", "quant.qdq": "2"}}) \
-        == "code changed (quant.calibration)"
+    assert cache.why_built("v", "2" * 64, {**base, "code": {"quant.calibration.ranges": "9", "quant.build.qdq": "2"}}) \
+        == "code changed (quant.calibration.ranges)"
     assert cache.why_built("v", "3" * 64, {**base, "imgsz": 128}) == "inputs changed (imgsz)"
     assert cache.why_built("w", "4" * 64, base) == "new key"
 
@@ -209,8 +209,8 @@ def test_every_key_input_of_a_variant_changes_its_key(tiny_weights, tiny_data, t
     """Each thing an INT8 artifact is built from is in its key, and changing it changes the key."""
     from dataclasses import replace
 
-    from quant.suite import Suite
-    from quant.variants import REGISTRY
+    from quant.run.suite import Suite
+    from quant.registry import REGISTRY
 
     suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=4)
     v = REGISTRY["onnx-int8-minmax"]
@@ -225,5 +225,5 @@ def test_every_key_input_of_a_variant_changes_its_key(tiny_weights, tiny_data, t
         assert inputs[field] != base[field] and cache_key(inputs) != cache_key(base), field
     for field in ("weights_sha256", "versions", "code", "source"):  # the values the other inputs come from
         assert cache_key({**base, field: "something else"}) != cache_key(base), field
-    assert "quant.qdq" in base["code"] and "quant.calibration" in base["code"]
+    assert "quant.build.qdq" in base["code"] and "quant.calibration.ranges" in base["code"]
     assert base["source"] == suite.manifest("onnx-fp32")["key"]

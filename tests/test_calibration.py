@@ -3,15 +3,16 @@ import cv2
 import numpy as np
 import pytest
 
-from quant.calibration import (CalibrationReader, Entropy, MinMax, Percentile, TensorStats, collect_ranges,
-                               collect_stats, compute_ranges, kl_threshold_bin, letterbox, _kl_at)
-from quant.data import list_images
-from quant.errors import QuantError
+from quant.calibration.activations import TensorStats, collect_stats
+from quant.calibration.ranges import Entropy, MinMax, Percentile, _kl_at, collect_ranges, compute_ranges, kl_threshold_bin
+from quant.calibration.readers import CalibrationReader, letterbox
+from quant.model.data import list_images
+from quant.util.errors import QuantError
 
 
 def test_letterbox_matches_ultralytics_predictor(tiny_onnx, tiny_data):
     """Our calibration tensor is exactly what Ultralytics feeds the model at predict time."""
-    from quant.offline import ultralytics_yolo
+    from quant.util.offline import ultralytics_yolo
 
     images = [cv2.imread(str(p)) for p in list_images(tiny_data.parent / "val" / "images")]
     im0 = next((im for im in images if im.shape[0] != im.shape[1]), None)

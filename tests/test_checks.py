@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from quant.errors import BuildError, QuantError
-from quant.session import defaults, open_session
-from quant.suite import Suite
+from quant.util.errors import BuildError, QuantError
+from quant.run.options import defaults, open_session
+from quant.run.suite import Suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def _weights_truncated(tmp, w, _d):
 
 
 def _weights_segment(tmp, _w, _d):
-    from quant.offline import ultralytics_yolo
+    from quant.util.offline import ultralytics_yolo
 
     ultralytics_yolo()("yolov8n-seg.yaml").save(str(tmp / "seg.pt"))
     return {"weights": str(tmp / "seg.pt")}
@@ -262,7 +262,7 @@ def test_interrupted_build_names_the_variant_and_keeps_nothing(tmp_path, tiny_we
 
 
 def test_a_long_worker_reports_progress_while_it_runs(tmp_path):
-    from quant import progress
+    from quant.util import progress
     from quant.backends.ppq import run_worker
 
     lines = []
@@ -276,10 +276,10 @@ def test_a_long_worker_reports_progress_while_it_runs(tmp_path):
 
 
 def test_a_worker_heartbeat_says_where_the_worker_is(tmp_path):
-    from quant import progress
+    from quant.util import progress
     from quant.backends.ppq import run_worker
 
-    worker = ("import sys, time; from quant.progress import StepFile; s = StepFile(sys.argv[1]); "
+    worker = ("import sys, time; from quant.util.progress import StepFile; s = StepFile(sys.argv[1]); "
               "s.begin_outer('LSQ blocks', 4); s.begin('Tuning Procedure', 10); time.sleep(1.1); "
               "s.advance(5); time.sleep(1.5)")
     lines = []

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from quant.classloss import class_ap, class_shares, line
-from quant.imagestats import ImageStats
-from quant.report import loss_section
+from quant.measure.classloss import class_ap, class_shares, line
+from quant.measure.imagestats import ImageStats
+from quant.report.tables import loss_section
 
 NAMES = {0: "car", 1: "dog", 2: "cat"}
 

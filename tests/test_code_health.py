@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from quant import codehash
+from quant.run import codehash
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG_FUNCTIONS: dict[tuple[str, str], str] = {}  # (module, function): why it is longer than 60 lines
@@ -59,6 +59,34 @@ def test_no_import_cycle_in_quant():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
+def _stage(module: str) -> str:
+    """The stage a module of quant belongs to: its subpackage, or the top-level module's own name."""
+    return module.split(".")[1] if "." in module else "quant"
+
+
+def _may_import(stage: str) -> set[str] | None:
+    """The stages a stage's docstring says it may import ("May import: quant.x, quant.y."); None: anything."""
+    path = ROOT / "quant" / stage / "__init__.py"
+    path = path if path.is_file() else ROOT / "quant" / f"{stage}.py"
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    line = next((ln for ln in doc.split("\n\n") if ln.startswith("May import:")), None)
+    assert line is not None, f"{path.relative_to(ROOT)}: its docstring says nothing of what it may import"
+    if "anything in quant" in line:
+        return None
+    return {w.removeprefix("quant.").strip(".,()") for w in line.split() if w.startswith("quant.")}
+
+
+def test_each_stage_imports_only_what_its_docstring_allows():
+    """Every subpackage (and the registry) states what it may import; lower stages never import higher ones."""
+    stages = sorted({_stage(m) for m in _modules()} - {"quant"})
+    assert {"util", "model", "calibration", "measure", "search", "build", "backends", "registry", "gate", "report",
+            "run"} <= set(stages), stages
+    allowed = {s: _may_import(s) for s in stages}
+    bad = [f"{m} imports {d}" for m in _modules() if _stage(m) in allowed and allowed[_stage(m)] is not None
+           for d in _imports(m) if _stage(d) not in {_stage(m), "quant"} | allowed[_stage(m)]]
+    assert not bad, bad
+
+
 def test_no_function_longer_than_60_lines_without_a_reason():
     long = []
     for p in sorted((ROOT / "quant").rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")):
@@ -71,8 +99,8 @@ def test_no_function_longer_than_60_lines_without_a_reason():
 
 
 BUILD_MODULES = ["quant/backends/" + p.name for p in sorted((ROOT / "quant" / "backends").glob("*.py"))
-                 if p.name != "__init__.py"] + ["quant/qdq.py", "quant/auto_qdq.py", "quant/nncf_int8.py",
-                                                "quant/nncf_qdq.py", "quant/float_choice.py", "quant/fp16.py"]
+                 if p.name != "__init__.py"] + ["quant/build/qdq.py", "quant/build/auto_qdq.py", "quant/build/nncf_ir.py",
+                                                "quant/build/nncf_qdq.py", "quant/search/float_choice.py", "quant/build/fp16.py"]
 
 
 def _ctx_uses(path: Path) -> set[str]:
@@ -88,17 +116,17 @@ def _ctx_uses(path: Path) -> set[str]:
 
 
 def test_builds_use_only_the_build_context():
-    """Backends and builders ask the context for what quant.context.BuildContext names, nothing else,
+    """Backends and builders ask the context for what quant.build.context.BuildContext names, nothing else,
     and the Suite provides all of it."""
-    from quant.context import BuildContext
-    from quant.suite import Suite
+    from quant.build.context import BuildContext
+    from quant.run.suite import Suite
 
     members = {n for n in dir(BuildContext) if not n.startswith("_")} | set(BuildContext.__annotations__)
     for module in BUILD_MODULES:
         extra = _ctx_uses(ROOT / module) - members
-        assert not extra, f"{module} reads ctx.{sorted(extra)} outside quant.context.BuildContext"
+        assert not extra, f"{module} reads ctx.{sorted(extra)} outside quant.build.context.BuildContext"
     assert all(hasattr(Suite, m) or m in Suite.__dataclass_fields__ for m in members), members
-    assert "ctx" not in (ROOT / "quant/autoselect.py").read_text()  # the recipe itself sees no context
+    assert "ctx" not in (ROOT / "quant/search/recipe.py").read_text()  # the recipe itself sees no context
 
 
 def test_ctx_use_finder_sees_attribute_and_getattr_reads(tmp_path):

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from quant import backends, codehash
-from quant.variants import REGISTRY
+from quant import backends
+from quant.run import codehash
+from quant.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 CALIBRATED = {"onnx-int8-minmax", "onnx-int8-entropy", "onnx-int8-percentile", "onnx-int8-minmax-headfloat",
@@ -40,14 +41,29 @@ def _edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def test_editing_calibration_rekeys_exactly_the_calibrated_variants(copy):
+# the variants whose build computes the suite's own activation ranges (NNCF, PPQ and TensorRT's implicit
+# calibrators compute theirs)
+OWN_RANGES = CALIBRATED - {"ov-int8", "ov-int8-headfloat", "ov-int8-auto", "trt-int8-nncf", "ppq-int8",
+                           "ppq-int8-headfloat", "ppq-int8-auto", "trt10-int8-minmax-implicit",
+                           "trt10-int8-entropy2-implicit", "trt10-int8-entropy-implicit", "trt10-int8-legacy-implicit"}
+
+
+def test_editing_the_calibration_readers_rekeys_exactly_the_calibrated_variants(copy):
     before = _code_keys(copy)
-    _edit(copy / "quant" / "calibration.py", "percentile: float = 99.99", "percentile: float = 99.0")
+    _edit(copy / "quant" / "calibration" / "readers.py", "auto=False, stride=stride", "auto=False, stride=stride * 1")
     after = _code_keys(copy)
     assert {n for n in REGISTRY if before[n] != after[n]} == CALIBRATED
 
 
-@pytest.mark.parametrize("module", ["report.py", "gates.py", "bench.py", "compare.py", "plot.py"])
+def test_editing_a_range_method_rekeys_exactly_the_variants_that_use_it(copy):
+    before = _code_keys(copy)
+    _edit(copy / "quant" / "calibration" / "ranges.py", "percentile: float = 99.99", "percentile: float = 99.0")
+    after = _code_keys(copy)
+    assert {n for n in REGISTRY if before[n] != after[n]} == OWN_RANGES
+
+
+@pytest.mark.parametrize("module", ["report/tables.py", "gate/thresholds.py", "run/session.py", "gate/compare.py",
+                                    "report/plot.py"])
 def test_editing_report_or_gate_code_rekeys_nothing(copy, module):
     before = _code_keys(copy)
     with open(copy / "quant" / module, "a") as f:
@@ -57,7 +73,7 @@ def test_editing_report_or_gate_code_rekeys_nothing(copy, module):
 
 def test_editing_a_backend_rekeys_its_variants(copy):
     before = _code_keys(copy)
-    with open(copy / "quant" / "fp16.py", "a") as f:
+    with open(copy / "quant" / "build" / "fp16.py", "a") as f:
         f.write("\n# an edit\n")
     after = _code_keys(copy)
     assert {n for n in REGISTRY if before[n] != after[n]} == {  # FP16 ONNX, and INT8 engines' FP16 outside Q/DQ
@@ -66,12 +82,12 @@ def test_editing_a_backend_rekeys_its_variants(copy):
 
 
 def test_closure_follows_function_level_imports_and_worker_modules():
-    assert "quant.calibration" in codehash.closure(["quant.qdq"])
-    assert "quant.model" in codehash.closure(["quant.backends.openvino"])  # imported inside save_ir()
-    assert "quant.sensitivity" in codehash.closure(["quant.autoselect"])  # imported inside auto_quantize()
-    assert {"quant.ppq_worker", "quant.ppq_compat"} <= set(codehash.closure(["quant.backends.ppq"]))
-    assert "quant.report" not in codehash.closure(["quant.autoselect"])
-    assert {"quant.autoselect", "quant.qdq"} <= set(codehash.closure(["quant.auto_qdq"]))
+    assert "quant.calibration.ranges" in codehash.closure(["quant.build.qdq"])
+    assert "quant.model.weights" in codehash.closure(["quant.backends.openvino"])  # imported inside save_ir()
+    assert "quant.search.sensitivity" in codehash.closure(["quant.search.recipe"])  # imported inside auto_quantize()
+    assert {"quant.backends.ppq_worker", "quant.backends.ppq_compat"} <= set(codehash.closure(["quant.backends.ppq"]))
+    assert "quant.report.tables" not in codehash.closure(["quant.search.recipe"])
+    assert {"quant.search.recipe", "quant.build.qdq"} <= set(codehash.closure(["quant.build.auto_qdq"]))
     with pytest.raises(ValueError, match="not a module"):
         codehash.closure(["quant.nope"])
 
@@ -80,7 +96,7 @@ SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
     import numpy as np
     import quant
-    from quant.suite import Suite
+    from quant.run.suite import Suite
     s = Suite.create(sys.argv[1], sys.argv[2], 96, sys.argv[3], calib_images=4)
     path = s.artifact("onnx-int8-percentile")
     out = s.runner("onnx-int8-percentile")(s.sample_input())[0]
@@ -104,5 +120,5 @@ def test_a_calibration_edit_rebuilds_that_variant_and_changes_it(copy, tiny_weig
     assert run()["why"] == "cached"  # a warm run: nothing rebuilt
     _edit(copy / "quant" / "calibration.py", "percentile: float = 99.99", "percentile: float = 50.0")
     third = run()
-    assert third["why"] == "code changed (quant.calibration)" and third["fp32_cached"] is True
+    assert third["why"] == "code changed (quant.calibration.ranges)" and third["fp32_cached"] is True
     assert third["sha"] != first["sha"] and third["out"] != first["out"]  # its outputs changed

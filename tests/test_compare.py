@@ -1,4 +1,4 @@
-"""History comparison (quant.compare) and its command line (python -m quant compare), on hand-made runs."""
+"""History comparison (quant.gate.compare) and its command line (python -m quant compare), on hand-made runs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from quant.compare import Change, Comparison, compare, format_comparison, load_run, markdown_summary
-from quant.errors import QuantError
+from quant.gate.compare import Change, Comparison, compare, format_comparison, load_run, markdown_summary
+from quant.util.errors import QuantError
 
 ROOT = Path(__file__).resolve().parents[1]
 AMD = {"cpu": "AMD EPYC", "arch": "x86_64", "isa": ["avx2"], "cores": 2, "threads": 2}
@@ -98,7 +98,7 @@ def test_fidelity_against_labels_made_another_way_is_not_compared():
     """A history recorded before the fidelity labels were the validator's own detections (no
     ``fidelity_labels``): its fidelity is not compared, so neither a false alarm nor a false pass comes
     from the change of labels; mAP50-95 against the val labels still is."""
-    from quant.row import FIDELITY_LABELS
+    from quant.measure.row import FIDELITY_LABELS
 
     old, new = _run(_report()), _labelled(_run(_report(), "new.json"), FIDELITY_LABELS)
     _rows(new)["onnx-int8-percentile"]["fidelity_map50_95"] = 0.760
@@ -116,7 +116,7 @@ def test_fidelity_against_labels_made_another_way_is_not_compared():
 
 
 def test_label_free_runs_with_labels_made_another_way_compare_no_accuracy():
-    from quant.row import FIDELITY_LABELS
+    from quant.measure.row import FIDELITY_LABELS
 
     old, new = _run(_report()), _labelled(_run(_report(), "new.json"), FIDELITY_LABELS, label_free=True)
     _rows(new)["onnx-int8-percentile"].update(map50_95=0.40, fidelity_map50_95=0.40)
@@ -129,7 +129,7 @@ def test_runs_that_scored_boxes_another_way_compare_no_accuracy():
     """A history recorded before predicted boxes were clipped to the image (no ``scoring``): neither
     mAP50-95 nor fidelity is compared with it, latency still is; with the same scoring on both sides
     the planted drop is caught."""
-    from quant.row import SCORING
+    from quant.measure.row import SCORING
 
     old, new = _slower(1.25)
     for row in _rows(new).values():
@@ -389,7 +389,7 @@ def test_cli_exit_2_on_missing_file(two_reports, tmp_path):
 def test_cli_thresholds_and_force(two_reports, tmp_path, monkeypatch):
     """--thresholds feeds Thresholds.for_variant; --compare-force compares latency across machines."""
     from quant import __main__ as cli
-    from quant import gates
+    from quant.gate import thresholds as gates
 
     old, new, report = two_reports
     report["machine"] = INTEL

@@ -9,7 +9,7 @@ import pytest
 
 from quant.backends import onnxruntime as ort_backend
 from quant.backends import pytorch as pt_backend
-from quant.variants import REGISTRY
+from quant.registry import REGISTRY
 
 
 def test_cuda_rows_ask_for_fp32_not_tf32():

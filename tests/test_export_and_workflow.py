@@ -1,4 +1,4 @@
-"""github-action-benchmark export (quant.export) and the CI workflow file."""
+"""github-action-benchmark export (quant.report.gab) and the CI workflow file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from quant.export import gab_entries, write_gab
+from quant.report.gab import gab_entries, write_gab
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "benchmarks.yml"

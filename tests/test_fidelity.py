@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from quant.gates import Result, check
-from quant.suite import Suite
+from quant.gate.thresholds import Result, check
+from quant.run.suite import Suite
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
 
@@ -43,8 +43,8 @@ def test_fp32_reproduces_its_own_labels_on_images_of_another_size(tmp_path):
     from PIL import Image
 
     from fixtures import shapes
-    from quant.evaluate import validate
-    from quant.fidelity import pseudo_dataset
+    from quant.measure.evaluate import validate
+    from quant.measure.fidelity import pseudo_dataset
 
     shapes.generate(tmp_path / "s", {"val": (8, 2000)})
     photos = tmp_path / "photos"
@@ -67,8 +67,8 @@ def test_fp32_reaches_the_ceiling_where_its_boxes_cross_the_image_edge(tmp_path,
     from PIL import Image
 
     from fixtures import shapes
-    from quant import evaluate
-    from quant.fidelity import pseudo_dataset
+    from quant.measure import evaluate
+    from quant.measure.fidelity import pseudo_dataset
 
     shapes.generate(tmp_path / "s", {"val": (8, 2000)})
     photos = tmp_path / "photos"
@@ -91,7 +91,7 @@ def test_lowest_bit_flip_changes_every_input_value_by_one():
     flipped; the rest of the batch untouched."""
     import torch
 
-    from quant.evaluate import flip_input_lowest_bit
+    from quant.measure.evaluate import flip_input_lowest_bit
 
     seen = []
 
@@ -112,7 +112,7 @@ def test_lowest_bit_flip_changes_every_input_value_by_one():
 def test_fidelity_floor_is_fp32_on_its_images_with_the_lowest_bit_flipped(suite):
     """The floor is FP32's fidelity with its inputs changed by 1 in 255, measured once and then cached; the
     change reaches the model (on these 4 images mAP50-95 stays at the ceiling, precision and recall move)."""
-    from quant.report import floor_lines
+    from quant.report.tables import floor_lines
 
     floor, fp32 = suite.fidelity_floor(), suite.fidelity("onnx-fp32")
     assert suite.evaluations[("fidelity-floor", "onnx-fp32")] == "measured"
@@ -138,7 +138,7 @@ def test_data_yaml_keeps_awkward_class_names(tmp_path):
     written YAML must load back with the same names, as Ultralytics reads it."""
     from ultralytics.utils import YAML
 
-    from quant.data import write_data_yaml
+    from quant.model.data import write_data_yaml
 
     names = {0: "-", 1: "+", 2: ".", 3: "", 4: "a: b", 5: "Solid wedge", 6: "#x", 7: "[1]", 8: "yes"}
     path = write_data_yaml(tmp_path / "d.yaml", tmp_path, tmp_path / "list.txt", names)

@@ -1,4 +1,4 @@
-"""OpenVINO's own pick of what stays float (quant.float_choice): candidates within the INT8 bound, the
+"""OpenVINO's own pick of what stays float (quant.search.float_choice): candidates within the INT8 bound, the
 closest to FP32 kept, and the real NNCF build that records and keeps it."""
 
 from dataclasses import replace
@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
-from quant import float_choice
-from quant.sensitivity import LayerSensitivity, Sensitivity
-from quant.variants import REGISTRY
+from quant.search import float_choice
+from quant.search.sensitivity import LayerSensitivity, Sensitivity
+from quant.registry import REGISTRY
 
 
 def _sens(macs: dict[str, int]) -> Sensitivity:
@@ -57,7 +57,7 @@ def test_the_set_closest_to_fp32_is_chosen_relative_to_the_reused_one():
 
 
 def test_output_error_of_another_runtimes_outputs(tiny_onnx):
-    from quant.sensitivity import OutputError
+    from quant.search.sensitivity import OutputError
 
     rng = np.random.default_rng(0)
     feeds = [{"images": rng.random((1, 3, 96, 96), dtype=np.float32)} for _ in range(2)]
@@ -124,8 +124,8 @@ def test_smooth_quant_moves_channel_ranges_into_the_weights(suite):
     pytest.importorskip("nncf")
     import openvino as ov
 
-    from quant import nncf_int8
-    from quant.calibration import reader_for
+    from quant.build import nncf_ir as nncf_int8
+    from quant.calibration.readers import reader_for
 
     v, src = REGISTRY["ov-int8-auto"], suite.artifact("onnx-fp32")
     name = onnx.load(str(src)).graph.input[0].name

@@ -1,7 +1,7 @@
 import pytest
 
-from quant.errors import QuantError
-from quant.gates import Result, Thresholds, check
+from quant.util.errors import QuantError
+from quant.gate.thresholds import Result, Thresholds, check
 
 GOOD = """
 [defaults]
@@ -100,8 +100,8 @@ def test_latency_gate_judges_the_paired_ratio_not_the_ratio_of_medians():
 
 
 def test_checks_are_small_objects_shared_by_the_gate_and_the_history_comparison():
-    from quant.compare import history_checks
-    from quant.gates import Ceiling, Floor, LatencyRise, MaxDrop, MaxRatio, same_run_checks
+    from quant.gate.compare import history_checks
+    from quant.gate.thresholds import Ceiling, Floor, LatencyRise, MaxDrop, MaxRatio, same_run_checks
 
     row = {"variant": "v", "map50_95": 0.50, "latency_ms": 12.0, "latency_ratio": 1.2}
     ref = {"variant": "onnx-fp32", "map50_95": 0.52, "latency_ms": 10.0, "latency_ratio": 1.0}
@@ -122,7 +122,7 @@ def test_checks_are_small_objects_shared_by_the_gate_and_the_history_comparison(
 def test_a_label_free_drop_names_the_fidelity_floor():
     """Label-free, a drop is told next to what an imperceptible change of the images costs FP32 itself; the
     verdict does not change, and labelled runs or runs without a floor get no such note."""
-    from quant.gates import check_row
+    from quant.gate.thresholds import check_row
 
     base = {"variant": "onnx-fp32", "map50": 0.995, "map50_95": 0.995, "fidelity_map50_95": 0.995,
             "fidelity_floor": 0.9586, "latency_ms": 10.0, "label_free": True}

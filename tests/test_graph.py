@@ -1,8 +1,8 @@
 import onnx
 import pytest
 
-from quant.errors import QuantError
-from quant.graph import FloatScope, conv_layers, decode_nodes, head_nodes, head_scope, qdq_int8_convs
+from quant.util.errors import QuantError
+from quant.model.graph import FloatScope, conv_layers, decode_nodes, head_nodes, head_scope, qdq_int8_convs
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,8 @@ def test_head_found_from_structure(graph):
 
 
 def test_yolo11_head_is_found_too(tmp_path):
-    from quant.model import export_onnx
-    from quant.offline import ultralytics_yolo
+    from quant.model.weights import export_onnx
+    from quant.util.offline import ultralytics_yolo
 
     pt = tmp_path / "y11.pt"
     ultralytics_yolo()("yolo11n.yaml", task="detect").save(str(pt))

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quant.imagestats import ImageStats, delta_interval
-from quant.report import interval_lines, table
+from quant.measure.imagestats import ImageStats, delta_interval
+from quant.report.tables import interval_lines, table
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
 
@@ -106,7 +106,7 @@ def test_save_and_load_round_trip(tmp_path):
 def suite(tmp_path_factory):
     """The embedded default model (it detects shapes) on a few generated val images."""
     from fixtures import shapes
-    from quant.suite import Suite
+    from quant.run.suite import Suite
 
     data = shapes.generate(tmp_path_factory.mktemp("d") / "s", {"val": (6, 2000), "calib": (4, 3000)})
     return Suite.create(EMBEDDED, data, 320, tmp_path_factory.mktemp("cache"), calib_images=4)
@@ -122,8 +122,8 @@ def test_the_validators_own_map_is_recomputed_exactly_from_its_per_image_statist
 
 
 def test_bench_rows_carry_the_interval_and_the_table_shows_it(suite):
-    from quant.bench import BenchSession
-    from quant.gates import Thresholds
+    from quant.run.session import BenchSession
+    from quant.gate.thresholds import Thresholds
 
     bench = BenchSession(suite, Thresholds({}, {}, {}, {}), embedded=False)
     assert bench.delta_interval("onnx-fp32") is None

@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from quant.errors import QuantError
-from quant.labelfree import split_images
-from quant.row import FIDELITY_LABELS
-from quant.session import defaults, open_session
+from quant.util.errors import QuantError
+from quant.model.labelfree import split_images
+from quant.measure.row import FIDELITY_LABELS
+from quant.run.options import defaults, open_session
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""quant.latency: the order-statistic median interval, the paired/interleaved protocol (fake clock and
+"""quant.measure.latency: the order-statistic median interval, the paired/interleaved protocol (fake clock and
 real CPU time) and the run-to-run ratio comparison."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from quant.latency import Paired, median_ci, paired, ratio_of_ratios
+from quant.measure.latency import Paired, median_ci, paired, ratio_of_ratios
 
 
 # ---------------------------------------------------------------- median_ci

@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from quant.layertime import conv_times, int8_savings, kernel_times
+from quant.search.layertime import conv_times, int8_savings, kernel_times
 
 
 def _two_convs():
@@ -36,7 +36,7 @@ def test_every_convolution_of_a_yolo_is_timed_in_fp32_and_in_int8(suite):
 
 
 def test_a_profile_that_names_kernels_otherwise_falls_back_to_counting(suite, monkeypatch):
-    from quant import layertime
+    from quant.search import layertime
 
     fp32 = suite.artifact("onnx-fp32")
     monkeypatch.setattr(layertime, "kernel_times", lambda *a, **k: {"fused_node_17": 5.0})

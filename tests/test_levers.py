@@ -7,12 +7,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from quant.biascorr import correct_biases
-from quant.calibration import activation_ranges, clip_silu_inputs, reader_for
-from quant.graph import silu_inputs
-from quant.qdq import write_qdq
-from quant.rounding import _Conv, gptq, round_weights
-from quant.variants import REGISTRY
+from quant.calibration.biascorr import correct_biases
+from quant.calibration.ranges import activation_ranges, clip_silu_inputs
+from quant.calibration.readers import reader_for
+from quant.model.graph import silu_inputs
+from quant.build.qdq import write_qdq
+from quant.calibration.rounding import _Conv, gptq, round_weights
+from quant.registry import REGISTRY
 
 
 def _with(name, **settings):
@@ -146,8 +147,8 @@ def test_weight_rounding_lowers_the_first_convs_output_error_and_keeps_the_grid(
 
 
 def test_weight_rounding_covers_yolo11_depthwise_convs(suite, tmp_path):
-    from quant.model import export_onnx
-    from quant.offline import ultralytics_yolo
+    from quant.model.weights import export_onnx
+    from quant.util.offline import ultralytics_yolo
 
     pt = tmp_path / "y11.pt"
     ultralytics_yolo()("yolo11n.yaml", task="detect").save(str(pt))

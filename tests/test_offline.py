@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from quant.offline import NetworkGuard
+from quant.util.offline import NetworkGuard
 
 
 def test_offline_switches_are_set():
@@ -52,12 +52,12 @@ def test_export_and_validation_touch_no_network(tiny_weights, tiny_data, tmp_pat
     """A fresh process (cold Ultralytics settings) exports, quantizes and validates with sockets blocked."""
     code = f"""
 import sys, json
-from quant.offline import NetworkGuard
+from quant.util.offline import NetworkGuard
 with NetworkGuard() as g:
-    from quant.suite import Suite
+    from quant.run.suite import Suite
     s = Suite.create({str(tiny_weights)!r}, {str(tiny_data)!r}, 96, {str(tmp_path / 'cache')!r}, calib_images=2)
     s.accuracy("onnx-int8-minmax")
-    from quant.offline import ultralytics_yolo
+    from quant.util.offline import ultralytics_yolo
     ultralytics_yolo()({str(tiny_weights)!r}).predict({str(next((tiny_data.parent / 'val' / 'images').glob('*.png')))!r}, imgsz=96, verbose=False)
 print(json.dumps(g.attempts))
 """
@@ -78,7 +78,7 @@ def test_the_guard_itself_refuses_even_where_the_network_would_answer(monkeypatc
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: calls.append(host) or [])
     with NetworkGuard() as g:
         with socket.socket() as s:
-            with pytest.raises(OSError, match="network disabled by quant.offline.NetworkGuard"):
+            with pytest.raises(OSError, match="network disabled by quant.util.offline.NetworkGuard"):
                 s.connect(("93.184.215.14", 443))
             assert s.connect_ex(("93.184.215.14", 443)) == 111
         with pytest.raises(OSError):
@@ -95,10 +95,10 @@ def test_import_quant_changes_nothing_until_configured(tmp_path):
     env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"))
     code = """
 import os, json, pathlib, sys
-import quant, quant.suite, quant.bench, quant.variants, quant.offline
+import quant, quant.run.suite, quant.run.session, quant.registry, quant.util.offline
 before = {"yolo_env": sorted(k for k in os.environ if k.startswith("YOLO_")),
           "created": sorted(str(p) for p in pathlib.Path(sys.argv[1]).rglob("*"))}
-quant.offline.ultralytics_module("utils")
+quant.util.offline.ultralytics_module("utils")
 after = {"offline": os.environ.get("YOLO_OFFLINE")}
 print(json.dumps([before, after]))
 """

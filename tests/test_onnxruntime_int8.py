@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from quant.graph import decode_nodes, head_nodes
-from quant.suite import Suite
+from quant.model.graph import decode_nodes, head_nodes
+from quant.run.suite import Suite
 
 from conftest import error_vs_spread
 
@@ -74,7 +74,7 @@ def test_head_float_variant_leaves_the_head_float(suite):
 def test_metadata_kept_and_ultralytics_loads_it(suite, tiny_data, int8):
     meta = {p.key: p.value for p in int8.metadata_props}
     assert meta["task"] == "detect" and "circle" in meta["names"] and meta["imgsz"] == "[96, 96]"
-    from quant.offline import ultralytics_yolo
+    from quant.util.offline import ultralytics_yolo
 
     results = ultralytics_yolo()(str(suite.artifact("onnx-int8-minmax")), task="detect").predict(
         str(next((tiny_data.parent / "val" / "images").glob("*.png"))), verbose=False)
@@ -111,8 +111,8 @@ def test_second_build_comes_from_cache(suite, tiny_weights, tiny_data):
 def test_weight_range_is_what_the_variant_asks_for(suite, tmp_path, reduce_range, limit):
     from dataclasses import replace
 
-    from quant.qdq import quantize_qdq
-    from quant.variants import REGISTRY
+    from quant.build.qdq import quantize_qdq
+    from quant.registry import REGISTRY
 
     v = REGISTRY["onnx-int8-minmax"]
     v = replace(v, settings=tuple({**dict(v.settings), "reduce_range": reduce_range}.items()))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from quant.report import with_peer_comparison
+from quant.report.tables import with_peer_comparison
 
 
 def test_ov_names_map_from_onnx_nodes():
@@ -35,7 +35,7 @@ def test_best_peer_is_shown_next_to_our_int8_rows():
 def suite(tiny_weights, tiny_data, tmp_path_factory):
     pytest.importorskip("openvino", reason="openvino not installed (pip install -e '.[openvino]')")
     pytest.importorskip("nncf", reason="nncf not installed (pip install -e '.[openvino]')")
-    from quant.suite import Suite
+    from quant.run.suite import Suite
 
     return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
 
@@ -55,13 +55,13 @@ def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, ti
     assert not any(op.get_friendly_name().startswith("/model.22/") for op in hmodel.get_ops()
                    if op.get_type_name() == "FakeQuantize")
     from quant.backends.openvino import ir_int8_convs
-    from quant.graph import conv_layers, head_nodes, load_onnx
+    from quant.model.graph import conv_layers, head_nodes, load_onnx
 
     fp32 = load_onnx(suite.artifact("onnx-fp32"))
     assert sorted(ir_int8_convs(folder)) == sorted(conv_layers(fp32))  # every learned convolution reads INT8
     assert sorted(ir_int8_convs(head)) == sorted(set(conv_layers(fp32)) - set(head_nodes(fp32)))
     from quant.backends import openvino
-    from quant.variants import Variant
+    from quant.registry import Variant
 
     rerun = Variant("ov-int8-rerun", "openvino", "int8", "openvino", source="ov-int8",
                     settings=(("inference_precision", "f32"),))  # reuses ov-int8's IR, as ov-int8-auto-bf16 does
@@ -75,7 +75,7 @@ def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, ti
 
 
 def test_ultralytics_peer_exports_build_offline(suite):
-    from quant.offline import NetworkGuard
+    from quant.util.offline import NetworkGuard
 
     with NetworkGuard() as g:
         onnx_int8 = suite.artifact("ul-onnx-int8")
@@ -87,7 +87,7 @@ def test_ultralytics_peer_exports_build_offline(suite):
 
 
 def test_deltas_and_ratios_on_hand_made_rows():
-    from quant.report import with_deltas
+    from quant.report.tables import with_deltas
 
     rows = [{"variant": "onnx-fp32", "map50_95": 0.5, "latency_ms": 20.0, "latency_ratio": 1.0},
             {"variant": "a", "map50_95": 0.4375, "latency_ms": 10.0, "latency_ratio": 0.625},

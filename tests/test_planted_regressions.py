@@ -7,10 +7,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from quant.backends.onnxruntime import session_options
-from quant.compare import compare
-from quant.gates import Result, check
-from quant.latency import paired
+from quant.measure.latency import ort_session_options
+from quant.gate.compare import compare
+from quant.gate.thresholds import Result, check
+from quant.measure.latency import paired
 
 TRIALS = 10
 LIMITS = {"max_latency_ratio": 1.10}  # the same graph times 1.00x: a 10 % ceiling
@@ -20,7 +20,7 @@ LIMITS = {"max_latency_ratio": 1.10}  # the same graph times 1.00x: a 10 % ceili
 def calls(tiny_onnx):
     """Two sessions of the tiny model; the 'variant' can be slowed by 25 % of the model call's time."""
     def session():
-        s = ort.InferenceSession(str(tiny_onnx), session_options(), providers=["CPUExecutionProvider"])
+        s = ort.InferenceSession(str(tiny_onnx), ort_session_options(), providers=["CPUExecutionProvider"])
         return lambda x: s.run(None, {"images": x})
 
     base, var = session(), session()

@@ -1,8 +1,8 @@
-"""Accuracy-vs-latency chart (quant.plot): the PNG and its Pareto front."""
+"""Accuracy-vs-latency chart (quant.report.plot): the PNG and its Pareto front."""
 
 from __future__ import annotations
 
-from quant.plot import pareto_front, write_plot
+from quant.report.plot import pareto_front, write_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +64,7 @@ def test_plot_with_nothing_to_plot_still_writes_a_chart(tmp_path):
 def test_report_lists_the_front_fastest_first_without_engineless_tensorrt_rows():
     """report.md's trade-offs: the front's rows in order of speed, peers marked, a failing row marked, and a
     TensorRT row timed without an engine (ONNX Runtime on the CPU) never on it, however fast it timed."""
-    from quant.report import front_lines, front_section, with_deltas
+    from quant.report.tables import front_lines, front_section, with_deltas
 
     rows = with_deltas([
         _row("onnx-fp32", 1.0, 0.526, ci=[0.97, 1.03]),

@@ -12,8 +12,8 @@ import onnx
 import pytest
 
 from quant.backends import ppq as ppq_backend
-from quant.errors import QuantError
-from quant.ppq_compat import check_opset
+from quant.util.errors import QuantError
+from quant.backends.ppq_compat import check_opset
 
 from conftest import error_vs_spread
 
@@ -57,9 +57,9 @@ def test_ppq_builds_offline_keeps_metadata_and_writes_analysis(tiny_weights, tin
     reason = ppq_backend.unavailable()
     if reason:
         pytest.skip(reason)
-    from quant.graph import conv_layers, head_nodes, qdq_int8_convs
-    from quant.offline import NetworkGuard
-    from quant.suite import Suite
+    from quant.model.graph import conv_layers, head_nodes, qdq_int8_convs
+    from quant.util.offline import NetworkGuard
+    from quant.run.suite import Suite
 
     suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path, calib_images=4)
     with NetworkGuard() as g:
@@ -94,9 +94,9 @@ def test_ppq_worker_reports_its_calibration_and_lsq_blocks(tiny_weights, tiny_da
     reason = ppq_backend.unavailable()
     if reason:
         pytest.skip(reason)
-    from quant import progress
-    from quant.suite import Suite
-    from quant.variants import REGISTRY
+    from quant.util import progress
+    from quant.run.suite import Suite
+    from quant.registry import REGISTRY
 
     v = REGISTRY["ppq-int8"]
     monkeypatch.setitem(REGISTRY, "ppq-int8", replace(v, settings=v.settings + (("lsq_steps", 2), ("calib_steps", 8),

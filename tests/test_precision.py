@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from quant.backends import openvino as ov_backend
-from quant.bench import BenchSession
-from quant.gates import Thresholds
-from quant.suite import Suite
-from quant.variants import REGISTRY
+from quant.run.session import BenchSession
+from quant.gate.thresholds import Thresholds
+from quant.run.suite import Suite
+from quant.registry import REGISTRY
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,8 @@ def test_header_has_a_machine_section(suite):
 
 
 def test_machine_line_names_cpu_flags_threads_settings_and_gpu(tmp_path):
-    from quant import report
-    from quant.hardware import describe
+    from quant.report import tables as report
+    from quant.util.hardware import describe
 
     m = {"cpu": "Intel Xeon", "isa": ["avx2", "avx512_vnni"], "cores": 16, "threads": 16, "threads_used": 16,
          "reduce_range": False, "gpu": "NVIDIA H200"}

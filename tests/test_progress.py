@@ -1,6 +1,6 @@
 """Progress lines of long work: count, elapsed time, an upper estimate of what is left, and a log file."""
 
-from quant import progress
+from quant.util import progress
 
 
 def test_progress_lines_carry_count_elapsed_and_estimate(tmp_path):

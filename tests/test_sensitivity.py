@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import pytest
 
-from quant.calibration import reader_for
-from quant.sensitivity import Sensitivity, analyze, keep_quantized, layers, nsr, quantized_layers, sqnr_db, write_reports
-from quant.suite import Suite
+from quant.calibration.readers import reader_for
+from quant.search.sensitivity import Sensitivity, analyze, keep_quantized, layers, nsr, quantized_layers, sqnr_db, write_reports
+from quant.run.suite import Suite
 
 
 def test_identical_tensors_have_infinite_sqnr_and_zero_nsr():
@@ -54,7 +54,7 @@ T0 = "/model.0/act/Mul_output_0"  # the first layer's output: an untrained model
 
 
 def _run(model, feeds, tensor=None):
-    from quant.sensitivity import session_with_outputs
+    from quant.calibration.activations import session_with_outputs
 
     name = tensor or model.graph.output[0].name
     sess = session_with_outputs(model, [name])

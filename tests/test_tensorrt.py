@@ -7,8 +7,8 @@ import pytest
 from onnx import TensorProto, numpy_helper
 
 from quant.backends import tensorrt as trt_backend
-from quant.graph import decode_nodes
-from quant.variants import REGISTRY
+from quant.model.graph import decode_nodes
+from quant.registry import REGISTRY
 
 from conftest import error_vs_spread
 
@@ -141,8 +141,8 @@ def test_nncf_falls_back_to_fast_bias_correction_where_the_full_one_fails(search
 
     import nncf
 
-    from quant import nncf_qdq
-    from quant.report import choice_line
+    from quant.build import nncf_qdq
+    from quant.report.tables import choice_line
 
     real, calls = nncf.quantize, []
 
@@ -200,7 +200,7 @@ def test_int8_engines_run_fp16_outside_the_qdq_pairs(suite):
     from dataclasses import replace
 
     from quant.backends.onnxruntime import runner as ort_runner
-    from quant.qdq import quantize_qdq
+    from quant.build.qdq import quantize_qdq
 
     v = REGISTRY["trt-int8-minmax"]
     fp32_qdq, _ = quantize_qdq(suite.artifact("onnx-fp32"), suite.cache.root / "qdq-fp32.onnx",
@@ -214,7 +214,7 @@ def test_int8_engines_run_fp16_outside_the_qdq_pairs(suite):
 def test_engine_header_round_trips_through_ultralytics(tmp_path, tiny_onnx):
     from ultralytics.nn.backends.base import BaseBackend
 
-    from quant.model import onnx_metadata
+    from quant.model.weights import onnx_metadata
 
     meta = onnx_metadata(tiny_onnx)
     path = tmp_path / "model.engine"
@@ -231,7 +231,7 @@ def test_nncf_variant_skips_without_nncf(monkeypatch):
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf raises ImportError
     assert "nncf is not installed" in trt_backend.unavailable(REGISTRY["trt-int8-nncf"])
     assert trt_backend.unavailable(REGISTRY["trt-int8-minmax"]) is None
-    assert trt_backend.builders(REGISTRY["trt-int8-nncf"]) == ["quant.nncf_qdq", "quant.fp16"]
+    assert trt_backend.builders(REGISTRY["trt-int8-nncf"]) == ["quant.build.nncf_qdq", "quant.build.fp16"]
 
 
 def test_skip_reasons_name_the_missing_piece(monkeypatch):
@@ -272,7 +272,7 @@ def test_engines_build_and_run_on_gpu(suite):
         out = run(x)[0].float().numpy()
         assert out.shape == ref.shape and np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05
         assert run.gpu_ms and run.gpu_ms[-1] > 0
-        from quant.offline import ultralytics_yolo
+        from quant.util.offline import ultralytics_yolo
 
         assert ultralytics_yolo()(str(engine), task="detect").predict(x[0].transpose(1, 2, 0)[..., ::-1] * 255,
                                                                          verbose=False, device=0)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from quant.backends import tensorrt as trt_backend
-from quant.errors import QuantError
-from quant.variants import REGISTRY
+from quant.util.errors import QuantError
+from quant.registry import REGISTRY
 
 
 class Log(list):
@@ -168,7 +168,7 @@ def test_engine_key_has_the_exact_version_gpu_and_compute_capability(monkeypatch
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (9, 0))
     assert trt_backend.key_extras(REGISTRY["trt-int8-minmax"]) == {
         "engine": {"tensorrt": "10.16.0.4", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}}
-    from quant.cache import LIBRARIES
+    from quant.run.cache import LIBRARIES
 
     assert {"tensorrt", "tensorrt-cu12", "tensorrt-cu13"} <= set(LIBRARIES)
 
@@ -204,7 +204,7 @@ def test_a_gpu_machine_asked_for_engines_fails_instead_of_reporting_cpu_numbers(
 @pytest.mark.parametrize("markexpr, required", [("gpu", True), ("gpu and tensorrt", True), ("", False),
                                                 ("not gpu", False)])
 def test_engines_are_required_when_gpu_tests_are_selected(markexpr, required, tiny_weights, tiny_data, tmp_path):
-    from quant.session import defaults, open_session
+    from quant.run.options import defaults, open_session
 
     o = defaults(weights=str(tiny_weights), data=str(tiny_data), imgsz=96, calib_images=4,
                  cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r"))

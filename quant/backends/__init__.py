@@ -2,7 +2,7 @@
 
 - ``unavailable(variant) -> str | None``: why this variant cannot run here (None when it can);
 - ``build(variant, ctx, out_dir) -> (artifact_path, info)``: make the artifact inside ``out_dir``
-  (``ctx`` is a :class:`quant.suite.Suite`: weights, data, imgsz, other variants' artifacts);
+  (``ctx`` is a :class:`quant.run.suite.Suite`: weights, data, imgsz, other variants' artifacts);
 - ``runner(variant, artifact, ctx) -> callable(np.ndarray) -> outputs``: the bare model call at
   batch 1, the thing latency is measured on.
 
@@ -10,6 +10,9 @@ Optional: ``builders(variant) -> list[str]``: modules (with a ``build`` of the s
 backend dispatches this variant to; with the backend module they are the code in its cache key
 (:func:`code_entries`). ``key_extras(variant) -> dict`` (more cache-key inputs, e.g. the GPU an engine was
 tuned on) and ``eval_args(variant, artifact) -> dict`` (device/half for the validator).
+
+May import: quant.build, quant.calibration, quant.measure, quant.model, quant.util (the search only
+through the builders that use it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,6 @@ def get(name: str) -> ModuleType:
 def code_entries(variant) -> list[str]:
     """The modules whose import closure builds ``variant``: its backend module, and the builder modules
     the backend dispatches this variant to (``builders(variant)``). Their code digests go into the
-    variant's cache key (:mod:`quant.codehash`)."""
+    variant's cache key (:mod:`quant.run.codehash`)."""
     module = get(variant.backend)
     return [module.__name__, *getattr(module, "builders", lambda v: [])(variant)]

@@ -1,8 +1,8 @@
 """ONNX Runtime: the FP32 export (the baseline), and the session every ONNX variant is timed in.
 
-INT8 models are built by :mod:`quant.qdq` (registered method and float set) or :mod:`quant.auto_qdq`
+INT8 models are built by :mod:`quant.build.qdq` (registered method and float set) or :mod:`quant.build.auto_qdq`
 (searched recipe); :func:`builders` names which, and the build is dispatched through that same value,
-so each variant's cache key covers exactly the code that builds it (:mod:`quant.codehash`).
+so each variant's cache key covers exactly the code that builds it (:mod:`quant.run.codehash`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import importlib
 import shutil
 from pathlib import Path
 
-from quant.context import BuildContext
+from quant.build.context import BuildContext
+from quant.measure.latency import ort_session_options
 
 
 def unavailable(variant=None) -> str | None:
@@ -81,7 +82,7 @@ def builders(variant) -> list[str]:
     """Modules that build this variant besides this one (their code is part of its cache key)."""
     if variant.precision != "int8":
         return []
-    return ["quant.auto_qdq"] if variant.search else ["quant.qdq"]
+    return ["quant.build.auto_qdq"] if variant.search else ["quant.build.qdq"]
 
 
 def build(variant, ctx: BuildContext, out_dir: Path):
@@ -92,33 +93,18 @@ def build(variant, ctx: BuildContext, out_dir: Path):
         shutil.copyfile(ctx.artifact(variant.source), out)
         return out, {}
     if variant.precision == "fp32":
-        from quant.model import export_onnx
+        from quant.model.weights import export_onnx
 
         export_onnx(ctx.weights, out, ctx.imgsz, opset=variant.setting("opset", 13))
         return out, {}
     raise ValueError(f"onnxruntime backend cannot build precision '{variant.precision}'")
 
 
-def session_options(threads: int | None = None):
-    """Options of every timed session: ``threads`` intra-op threads (None: ONNX Runtime's default, the
-    physical cores) that do not spin-wait after a call. Paired timing keeps two sessions alive; spinning
-    threads of the idle one stole the cores of the one being timed (measured on 2 cores: the same model
-    against itself timed 0.67-1.79x per round with spinning, 0.96-1.01x without)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = int(threads)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return so
-
-
 def runner(variant, artifact: Path, ctx: BuildContext):
     import onnxruntime as ort
 
     threads = ctx.threads
-    sess = ort.InferenceSession(str(artifact), session_options(threads), providers=providers(variant))
+    sess = ort.InferenceSession(str(artifact), ort_session_options(threads), providers=providers(variant))
     name = sess.get_inputs()[0].name
     run = lambda x: sess.run(None, {name: x})  # noqa: E731
     provider = sess.get_providers()[0]

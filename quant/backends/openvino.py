@@ -19,9 +19,8 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from quant.context import BuildContext
-
-FOLDER = "model_openvino_model"
+from quant.build.context import BuildContext
+from quant.build.ir import FOLDER, inference_precision, ir_int8_convs, runtime_config, save_ir
 
 
 @lru_cache(maxsize=1)
@@ -29,13 +28,6 @@ def cpu_capabilities() -> tuple[str, ...]:
     import openvino as ov
 
     return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-
-
-def inference_precision(variant) -> str | None:
-    """The INFERENCE_PRECISION_HINT the variant runs with (None: the CPU's default, for peers)."""
-    if variant.peer:
-        return None
-    return variant.setting("inference_precision", "bf16" if variant.precision == "bf16" else "f32")
 
 
 def unavailable(variant=None) -> str | None:
@@ -59,53 +51,9 @@ def _reuses_ir(variant) -> bool:
     return variant.setting("inference_precision") is not None and variant.source != "onnx-fp32"
 
 
-def save_ir(ov_model, onnx_path: Path, out_dir: Path) -> Path:
-    """An Ultralytics-style IR folder (model.xml/.bin + metadata.yaml) that ``YOLO(folder)`` loads."""
-    import openvino as ov
-    import yaml
-
-    from quant.model import onnx_metadata
-
-    folder = out_dir / FOLDER
-    folder.mkdir()
-    ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=False)
-    (folder / "metadata.yaml").write_text(yaml.safe_dump(onnx_metadata(onnx_path), sort_keys=False))
-    return folder
-
-
-def ov_names_of(onnx_nodes, ov_names) -> list[str]:
-    """OpenVINO ops converted from the given ONNX nodes (the ONNX frontend keeps node names; see
-    :func:`_onnx_name`)."""
-    wanted = set(onnx_nodes)
-    return sorted(n for n in ov_names if n in wanted or _onnx_name(n) in wanted)
-
-
-def ir_int8_convs(folder: Path) -> list[str]:
-    """Convolutions of an IR that read INT8 (their input from a FakeQuantize, possibly through ops that
-    only move values, e.g. the Concat or Split NNCF quantizes once for every convolution behind it), by
-    their ONNX names."""
-    import openvino as ov
-
-    from quant.graph import reads_quantized
-
-    def sources(node) -> list:
-        return [node.input_value(i).get_node() for i in range(node.get_input_size())]
-
-    return [_onnx_name(op.get_friendly_name())
-            for op in ov.Core().read_model(str(Path(folder) / "model.xml")).get_ops()
-            if op.get_type_name() in ("Convolution", "GroupConvolution")
-            and reads_quantized(sources(op)[0], lambda n: n.get_type_name(), sources, "FakeQuantize")]
-
-
-def _onnx_name(ov_name: str) -> str:
-    """The ONNX node an OpenVINO op was converted from: the frontend splits a biased Conv into
-    ``<name>/WithoutBiases`` (the Convolution) plus ``<name>`` (the Add)."""
-    return ov_name.removesuffix("/WithoutBiases")
-
-
 def builders(variant) -> list[str]:
     """Modules that build this variant besides this one (NNCF INT8); part of its cache key."""
-    return ["quant.nncf_int8"] if variant.precision == "int8" and not _reuses_ir(variant) else []
+    return ["quant.build.nncf_ir"] if variant.precision == "int8" and not _reuses_ir(variant) else []
 
 
 def build(variant, ctx: BuildContext, out_dir: Path):
@@ -115,23 +63,13 @@ def build(variant, ctx: BuildContext, out_dir: Path):
         return importlib.import_module(module).build(variant, ctx, out_dir)
     src = ctx.artifact(variant.source)
     if _reuses_ir(variant):  # the same IR; only the inference precision differs
-        from quant.graph import int8_conv_counts, load_onnx
+        from quant.model.graph import int8_conv_counts, load_onnx
 
         shutil.copytree(src, out_dir / FOLDER)
         return out_dir / FOLDER, int8_conv_counts(load_onnx(ctx.artifact("onnx-fp32")), ir_int8_convs(out_dir / FOLDER))
     if variant.precision not in ("fp32", "bf16"):
         raise ValueError(f"openvino backend cannot build precision '{variant.precision}'")
     return save_ir(ov.convert_model(str(src)), src, out_dir), {}
-
-
-def runtime_config(variant, threads: int | None = None) -> dict:
-    """What the timed model is compiled with: latency mode, the pinned precision, the thread count."""
-    cfg = {"PERFORMANCE_HINT": "LATENCY"}
-    if inference_precision(variant):
-        cfg["INFERENCE_PRECISION_HINT"] = inference_precision(variant)
-    if threads:
-        cfg["INFERENCE_NUM_THREADS"] = int(threads)
-    return cfg
 
 
 @contextlib.contextmanager

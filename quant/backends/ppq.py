@@ -1,5 +1,5 @@
 """PPQ (0.6.6) INT8: the reference report's tool, run in a worker process with its compatibility
-fixes (:mod:`quant.ppq_compat`), exported as an ONNX Runtime Q/DQ model that the suite scores.
+fixes (:mod:`quant.backends.ppq_compat`), exported as an ONNX Runtime Q/DQ model that the suite scores.
 
 Each build also saves PPQ's error analysis: graphwise (each quantized op's output error with the
 whole network quantized: accumulated error) and layerwise (the graph output's error when only that
@@ -19,13 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-from quant import progress
-from quant.context import BuildContext
-from quant.errors import BuildError, QuantError
+from quant.util import progress
+from quant.build.context import BuildContext
+from quant.util.errors import BuildError, QuantError
 
 PLATFORMS = ("ONNXRUNTIME", "OPENVINO_INT8", "TRT_INT8", "PPL_CUDA_INT8")
 THRESHOLD = 0.1  # PPQ's own "this op needs attention" SNR threshold
-RUNS_MODULES = ("quant.ppq_worker",)  # started with `python -m`: its code is part of the PPQ variants' keys
+RUNS_MODULES = ("quant.backends.ppq_worker",)  # started with `python -m`: its code is part of the PPQ variants' keys
 
 
 def unavailable(variant=None) -> str | None:
@@ -38,8 +38,8 @@ def unavailable(variant=None) -> str | None:
 def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
 
-    from quant.graph import int8_conv_counts, qdq_int8_convs, remove_qdq_before
-    from quant.model import onnx_metadata
+    from quant.model.graph import int8_conv_counts, qdq_int8_convs, remove_qdq_before
+    from quant.model.weights import onnx_metadata
 
     platform = variant.setting("platform", "ONNXRUNTIME")
     if platform not in PLATFORMS:
@@ -86,7 +86,7 @@ def run_worker(cmd: list[str], name: str, timeout: float | None, cwd: Path, env:
                heartbeat: float | None = None, steps: Path | None = None) -> None:
     """Run the PPQ worker, saying every ``heartbeat`` seconds (default: ``HEARTBEAT_S`` as it is at the
     call) that it still runs and, from its ``steps``
-    file (:class:`quant.progress.StepFile`), where it is and about how long that part has left; a crash, a
+    file (:class:`quant.util.progress.StepFile`), where it is and about how long that part has left; a crash, a
     kill or a hang fails this variant alone, in one line naming the exit code or signal and the worker's
     last words on stderr."""
     start, heartbeat = time.monotonic(), HEARTBEAT_S if heartbeat is None else heartbeat
@@ -127,7 +127,7 @@ def _wait(proc, name: str, timeout: float | None, heartbeat: float, start: float
 def class_score_tensor(model) -> str:
     """The decode's class-score tensor (the Sigmoid output). Layerwise error is measured there: at the
     final output, box coordinates in pixels swamp the signal and every op looks harmless."""
-    from quant.graph import decode_nodes
+    from quant.model.graph import decode_nodes
 
     decode = set(decode_nodes(model))
     sig = [n.output[0] for n in model.graph.node if n.name in decode and n.op_type == "Sigmoid"]

@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from quant.context import BuildContext
+from quant.build.context import BuildContext
 
 
 def unavailable(variant=None) -> str | None:
@@ -32,7 +32,7 @@ def build(variant, ctx: BuildContext, out_dir: Path):
 def runner(variant, artifact: Path, ctx: BuildContext):
     import torch
 
-    from quant.model import load_weights
+    from quant.model.weights import load_weights
 
     model = load_weights(artifact).model.fuse().eval()  # fused Conv+BN, as Ultralytics' validator runs it
     if variant.setting("device", "cpu") == "cpu":

@@ -1,7 +1,7 @@
 """TensorRT: the ONNX an engine is built from is prepared on CPU; engines where TensorRT and CUDA exist.
 
 CPU stage (always, tested in CI): FP32 = the suite's ONNX; FP16 = an FP16 ONNX with the box decode
-in FP32 (:mod:`quant.fp16`); INT8 = explicit Q/DQ with TensorRT's placement: symmetric INT8
+in FP32 (:mod:`quant.build.fp16`); INT8 = explicit Q/DQ with TensorRT's placement: symmetric INT8
 activations quantized at the inputs of convolutions only (TensorRT fuses Conv+SiLU and requantizes
 at the next conv), per-channel symmetric weights, box decode float. ONNX Runtime on CPU runs these
 ONNX files, so their accuracy predicts the engine's.
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quant.context import BuildContext
-from quant.errors import QuantError
+from quant.build.context import BuildContext
+from quant.util.errors import QuantError
 
 IMPLICIT = ("minmax", "entropy2", "entropy", "legacy")
 
@@ -95,12 +95,12 @@ def builders(variant) -> list[str]:
     """Modules that build this variant's ONNX besides this one (their code is part of its cache key);
     the build is dispatched through this same value."""
     if variant.setting("implicit"):
-        return ["quant.calibration"]  # TensorRT's own calibrators read the suite's calibration images
+        return ["quant.calibration.readers"]  # TensorRT's own calibrators read the suite's calibration images
     if variant.precision == "fp16":
-        return ["quant.fp16"]
+        return ["quant.build.fp16"]
     if variant.precision == "int8":  # Q/DQ INT8, then (float_precision fp16) FP16 outside the Q/DQ pairs
-        qdq = ["quant.nncf_qdq"] if variant.tool == "nncf" else ["quant.auto_qdq"] if variant.search else ["quant.qdq"]
-        return qdq + (["quant.fp16"] if variant.setting("float_precision") == "fp16" else [])
+        qdq = ["quant.build.nncf_qdq"] if variant.tool == "nncf" else ["quant.build.auto_qdq"] if variant.search else ["quant.build.qdq"]
+        return qdq + (["quant.build.fp16"] if variant.setting("float_precision") == "fp16" else [])
     return []
 
 
@@ -112,7 +112,7 @@ def prepare_onnx(variant, ctx: BuildContext, out_dir: Path) -> tuple[Path, dict]
         for fp16 in after:  # INT8 engines: FP16 everywhere outside the Q/DQ pairs, the box decode FP32
             import onnx
 
-            from quant.graph import decode_nodes
+            from quant.model.graph import decode_nodes
 
             info.update(fp16.mixed_int8_fp16(path, decode_nodes(onnx.load(str(ctx.artifact(variant.source))))))
         return path, info
@@ -164,8 +164,8 @@ def build_engine(onnx_path: Path, engine_path: Path, variant, ctx: BuildContext)
     import onnx
     import tensorrt as trt
 
-    from quant.graph import decode_nodes
-    from quant.model import onnx_metadata
+    from quant.model.graph import decode_nodes
+    from quant.model.weights import onnx_metadata
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -187,7 +187,7 @@ def build_engine(onnx_path: Path, engine_path: Path, variant, ctx: BuildContext)
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         pin_fp32(network, decode_nodes(onnx.load(str(onnx_path))), trt.float32)  # the box decode, as everywhere
-        calibration = importlib.import_module(builders(variant)[0])  # quant.calibration (see builders)
+        calibration = importlib.import_module(builders(variant)[0])  # quant.calibration.readers (see builders)
         reader = calibration.reader_for(ctx.calibration_files(), ctx.imgsz, network.get_input(0).name)
         config.int8_calibrator = make_calibrator(variant.setting("implicit"), reader,
                                                  engine_path.with_name("calibration.cache"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from quant.backends import onnxruntime as ort_backend
 from quant.backends import openvino as ov_backend
-from quant.context import BuildContext
+from quant.build.context import BuildContext
 
 
 def unavailable(variant=None) -> str | None:
@@ -25,7 +25,7 @@ def unavailable(variant=None) -> str | None:
 
 
 def build(variant, ctx: BuildContext, out_dir: Path):
-    from quant.offline import ultralytics_yolo
+    from quant.util.offline import ultralytics_yolo
 
     src = out_dir / "model.pt"
     shutil.copyfile(ctx.weights, src)  # Ultralytics writes its export next to the weights

@@ -1,0 +1,74 @@
+"""Export one run for github-action-benchmark's charts (its ``customSmallerIsBetter`` and
+``customBiggerIsBetter`` tools).
+
+Each file is a JSON list of ``{"name", "unit", "value", "range"?, "extra"?}`` entries, one per
+tracked number. Latency is exported as the paired ratio vs the baseline (comparable across runners
+of the same kind) and as raw ms/img (only comparable on one machine); accuracy as mAP50-95 and
+fidelity in %.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from quant.gate.thresholds import finite_number
+
+BASELINE = "onnx-fp32"
+
+
+def _half_width(ci) -> str | None:
+    """github-action-benchmark's ``range`` string ("±0.031") from a [lo, hi] interval, or None."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return None
+    lo, hi = finite_number(ci[0]), finite_number(ci[1])
+    return None if lo is None or hi is None else f"±{(hi - lo) / 2:.3f}"
+
+
+def _smaller(row: dict, baseline: str) -> list[dict]:
+    """Latency entries of one row: ratio vs the baseline (with its interval) and ms/img."""
+    out, variant = [], row["variant"]
+    ratio, ms = finite_number(row.get("latency_ratio")), finite_number(row.get("latency_ms"))
+    if ratio is not None:
+        entry = {"name": f"{variant} latency ratio vs {baseline}", "unit": "x", "value": round(ratio, 4)}
+        rng = _half_width(row.get("latency_ratio_ci"))
+        if rng is not None:
+            entry["range"] = rng
+        if ms is not None:
+            entry["extra"] = f"ms/img {ms:.1f}"
+        out.append(entry)
+    if ms is not None:
+        out.append({"name": f"{variant} ms/img", "unit": "ms", "value": round(ms, 3)})
+    return out
+
+
+def _bigger(row: dict) -> list[dict]:
+    """Accuracy entries of one row, in %: mAP50-95 and, when measured, fidelity."""
+    out, variant = [], row["variant"]
+    extra = f"precision {row.get('precision', '?')}" + (", Ultralytics peer" if row.get("peer") else "")
+    for key, label in (("map50_95", "mAP50-95"), ("fidelity_map50_95", "fidelity mAP50-95")):
+        v = finite_number(row.get(key))
+        if v is not None:
+            out.append({"name": f"{variant} {label}", "unit": "%", "value": round(100 * v, 4), "extra": extra})
+    return out
+
+
+def gab_entries(rows: list[dict], baseline: str = BASELINE) -> tuple[list[dict], list[dict]]:
+    """(customSmallerIsBetter entries, customBiggerIsBetter entries) for a run's rows."""
+    rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)]
+    smaller = [e for r in rows for e in _smaller(r, baseline)]
+    bigger = [e for r in rows for e in _bigger(r)]
+    return smaller, bigger
+
+
+def write_gab(rows: list[dict], out_dir, baseline: str = BASELINE) -> tuple[Path, Path]:
+    """Write ``gab-smaller.json`` and ``gab-bigger.json`` (JSON lists) into ``out_dir``, atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / "gab-smaller.json", out / "gab-bigger.json")
+    for path, entries in zip(paths, gab_entries(rows, baseline)):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    return paths

@@ -1,0 +1,190 @@
+"""A benchmark run's options and its checks: everything ``pytest benchmarks/`` verifies before any work.
+
+``OPTIONS`` are the plugin's command-line options (benchmarks/conftest.py adds them); ``open_session``
+turns parsed options into a :class:`quant.run.session.BenchSession` or raises one QuantError line naming the
+first problem. Tests call it in-process with ``defaults(**overrides)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from quant.search.settings import DEFAULTS
+from quant.run.session import BenchSession
+from quant.run.cache import check_writable_dir
+from quant.util.errors import QuantError
+from quant.gate.thresholds import Thresholds
+from quant.util.hardware import physical_cores
+from quant.util.paths import default_cache_dir
+from quant.run.suite import Suite
+from quant.registry import BASELINE, override_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WEIGHTS = ROOT / "fixtures" / "yolov8n-shapes.pt"
+DEFAULT_THRESHOLDS = ROOT / "thresholds.toml"
+AUTO_OPTIONS = {  # search settings of the *-int8-auto variants; defaults in quant.search.settings.DEFAULTS
+    "auto_target_drop": "largest mAP50-95 drop (points vs FP32) the searched recipe may lose",
+    "auto_margin": "aim this many points under the target on the search images",
+    "auto_images": "calibration-split images after the calibration ones that candidates are scored on",
+    "auto_sensitivity_images": "images of the layer sensitivity analysis up to imgsz 640 (above: as many pixels, "
+                               "at least 2)",
+    "auto_max_evals": "most candidate evaluations per search",
+    "auto_budget_s": "time budget of one search in seconds",
+    "auto_min_int8_macs": "least share (0-1) of the convolution compute the recipe keeps in INT8",
+    "auto_profile_runs": "profiled runs that time each layer in FP32 and INT8 on the target (0: count MACs)",
+}
+
+
+def _flag(help_text: str) -> dict:
+    return {"action": "store_true", "default": False, "help": help_text}
+
+
+OPTIONS: dict[str, dict] = {
+    "--weights": {"default": None, "help": "Ultralytics detection .pt (default: the embedded default model)"},
+    "--data": {"default": None, "help": "data YAML; val split for accuracy, 'calib' (else 'train') for calibration"},
+    "--images": {"default": None, "help": "label-free mode: a folder of unlabeled images in place of --data, split "
+                                          "into calibration, search and validation images; accuracy = fidelity"},
+    "--imgsz": {"type": int, "default": None, "help": "input size, a multiple of the model's largest stride (32; 64 "
+                                                      "for P6 models) (default: the weights' training size)"},
+    "--calib-images": {"type": int, "default": 64, "help": "number of calibration images (default 64)"},
+    "--skip-bad-images": _flag("skip unreadable images (counted in the report header) instead of failing"),
+    "--cache-dir": {"default": None, "help": f"artifact cache (default $YQB_CACHE_DIR or {default_cache_dir()})"},
+    "--revalidate": _flag("evaluate accuracy and fidelity even when cached"),
+    "--verify-cache": _flag("hash every cached file on lookup (default: only files whose size or mtime changed)"),
+    "--build-timeout": {"type": float, "default": 3600.0,
+                        "help": "seconds one variant's build may take before it fails (default 3600)"},
+    "--threads": {"type": int, "default": None, "help": "threads of every timed model in ONNX Runtime, OpenVINO "
+                                                        "and torch (default: the physical cores)"},
+    "--report-dir": {"default": "bench-report", "help": "where report.json / .md / .png go (default ./bench-report)"},
+    "--thresholds": {"default": str(DEFAULT_THRESHOLDS), "help": "TOML file of accuracy floors and latency ceilings"},
+    "--device-profile": {"default": None, "help": "profile in the thresholds file with absolute latency ceilings"},
+    "--latency-rounds": {"type": int, "default": 15, "help": "paired rounds per variant (default 15)"},
+    "--latency-calls": {"type": int, "default": 2, "help": "calls of each model per paired round (default 2)"},
+    "--latency-warmup": {"type": int, "default": 3, "help": "untimed warm-up calls of each model (default 3)"},
+    "--compare-to": {"default": None, "help": "reference run to compare with: a report.json, a pytest-benchmark "
+                                              "JSON or a history id (e.g. 0003)"},
+    "--compare-force": _flag("compare latency even when the machines differ"),
+    "--allow-network": _flag("do not block network access (it is blocked by default)"),
+    "--fidelity-images": {"default": None, "help": "image folder (no labels needed) for the label-free fidelity "
+                                                   "score (default: the val images)"},
+    "--no-fidelity": _flag("skip the label-free fidelity score"),
+    "--ppq-platform": {"default": "ONNXRUNTIME", "help": "PPQ target platform: ONNXRUNTIME, OPENVINO_INT8, TRT_INT8 "
+                                                         "or PPL_CUDA_INT8 (all scored as ONNX Q/DQ)"},
+    "--ppq-calib-steps": {"type": int, "default": 32, "help": "PPQ calibration steps (min 8)"},
+    "--ppq-lsq-steps": {"type": int, "default": 0, "help": "PPQ LSQ optimization steps per block (0 = off)"},
+    "--ppq-analysis-images": {"type": int, "default": 4, "help": "images for PPQ's error analysis"},
+    **{"--" + k.replace("_", "-"): {"type": type(DEFAULTS[k]), "default": DEFAULTS[k],
+                                    "help": f"*-int8-auto: {text} (default {DEFAULTS[k]})"}
+       for k, text in AUTO_OPTIONS.items()},
+}
+
+
+def defaults(**overrides) -> argparse.Namespace:
+    """Options as parsed with nothing on the command line, then ``overrides`` (python names)."""
+    d = {flag[2:].replace("-", "_"): spec["default"] for flag, spec in OPTIONS.items()}
+    unknown = set(overrides) - set(d)
+    if unknown:
+        raise TypeError(f"unknown options: {sorted(unknown)}")
+    return argparse.Namespace(**{**d, **overrides})
+
+
+def default_data(cache: Path) -> Path:
+    """The embedded shapes data set, generated on first use (its folder changes with the generator's code)."""
+    from fixtures import shapes
+    from quant.run import codehash
+
+    code = codehash.combined(codehash.digests(["fixtures.shapes"]))[:8]
+    return shapes.generate(cache / "data" / f"shapes-v{shapes.VERSION}-{code}")
+
+
+def label_free_data(o, weights: Path, cache: Path) -> Path:
+    """The data YAML of a label-free run: the --images folder split deterministically (quant.model.labelfree)."""
+    from quant.model.labelfree import write_data
+    from quant.model.weights import load_weights
+
+    names = load_weights(weights).model.names  # bad weights: one line, before the images are read
+    return write_data(o.images, names, o.calib_images, o.auto_images, cache / "data")
+
+
+def weights_imgsz(weights) -> int:
+    """The size the weights were trained at (Ultralytics keeps it in the checkpoint's args), else 640."""
+    from quant.model.weights import load_weights
+
+    size = (load_weights(weights).overrides or {}).get("imgsz") or 640
+    return int(size if isinstance(size, int) else max(size))
+
+
+def check_options(o) -> None:
+    if min(o.auto_images, o.auto_sensitivity_images, o.auto_max_evals) < 1 or o.auto_budget_s <= 0:
+        raise QuantError("--auto-images, --auto-sensitivity-images, --auto-max-evals and --auto-budget-s "
+                         "must be positive")
+    if not 0.0 <= o.auto_min_int8_macs <= 1.0:
+        raise QuantError(f"--auto-min-int8-macs must be between 0 and 1, got {o.auto_min_int8_macs}")
+    if o.auto_profile_runs < 0:
+        raise QuantError(f"--auto-profile-runs must be 0 (count MACs) or more, got {o.auto_profile_runs}")
+    if min(o.latency_rounds, o.latency_calls) < 1 or o.latency_warmup < 0:
+        raise QuantError("--latency-rounds and --latency-calls must be at least 1, --latency-warmup at least 0")
+    if o.calib_images < 1:
+        raise QuantError(f"--calib-images must be at least 1, got {o.calib_images}")
+    if o.images and o.data:
+        raise QuantError("--images (unlabeled images) and --data (a labelled data YAML) exclude each other")
+    if o.threads is not None and o.threads < 1:
+        raise QuantError(f"--threads must be at least 1, got {o.threads}")
+    if o.build_timeout <= 0:
+        raise QuantError(f"--build-timeout must be positive, got {o.build_timeout:g}")
+    report_dir = Path(o.report_dir)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise QuantError(f"--report-dir '{report_dir}' is a file, not a directory")
+    if report_dir.exists():
+        check_writable_dir(report_dir, "--report-dir")
+
+
+def _thresholds(o) -> Thresholds:
+    thresholds = Thresholds.load(o.thresholds)
+    if o.device_profile:
+        thresholds.for_variant(BASELINE, profile=o.device_profile)  # unknown profile: fail now
+    return thresholds
+
+
+def _suite(o, cache: Path) -> Suite:
+    from quant.model.preflight import check_data
+
+    weights = Path(o.weights) if o.weights else DEFAULT_WEIGHTS
+    data = Path(o.data) if o.data else label_free_data(o, weights, cache) if o.images else default_data(cache)
+    suite = Suite.create(weights, data, o.imgsz or weights_imgsz(weights), cache, o.calib_images,
+                         verify_cache=o.verify_cache, revalidate=o.revalidate)
+    suite.label_free = bool(o.images)
+    checked = check_data(suite.data, o.calib_images, o.auto_images, skip_bad=o.skip_bad_images,
+                         label_free=suite.label_free)
+    suite.skip_images, suite.notes = frozenset(checked.bad_images), checked.notes
+    suite.build_timeout = o.build_timeout
+    suite.threads = o.threads or physical_cores()
+    marks = getattr(o, "markexpr", "") or ""
+    suite.require_engines = "gpu" in marks and "not gpu" not in marks
+    if o.fidelity_images:
+        from quant.model.data import list_images
+
+        list_images(o.fidelity_images)  # missing or empty: one line, now
+        suite.fidelity_images = Path(o.fidelity_images)
+    return suite
+
+
+def open_session(o, storage: Path | None = None) -> BenchSession:
+    """Check everything a run needs, then the session; QuantError (one line) on the first problem."""
+    check_options(o)
+    thresholds = _thresholds(o)
+    cache = check_writable_dir(Path(o.cache_dir) if o.cache_dir else default_cache_dir(), "cache directory")
+    suite = _suite(o, cache)
+    suite.cache.sweep()  # temp folders of killed builds
+    override_settings(lambda v: v.search, **{key: getattr(o, key) for key in AUTO_OPTIONS})
+    override_settings(lambda v: v.tool == "ppq", platform=o.ppq_platform, calib_steps=o.ppq_calib_steps,
+                      lsq_steps=o.ppq_lsq_steps, analysis_images=o.ppq_analysis_images)
+    if o.compare_to:
+        from quant.gate.compare import load_run
+
+        load_run(o.compare_to, storage)  # a bad reference: one line, before any work
+    embedded = o.weights is None and o.data is None and o.images is None
+    return BenchSession(suite, thresholds, embedded=embedded, profile=o.device_profile,
+                        rounds=o.latency_rounds, calls=o.latency_calls, warmup=o.latency_warmup,
+                        fidelity=not o.no_fidelity, timing_lock=cache / "timing.lock")

@@ -1,0 +1,116 @@
+"""A target's own pick of what stays float, among sets that all keep the INT8 bound.
+
+The searched recipe (:mod:`quant.search.recipe`) chooses its float set on ONNX Runtime's Q/DQ models.
+Another tool reusing it (NNCF for OpenVINO) places its quantizers and corrects its biases around
+what it leaves float, so the set best for one is not always best for the other, and more float is
+not always closer to FP32 (measured on two real models: README, "the trade-off"). Here the target
+builds a few candidates itself — the reused set, and prefixes of the same sensitivity ranking that
+keep at least the search's share of the convolution compute in INT8, and a little more — and keeps
+the one whose raw output is closest to FP32's on the search images (box and class-score
+noise-to-signal, relative to the reused set's: the dense error the ranking itself uses, smooth where
+mAP on a few dozen images moves in steps). Candidates never have less compute in INT8 than the bound,
+so the pick can only be as fast or faster.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+STEPS = (0.0, 0.05, 0.10)  # prefixes keeping the search's INT8 share, and 5 and 10 points more of the compute
+IMAGES = 64  # search images the output error is measured on (inputs held in memory)
+
+
+def prefix_within(sens, share: float) -> list[str]:
+    """Layers of ``sens``'s ranking taken float in rank order while their compute fits within 1 - ``share``
+    of the ranked layers' total (layers without compute always fit): the search's own bound."""
+    from quant.search.recipe import within_share
+
+    return within_share(sens.ranking(), None, lambda method, layer: sens.macs(layer), 1.0 - share)[0]
+
+
+def candidates(reused: list[str], base: list[str], sens, bound: float, steps=STEPS) -> dict[str, list[str]]:
+    """``{label: float nodes}``: the reused set first, then each distinct ranking prefix at ``bound`` + step."""
+    out = {"reused": list(reused)}
+    seen = {frozenset(reused)}
+    for step in steps:
+        share = min(1.0, bound + step)
+        nodes = list(dict.fromkeys(base + sens.nodes_of(prefix_within(sens, share))))
+        if frozenset(nodes) not in seen:
+            seen.add(frozenset(nodes))
+            out[f"ranked, {100 * share:.0f} % INT8"] = nodes
+    return out
+
+
+def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
+           error: Callable[[Path], tuple[float, float]]) -> tuple[str, dict[str, Path], dict]:
+    """Build every set, measure each one's (box, class) output error; the label of the closest to FP32
+    (sum of both errors relative to the first set's), the built paths, and the record."""
+    built, errors = {}, {}
+    for label, nodes in sets.items():
+        built[label] = build(label, nodes)
+        errors[label] = tuple(float(e) for e in error(built[label]))
+    ref = errors[next(iter(sets))]
+    score = {k: sum(e / max(r, 1e-30) for e, r in zip(v, ref)) for k, v in errors.items()}
+    best = min(score, key=score.get)  # ties keep the earlier (the reused set first)
+    record = {"chosen": best, "candidates": [
+        {"label": k, "float_nodes": len(sets[k]), "box_nsr": errors[k][0], "class_nsr": errors[k][1],
+         "score": score[k]} for k in sets]}
+    return best, built, record
+
+
+def pick(variant, ctx, src: Path, graph, reused: list[str], out_dir: Path, final: Path,
+         build: Callable[[list[str], float | None, Path], Path], error: Callable[[Path, object], tuple[float, float]]):
+    """A target's pick for ``variant`` (settings ``float_set_from``, ``smooth_quant_alpha``): the reused set and
+    the ranking's prefixes (:func:`candidates`), each also with SmoothQuant when ``smooth_quant_alpha`` is set,
+    built by ``build(float nodes, SmoothQuant alpha or None, folder) -> artifact inside folder`` and measured
+    by ``error(artifact, OutputError on the search images)``; the closest to FP32 ends up at ``final``
+    (``out_dir/float_choice.json`` records the candidates). Returns (its float nodes, info for the manifest).
+    Without ``choose_float_set`` it builds ``reused`` alone, with ``smooth_quant_alpha`` if set."""
+    from quant.calibration.readers import reader_for
+    from quant.search.sensitivity import OutputError
+
+    if not (variant.setting("choose_float_set") and variant.setting("float_set_from")):
+        build(reused, variant.setting("smooth_quant_alpha"), out_dir)
+        return reused, {}
+    found = source_search(ctx.artifact(variant.setting("float_set_from")).parent)
+    if found is None:  # the search ranked nothing: its set is the decode alone
+        build(reused, None, out_dir)
+        return reused, {"float_choice": {"chosen": "reused", "why": "the search ranked no layer"}}
+    sens, settings = found
+    bound = float(settings.get("auto_min_int8_macs", 0.0))
+    base = variant.float_scope.resolve(graph) if variant.float_scope else []
+    sets = candidates(reused, base, sens, bound)
+    alpha = variant.setting("smooth_quant_alpha")
+    smooth = {f"{k}, SmoothQuant {alpha}": v for k, v in sets.items()} if alpha is not None else {}
+    sets |= smooth
+    files = ctx.search_files(settings["auto_images"])[:IMAGES]  # the search's own images
+    oe = OutputError(src, list(reader_for(files, ctx.imgsz, graph.graph.input[0].name)))
+
+    def build_one(label: str, nodes: list[str]) -> Path:
+        folder = out_dir / f".candidate-{list(sets).index(label)}"
+        folder.mkdir()
+        return build(nodes, alpha if label in smooth else None, folder)
+
+    best, built, record = choose(sets, build_one, lambda artifact: error(artifact, oe))
+    built[best].rename(final)
+    for artifact in built.values():
+        shutil.rmtree(artifact.parent, ignore_errors=True)
+    record |= {"bound": bound, "images": len(files), "float_nodes": sets[best],
+               "smooth_quant": alpha if best in smooth else None}
+    (out_dir / "float_choice.json").write_text(json.dumps(record, indent=1))
+    return sets[best], {"float_choice": {k: record[k] for k in ("chosen", "candidates", "images", "smooth_quant")},
+                        "reports": ["float_choice.json"]}
+
+
+def source_search(folder: Path):
+    """The sensitivity ranking and the settings of the search whose artifact lies in ``folder``, or None
+    when it ranked nothing (its fully INT8 model met the target)."""
+    from quant.search.sensitivity import Sensitivity
+
+    sens_file, auto_file = folder / "sensitivity.json", folder / "auto.json"
+    if not sens_file.is_file() or not auto_file.is_file():
+        return None
+    return Sensitivity.from_dict(json.loads(sens_file.read_text())), json.loads(auto_file.read_text())["settings"]
