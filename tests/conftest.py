@@ -71,8 +71,8 @@ def error_vs_spread(suite, variant: str, images: int = 4) -> tuple[float, float]
     near 1 where it has lost the image (a model whose output ignores the image gives nan or inf)."""
     from quant.calibration.readers import letterbox, read_image
 
-    xs = [letterbox(read_image(p), suite.imgsz) for p in suite.images(suite.data.val)[:images]]
-    fp32, run = suite.runner("onnx-fp32"), suite.runner(variant)
+    xs = [letterbox(read_image(p), suite.inputs.imgsz) for p in suite.inputs.images(suite.inputs.data.val)[:images]]
+    fp32, run = suite.builder.runner("onnx-fp32"), suite.builder.runner(variant)
     ref, out = [fp32(x)[0] for x in xs], [run(x)[0] for x in xs]
     assert all(o.shape == r.shape for o, r in zip(out, ref))
     ratios = []

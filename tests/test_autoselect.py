@@ -9,6 +9,7 @@ import pytest
 from quant.search.recipe import search
 from quant.model.graph import decode_nodes
 from quant.registry import REGISTRY
+from quant.measure.row import Row
 
 LAYERS = [f"L{i}" for i in range(10)]  # ranked, most sensitive first
 
@@ -116,18 +117,17 @@ def test_sensitivity_images_keep_the_pixels_of_640_px_above_it():
 
 
 def test_search_images_are_held_out_from_calibration_and_val(suite):
-    files = suite.search_files(100)
-    assert files and not set(files) & set(suite.calibration_files())
-    assert all(suite.data.val not in f.parents for f in files)
+    files = suite.inputs.search_files(100)
+    assert files and not set(files) & set(suite.inputs.calibration_files())
+    assert all(suite.inputs.data.val not in f.parents for f in files)
 
 
 def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkeypatch):
     # an untrained model scores 0 everywhere, so an impossible target keeps the search going until
     # its evaluation budget is spent: every stage runs, and the result says the target was not met
     v = REGISTRY["onnx-int8-auto"]
-    settings = {**dict(v.settings), "auto_target_drop": -1.0, "auto_margin": 0.0, "auto_max_evals": 5,
-                "auto_images": 6, "auto_sensitivity_images": 2, "auto_profile_runs": 12}
-    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    search = replace(v.search, target_drop=-1.0, margin=0.0, max_evals=5, images=6, sensitivity_images=2, profile_runs=12)
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, search=search))
     from quant.search import layertime  # measured kernel times vary: a fixed profile in which the first conv is slower in INT8
 
     def profile(fp32, int8, feed, threads, runs):
@@ -136,8 +136,8 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
                 for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"}
 
     monkeypatch.setattr(layertime, "int8_savings", profile)
-    path = suite.artifact("onnx-int8-auto")
-    m = suite.manifest("onnx-int8-auto")
+    path = suite.builder.artifact("onnx-int8-auto")
+    m = suite.builder.manifest("onnx-int8-auto")
     auto = json.loads((path.parent / "auto.json").read_text())
     assert auto["cost"]["model"].startswith("kernel times measured by ONNX Runtime's profiler")
     assert auto["cost"]["int8_saving_us"]["/model.0/conv/Conv"] == -1.0
@@ -150,31 +150,31 @@ def test_onnx_int8_auto_builds_reports_and_a_declarative_float_set(suite, monkey
     assert set(auto["screen"]) == set(auto["measured"]["screened"]) == {"percentile", "minmax", "entropy"}
     assert [t["method"] for t in auto["trials"][:3]] == sorted(auto["screen"], key=auto["screen"].get)
     for f in ("auto.json", "search.log", "sensitivity.json", "sensitivity.md", "sensitivity.png"):
-        assert f in m["reports"] and (path.parent / f).stat().st_size > 0
+        assert f in m.reports and (path.parent / f).stat().st_size > 0
     log = (path.parent / "search.log").read_text().splitlines()  # one progress line per screen and trial
     assert len(log) == 8 and log[0].startswith("onnx-int8-auto search: 1/8 percentile screened without refinements")
     assert log[3].startswith(f"onnx-int8-auto search: 4/8 {auto['trials'][0]['method']}, 0 layers float")
     assert "percentile, 0 layers float" in "\n".join(log[3:6])
     model = onnx.load(str(path))
-    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
-    assert set(decode_nodes(fp32)) <= set(m["float_nodes"])
+    fp32 = onnx.load(str(suite.builder.artifact("onnx-fp32")))
+    assert set(decode_nodes(fp32)) <= set(m.float_nodes)
     assert auto["float_scope"]["presets"] == ["decode"]
-    assert set(auto["float_scope"].get("names", [])) <= set(m["float_nodes"])
+    assert set(auto["float_scope"].get("names", [])) <= set(m.float_nodes)
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert not list(path.parent.glob("full-*.onnx")) and not (path.parent / "trial.onnx").exists()
 
 
 def test_other_backends_reuse_the_searched_float_set(suite, monkeypatch):
     v = REGISTRY["onnx-int8-auto"]
-    settings = {**dict(v.settings), "auto_max_evals": 3, "auto_images": 6, "auto_sensitivity_images": 2}
-    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
-    chosen = suite.manifest("onnx-int8-auto")["float_nodes"]
-    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto",
+                        replace(v, search=replace(v.search, max_evals=3, images=6, sensitivity_images=2)))
+    chosen = suite.builder.manifest("onnx-int8-auto").float_nodes
+    fp32 = onnx.load(str(suite.builder.artifact("onnx-fp32")))
     for name in ("ov-int8-auto", "ppq-int8-auto"):
         w = REGISTRY[name]
-        assert set(chosen) <= set(suite.float_nodes(w, fp32))
-        assert suite.key_inputs(w)["float_set_from"] == suite.manifest("onnx-int8-auto")["key"]
-    assert suite.float_nodes(REGISTRY["ov-int8"], fp32) == decode_nodes(fp32)  # no borrowing elsewhere
+        assert set(chosen) <= set(suite.builder.float_nodes(w, fp32))
+        assert suite.builder.key_inputs(w)["float_set_from"] == suite.builder.manifest("onnx-int8-auto").key
+    assert suite.builder.float_nodes(REGISTRY["ov-int8"], fp32) == decode_nodes(fp32)  # no borrowing elsewhere
 
 
 def test_report_lists_the_searched_recipe():
@@ -183,13 +183,14 @@ def test_report_lists_the_searched_recipe():
     row = {"variant": "onnx-int8-auto", "int8_share": "44/63", "delta_points": -0.25,
            "auto": {"calibration": "percentile", "float_layers": ["/model.4/cv1/conv/Conv"], "drop": 0.1, "met": True,
                     "stop": "minimal", "seconds": 12.0, "evaluations": 9, "search_metric": "m", "search_images": 32}}
-    (line,) = auto_lines([row, {"variant": "onnx-fp32"}])
+    row = Row.from_dict(row)
+    (line,) = auto_lines([row, Row("onnx-fp32")])
     assert "percentile" in line and "44/63" in line and "/model.4/cv1/conv/Conv" in line and "target met" in line
     assert "estimated drop 0.10 points on 32 search images (m), measured drop on val 0.25" in line
-    many = {**row, "auto": {**row["auto"], "float_layers": [f"/model.{i}/conv/Conv" for i in range(20)]}}
+    many = replace(row, auto={**row.auto, "float_layers": [f"/model.{i}/conv/Conv" for i in range(20)]})
     (line,) = auto_lines([many])
     assert "/model.7/conv/Conv, and 12 more (auto.json)" in line and "/model.8/" not in line
-    assert auto_section([{"variant": "onnx-fp32"}]) == ""
+    assert auto_section([Row("onnx-fp32")]) == ""
 
 
 def test_report_lists_the_float_set_a_target_picked():
@@ -200,11 +201,12 @@ def test_report_lists_the_float_set_a_target_picked():
               "score": 1.66}]
     row = {"variant": "ov-int8-auto", "int8_share": "46/63",
            "float_choice": {"chosen": "reused, SmoothQuant 0.5", "candidates": cands, "images": 32}}
-    (line,) = auto_lines([row, {"variant": "onnx-fp32"}])
+    row = Row.from_dict(row)
+    (line,) = auto_lines([row, Row("onnx-fp32")])
     assert line.startswith("ov-int8-auto: kept 'reused, SmoothQuant 0.5' of 2 candidate builds") and "32 search" in line
     assert "class-score error 0.0083" in line and "the reused set as built: 0.0106" in line and "46/63" in line
     ranked_nothing = {"chosen": "reused", "why": "the search ranked no layer"}  # no candidates were built
-    assert auto_lines([{**row, "float_choice": ranked_nothing}]) == []
+    assert auto_lines([replace(row, float_choice=ranked_nothing)]) == []
 
 
 def test_prune_tries_the_most_expensive_layers_first():

@@ -64,7 +64,7 @@ def test_p6_model_needs_a_multiple_of_64(tmp_path, tiny_data):
     with pytest.raises(QuantError, match="multiple of 64") as e:
         Suite.create(weights, tiny_data, 352, tmp_path / "cache")
     assert "352" in _one_line(e)
-    assert Suite.create(weights, tiny_data, 384, tmp_path / "cache").imgsz == 384
+    assert Suite.create(weights, tiny_data, 384, tmp_path / "cache").inputs.imgsz == 384
 
 
 def test_export_rejects_bad_imgsz_before_writing(tiny_weights, tmp_path):
@@ -99,10 +99,10 @@ def test_empty_calibration_folder_fails_the_build_and_caches_nothing(tiny_weight
     yaml.write_text(tiny_data.read_text().replace("calib: calib/images", f"calib: {empty}"))
     suite = Suite.create(tiny_weights, yaml, 96, tmp_path / "cache", calib_images=4)
     with pytest.raises(QuantError, match="has no images"):
-        suite.artifact("onnx-int8-minmax")
+        suite.builder.artifact("onnx-int8-minmax")
     int8_dir = tmp_path / "cache" / "artifacts" / "onnx-int8-minmax"
     assert not int8_dir.exists() or not list(int8_dir.iterdir())
-    assert suite.manifest("onnx-fp32")["cached"] is False  # the FP32 export before it is complete and kept
+    assert suite.builder.manifest("onnx-fp32").cached is False  # the FP32 export before it is complete and kept
 
 
 def test_bad_calib_count(tiny_weights, tiny_data, tmp_path):

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from quant.run.session import BenchSession
 from quant.gate.thresholds import Thresholds
 from quant.measure.latency import Paired
 from quant.measure.row import Row
+from quant.registry import REGISTRY
+from quant.run.session import BenchSession
 from quant.run.suite import Suite
+from quant.run.timing import Timing
 
 
 def _paired(ratio: float, lo: float, hi: float) -> Paired:
@@ -20,10 +22,7 @@ def _paired(ratio: float, lo: float, hi: float) -> Paired:
 
 
 def _row(name: str, map50_95: float, ratio: float) -> Row:
-    unset = {f.name: None for f in dataclasses.fields(Row)
-             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    return Row(**{**unset, "variant": name, "peer": False, "map50": 0.6, "map50_95": map50_95,
-                  "latency_ms": 10.0 * ratio, "latency_ratio": ratio})
+    return Row(name, map50=0.6, map50_95=map50_95, latency_ms=10.0 * ratio, latency_ratio=ratio)
 
 
 @pytest.mark.parametrize("aa, status, failures", [
@@ -36,8 +35,9 @@ def _row(name: str, map50_95: float, ratio: float) -> Row:
 ])
 def test_a_noisy_machine_makes_latency_inconclusive_not_passed(aa, status, failures):
     t = Thresholds({"max_latency_ratio": 1.2, "max_drop_points": 1.0}, {}, {}, {})
-    bench = BenchSession(suite=None, thresholds=t, embedded=False)
-    bench._aa = aa
+    registry_only = SimpleNamespace(builder=SimpleNamespace(variants=REGISTRY))  # gating reads the variants alone
+    bench = BenchSession(suite=registry_only, thresholds=t, timing=Timing(runner=None, sample_input=None), embedded=False)
+    bench.timing._aa = aa
     bench.rows = {"onnx-fp32": _row("onnx-fp32", 0.5, 1.0), "onnx-int8-minmax": _row("onnx-int8-minmax", 0.5, 1.4)}
     assert len(bench.gate("onnx-int8-minmax")) == failures
     assert bench.rows["onnx-int8-minmax"].status == status
@@ -46,14 +46,14 @@ def test_a_noisy_machine_makes_latency_inconclusive_not_passed(aa, status, failu
 
 
 def test_timing_lock_keeps_two_processes_from_timing_at_once(tmp_path):
-    bench = BenchSession(suite=None, thresholds=None, embedded=False, timing_lock=tmp_path / "timing.lock")
+    timing = Timing(runner=None, sample_input=None, lock=tmp_path / "timing.lock")
     spans = tmp_path / "spans.txt"
     pids = []
     for _ in range(2):
         pid = os.fork()
         if pid == 0:
             log: list = []
-            with bench._lock(log)():
+            with timing._held(log)():
                 time.sleep(0.3)
             with open(spans, "a") as f:
                 f.write(f"{log[0]['start']} {log[0]['end']}\n")
@@ -72,15 +72,15 @@ def test_evaluation_is_cached_until_the_val_data_changes(tiny_weights, tiny_data
     original, tiny_data = tiny_data, tmp_path / "data" / tiny_data.name
     tiny_data.write_text(tiny_data.read_text().replace(f"path: {original.parent}", f"path: {tiny_data.parent}"))
     suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=4)
-    first = suite.accuracy("onnx-fp32")
-    assert suite.evaluations[("accuracy", "onnx-fp32")] == "measured"
-    assert suite.accuracy("onnx-fp32") == first and suite.evaluations[("accuracy", "onnx-fp32")] == "cached"
-    suite.revalidate = True
-    suite.accuracy("onnx-fp32")
-    assert suite.evaluations[("accuracy", "onnx-fp32")] == "measured"
-    suite.revalidate = False
+    first = suite.evaluations.accuracy("onnx-fp32")
+    assert suite.evaluations.status[("accuracy", "onnx-fp32")] == "measured"
+    assert suite.evaluations.accuracy("onnx-fp32") == first and suite.evaluations.status[("accuracy", "onnx-fp32")] == "cached"
+    suite.evaluations.revalidate = True
+    suite.evaluations.accuracy("onnx-fp32")
+    assert suite.evaluations.status[("accuracy", "onnx-fp32")] == "measured"
+    suite.evaluations.revalidate = False
     label = sorted((tiny_data.parent / "val" / "labels").glob("*.txt"))[0]
     label.write_text(label.read_text() + "0 0.5 0.5 0.1 0.1\n")  # a label changed: the cached result is stale
     fresh = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=4)
-    fresh.accuracy("onnx-fp32")
-    assert fresh.evaluations[("accuracy", "onnx-fp32")] == "measured"
+    fresh.evaluations.accuracy("onnx-fp32")
+    assert fresh.evaluations.status[("accuracy", "onnx-fp32")] == "measured"

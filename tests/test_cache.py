@@ -29,10 +29,10 @@ def test_build_once_then_cached(tmp_path):
         (tmp / "m.onnx").write_bytes(b"model")
         return tmp / "m.onnx", {"note": 1}
 
-    p1, m1, cached1 = cache.get_or_build("v", "k" * 64, {"i": 1}, build)
-    p2, m2, cached2 = cache.get_or_build("v", "k" * 64, {"i": 1}, build)
-    assert (cached1, cached2) == (False, True) and len(calls) == 1
-    assert p1 == p2 and p1.read_bytes() == b"model" and m2["note"] == 1 and m2["inputs"] == {"i": 1}
+    p1, m1 = cache.get_or_build("v", "k" * 64, {"i": 1}, build)
+    p2, m2 = cache.get_or_build("v", "k" * 64, {"i": 1}, build)
+    assert (m1.cached, m2.cached) == (False, True) and len(calls) == 1
+    assert p1 == p2 and p1.read_bytes() == b"model" and m2.info["note"] == 1 and m2.inputs == {"i": 1}
 
 
 def test_failed_build_leaves_nothing(tmp_path):
@@ -60,18 +60,19 @@ def _writer(content: bytes = b"model-bytes" * 100):
 
 def test_manifest_records_size_and_hash(tmp_path):
     cache = ArtifactCache(tmp_path)
-    path, m, _ = cache.get_or_build("v", "b" * 64, {"i": 1}, _writer())
-    size, sha, _ = m["files"]["m.onnx"]
+    path, m = cache.get_or_build("v", "b" * 64, {"i": 1}, _writer())
+    size, sha, _ = m.files["m.onnx"]
     assert size == path.stat().st_size and len(sha) == 64
-    assert json.loads((path.parent / "manifest.json").read_text())["files"] == m["files"]
+    assert json.loads((path.parent / "manifest.json").read_text())["files"] == m.files
 
 
 def test_truncated_artifact_is_moved_aside_and_rebuilt_with_one_line(tmp_path):
     cache = ArtifactCache(tmp_path)
-    path, _, _ = cache.get_or_build("v", "c" * 64, {}, _writer())
+    path, _ = cache.get_or_build("v", "c" * 64, {}, _writer())
     path.write_bytes(path.read_bytes()[:50])  # truncated, manifest intact
     calls = []
-    path2, _, cached = cache.get_or_build("v", "c" * 64, {}, lambda tmp: calls.append(1) or _writer()(tmp))
+    path2, m2 = cache.get_or_build("v", "c" * 64, {}, lambda tmp: calls.append(1) or _writer()(tmp))
+    cached = m2.cached
     assert not cached and calls == [1] and path2.read_bytes() == b"model-bytes" * 100
     assert len(cache.notices) == 1 and "\n" not in cache.notices[0]
     assert "v entry" in cache.notices[0] and "damaged" in cache.notices[0] and "moved aside" in cache.notices[0]
@@ -81,11 +82,11 @@ def test_truncated_artifact_is_moved_aside_and_rebuilt_with_one_line(tmp_path):
 
 def test_same_size_corruption_is_found_by_hash(tmp_path):
     cache = ArtifactCache(tmp_path)
-    path, _, _ = cache.get_or_build("v", "d" * 64, {}, _writer())
+    path, _ = cache.get_or_build("v", "d" * 64, {}, _writer())
     st = path.stat()
     path.write_bytes(b"X" * st.st_size)  # same size, new mtime -> hashed
     assert cache.lookup("v", "d" * 64) is None and "SHA-256" in cache.notices[-1]
-    path, _, _ = cache.get_or_build("v", "d" * 64, {}, _writer())
+    path, _ = cache.get_or_build("v", "d" * 64, {}, _writer())
     st = path.stat()
     path.write_bytes(b"Y" * st.st_size)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored: only --verify-cache notices
@@ -95,10 +96,10 @@ def test_same_size_corruption_is_found_by_hash(tmp_path):
 
 def test_deleted_artifact_is_rebuilt(tmp_path):
     cache = ArtifactCache(tmp_path)
-    path, _, _ = cache.get_or_build("v", "e" * 64, {}, _writer())
+    path, _ = cache.get_or_build("v", "e" * 64, {}, _writer())
     path.unlink()
     assert cache.lookup("v", "e" * 64) is None
-    _, _, cached = cache.get_or_build("v", "e" * 64, {}, _writer())
+    cached = cache.get_or_build("v", "e" * 64, {}, _writer())[1].cached
     assert cached is False
 
 
@@ -168,7 +169,8 @@ def _slow_build(root, key, counter, results):
         time.sleep(1.0)
         return _writer()(tmp)
 
-    path, _, cached = cache.get_or_build("v", key, {}, build)
+    path, m = cache.get_or_build("v", key, {}, build)
+    cached = m.cached
     results.put((str(path), cached))
 
 
@@ -214,16 +216,16 @@ def test_every_key_input_of_a_variant_changes_its_key(tiny_weights, tiny_data, t
 
     suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=4)
     v = REGISTRY["onnx-int8-minmax"]
-    base = suite.key_inputs(v)
+    base = suite.builder.key_inputs(v)
     assert set(base) == {"variant", "weights_sha256", "imgsz", "versions", "code", "calibration", "source"}
     changed = {
-        "variant": suite.key_inputs(replace(v, settings=tuple({**dict(v.settings), "per_channel": False}.items()))),
-        "calibration": Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=3).key_inputs(v),
-        "imgsz": Suite.create(tiny_weights, tiny_data, 128, tmp_path / "c", calib_images=4).key_inputs(v),
+        "variant": suite.builder.key_inputs(replace(v, qdq=replace(v.qdq, per_channel=False))),
+        "calibration": Suite.create(tiny_weights, tiny_data, 96, tmp_path / "c", calib_images=3).builder.key_inputs(v),
+        "imgsz": Suite.create(tiny_weights, tiny_data, 128, tmp_path / "c", calib_images=4).builder.key_inputs(v),
     }
     for field, inputs in changed.items():
         assert inputs[field] != base[field] and cache_key(inputs) != cache_key(base), field
     for field in ("weights_sha256", "versions", "code", "source"):  # the values the other inputs come from
         assert cache_key({**base, field: "something else"}) != cache_key(base), field
     assert "quant.build.qdq" in base["code"] and "quant.calibration.ranges" in base["code"]
-    assert base["source"] == suite.manifest("onnx-fp32")["key"]
+    assert base["source"] == suite.builder.manifest("onnx-fp32").key

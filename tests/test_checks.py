@@ -188,36 +188,36 @@ def test_skip_bad_images_leaves_them_out_and_says_so(tmp_path, tiny_weights, tin
     options = _calib_unreadable(tmp_path, tiny_weights, tiny_data)
     s = open_session(defaults(weights=str(tiny_weights), imgsz=96, calib_images=4, cache_dir=str(tmp_path / "c"),
                               report_dir=str(tmp_path / "r"), skip_bad_images=True, **options))
-    assert [p.name for p in s.suite.skip_images] == ["zz-broken.png"]
-    assert all(f.name != "zz-broken.png" for f in s.suite.images(s.suite.data.calib))
-    assert any("skipped 1 unreadable image(s)" in n and "zz-broken.png" in n for n in s.suite.notes)
+    assert [p.name for p in s.suite.inputs.skip_images] == ["zz-broken.png"]
+    assert all(f.name != "zz-broken.png" for f in s.suite.inputs.images(s.suite.inputs.data.calib))
+    assert any("skipped 1 unreadable image(s)" in n and "zz-broken.png" in n for n in s.suite.inputs.notes)
     assert s.header()["skipped_images"][0].endswith("zz-broken.png")
 
 
 def test_calibration_shortfall_is_stated(tmp_path, tiny_weights, tiny_data):
     s = open_session(defaults(weights=str(tiny_weights), data=str(tiny_data), imgsz=96, calib_images=50,
                               cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r")))
-    assert any("fewer than --calib-images 50: calibrating on 6" in n for n in s.suite.notes), s.suite.notes
+    assert any("fewer than --calib-images 50: calibrating on 6" in n for n in s.suite.inputs.notes), s.suite.inputs.notes
 
 
 # ---- contained failures: a crashed, killed or hung worker or build fails its variant alone ---------------
 def test_killed_ppq_worker_fails_only_that_variant_in_one_line(tmp_path, tiny_weights, tiny_data, monkeypatch):
-    from quant.backends import ppq
+    from quant.build import ppq
 
     suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "cache", calib_images=4)
-    suite.artifact("onnx-fp32")
+    suite.builder.artifact("onnx-fp32")
     kill = [sys.executable, "-c", "import os, signal, sys; print('loading', file=sys.stderr); "
                                   "os.kill(os.getpid(), signal.SIGKILL)"]
     monkeypatch.setattr(ppq, "worker_command", lambda job: kill)
     with pytest.raises(BuildError) as e:
-        suite.artifact("ppq-int8")
+        suite.builder.artifact("ppq-int8")
     assert str(e.value) == "PPQ worker for ppq-int8 was killed by SIGKILL; last stderr: loading"
     assert not [p for p in (tmp_path / "cache" / "artifacts" / "ppq-int8").iterdir()]  # nothing half-written
-    assert suite.manifest("onnx-fp32")["cached"] is False  # the other variant is untouched
+    assert suite.builder.manifest("onnx-fp32").cached is False  # the other variant is untouched
 
 
 def test_crashed_and_hung_workers_say_how(tmp_path):
-    from quant.backends.ppq import run_worker
+    from quant.build.ppq import run_worker
 
     crash = [sys.executable, "-c", "import sys; print('a'); print('Traceback', file=sys.stderr); "
                                    "print('ValueError: bad op', file=sys.stderr); sys.exit(3)"]
@@ -230,40 +230,43 @@ def test_crashed_and_hung_workers_say_how(tmp_path):
 
 
 def test_hung_build_times_out_and_keeps_nothing(tmp_path, tiny_weights, tiny_data, monkeypatch):
-    from quant.backends import pytorch
+    from dataclasses import replace
+
+    from quant.registry import REGISTRY
 
     def hang(variant, ctx, out_dir):
         (out_dir / "model.pt").write_bytes(b"half")
         time.sleep(60)
 
-    suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "cache", calib_images=4)
-    suite.build_timeout = 0.5
-    monkeypatch.setattr(pytorch, "build", hang)
+    monkeypatch.setitem(REGISTRY, "pt-fp32", replace(REGISTRY["pt-fp32"], build=hang))
+    suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "cache", calib_images=4, build_timeout=0.5)
     t0 = time.monotonic()
     with pytest.raises(BuildError, match=r"building pt-fp32 took longer than --build-timeout 0.5 s; nothing was kept"):
-        suite.artifact("pt-fp32")
+        suite.builder.artifact("pt-fp32")
     assert time.monotonic() - t0 < 10 and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     assert not [p for p in (tmp_path / "cache" / "artifacts" / "pt-fp32").iterdir()]
 
 
 def test_interrupted_build_names_the_variant_and_keeps_nothing(tmp_path, tiny_weights, tiny_data, monkeypatch):
-    from quant.backends import pytorch
+    from dataclasses import replace
+
+    from quant.registry import REGISTRY
 
     def interrupted(variant, ctx, out_dir):
         (out_dir / "model.pt").write_bytes(b"half")
         raise KeyboardInterrupt
 
+    monkeypatch.setitem(REGISTRY, "pt-fp32", replace(REGISTRY["pt-fp32"], build=interrupted))
     suite = Suite.create(tiny_weights, tiny_data, 96, tmp_path / "cache", calib_images=4)
-    monkeypatch.setattr(pytorch, "build", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        suite.artifact("pt-fp32")
-    assert suite.interrupted == "pt-fp32"
+        suite.builder.artifact("pt-fp32")
+    assert suite.builder.interrupted == "pt-fp32"
     assert not [p for p in (tmp_path / "cache" / "artifacts" / "pt-fp32").iterdir()]
 
 
 def test_a_long_worker_reports_progress_while_it_runs(tmp_path):
     from quant.util import progress
-    from quant.backends.ppq import run_worker
+    from quant.build.ppq import run_worker
 
     lines = []
     progress.set_sink(lines.append)
@@ -277,7 +280,7 @@ def test_a_long_worker_reports_progress_while_it_runs(tmp_path):
 
 def test_a_worker_heartbeat_says_where_the_worker_is(tmp_path):
     from quant.util import progress
-    from quant.backends.ppq import run_worker
+    from quant.build.ppq import run_worker
 
     worker = ("import sys, time; from quant.util.progress import StepFile; s = StepFile(sys.argv[1]); "
               "s.begin_outer('LSQ blocks', 4); s.begin('Tuning Procedure', 10); time.sleep(1.1); "

@@ -6,6 +6,9 @@ import pytest
 from quant.measure.classloss import class_ap, class_shares, line
 from quant.measure.imagestats import ImageStats
 from quant.report.tables import loss_section
+from dataclasses import replace
+
+from quant.measure.row import Row
 
 NAMES = {0: "car", 1: "dog", 2: "cat"}
 
@@ -54,13 +57,13 @@ def test_no_loss_names_no_class_and_other_labels_are_not_compared():
 
 
 def _row(ci, shares=({"class": "dog", "labels": 2, "points": -12.5},)):
-    return {"variant": "x-int8", "delta_points": -13.0, "delta_ci": ci, "class_losses": list(shares)}
+    return Row("x-int8", delta_points=-13.0, delta_ci=ci, class_losses=list(shares))
 
 
 def test_the_report_names_the_classes_only_where_the_interval_confirms_the_loss():
     confirmed, unsure = _row([-20.0, -4.0]), _row([-20.0, 1.0])
     assert line(confirmed) == "x-int8 (-13.00): dog (2 labels) -12.50"
-    assert line(unsure) is None and line({**confirmed, "class_losses": []}) is None
+    assert line(unsure) is None and line(replace(confirmed, class_losses=[])) is None
     one = _row([-20.0, -4.0], ({"class": "", "labels": 1, "points": -3.0},))
     assert line(one) == "x-int8 (-13.00): (unnamed) (1 label) -3.00"
     assert "x-int8 (-13.00): dog" in loss_section([confirmed, unsure])

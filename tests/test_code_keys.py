@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from quant import backends
 from quant.run import codehash
 from quant.registry import REGISTRY
 
@@ -32,7 +31,7 @@ def copy(tmp_path) -> Path:
 
 
 def _code_keys(root: Path) -> dict[str, str]:
-    return {n: codehash.combined(codehash.digests(backends.code_entries(v), root)) for n, v in REGISTRY.items()}
+    return {n: codehash.combined(codehash.variant_digests(v, root)) for n, v in REGISTRY.items()}
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -71,7 +70,7 @@ def test_editing_report_or_gate_code_rekeys_nothing(copy, module):
     assert _code_keys(copy) == before
 
 
-def test_editing_a_backend_rekeys_its_variants(copy):
+def test_editing_a_builder_rekeys_its_variants(copy):
     before = _code_keys(copy)
     with open(copy / "quant" / "build" / "fp16.py", "a") as f:
         f.write("\n# an edit\n")
@@ -81,12 +80,13 @@ def test_editing_a_backend_rekeys_its_variants(copy):
         "trt-int8-nncf"}
 
 
-def test_closure_follows_function_level_imports_and_worker_modules():
+def test_closure_follows_function_level_imports_and_the_worker_module():
     assert "quant.calibration.ranges" in codehash.closure(["quant.build.qdq"])
     assert "quant.model.weights" in codehash.closure(["quant.backends.openvino"])  # imported inside save_ir()
     assert "quant.search.sensitivity" in codehash.closure(["quant.search.recipe"])  # imported inside auto_quantize()
-    assert {"quant.backends.ppq_worker", "quant.backends.ppq_compat"} <= set(codehash.closure(["quant.backends.ppq"]))
+    assert {"quant.build.ppq_worker", "quant.build.ppq_compat"} <= set(codehash.closure(["quant.build.ppq"]))
     assert "quant.report.tables" not in codehash.closure(["quant.search.recipe"])
+    assert "quant.build.qdq" not in codehash.closure(["quant.build.variant"])  # imported for its types only
     assert {"quant.search.recipe", "quant.build.qdq"} <= set(codehash.closure(["quant.build.auto_qdq"]))
     with pytest.raises(ValueError, match="not a module"):
         codehash.closure(["quant.nope"])
@@ -98,10 +98,10 @@ SCRIPT = textwrap.dedent("""
     import quant
     from quant.run.suite import Suite
     s = Suite.create(sys.argv[1], sys.argv[2], 96, sys.argv[3], calib_images=4)
-    path = s.artifact("onnx-int8-percentile")
-    out = s.runner("onnx-int8-percentile")(s.sample_input())[0]
-    print(json.dumps({"why": s.manifest("onnx-int8-percentile")["built_because"],
-                      "fp32_cached": s.manifest("onnx-fp32")["cached"], "module": quant.__file__,
+    path = s.builder.artifact("onnx-int8-percentile")
+    out = s.builder.runner("onnx-int8-percentile")(s.inputs.sample_input())[0]
+    print(json.dumps({"why": s.builder.manifest("onnx-int8-percentile").built_because,
+                      "fp32_cached": s.builder.manifest("onnx-fp32").cached, "module": quant.__file__,
                       "sha": hashlib.sha256(path.read_bytes()).hexdigest(), "out": hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest()}))
 """)
 
@@ -118,7 +118,7 @@ def test_a_calibration_edit_rebuilds_that_variant_and_changes_it(copy, tiny_weig
     first = run()
     assert first["module"].startswith(str(copy)) and first["why"] == "new key"
     assert run()["why"] == "cached"  # a warm run: nothing rebuilt
-    _edit(copy / "quant" / "calibration.py", "percentile: float = 99.99", "percentile: float = 50.0")
+    _edit(copy / "quant" / "calibration" / "ranges.py", "percentile: float = 99.99", "percentile: float = 50.0")
     third = run()
     assert third["why"] == "code changed (quant.calibration.ranges)" and third["fp32_cached"] is True
     assert third["sha"] != first["sha"] and third["out"] != first["out"]  # its outputs changed

@@ -288,7 +288,7 @@ def test_load_report_json(tmp_path):
     run = load_run(path)
     assert run["machine"] == AMD and run["source"] == str(path) and run["baseline"] == "onnx-fp32"
     assert list(run["rows"]) == ["onnx-fp32", "onnx-int8-percentile", "ul-onnx-int8"]
-    assert run["rows"]["onnx-int8-percentile"]["latency_ratio_rounds"] == ROUNDS
+    assert run["rows"]["onnx-int8-percentile"].latency_ratio_rounds == ROUNDS
 
 
 def test_load_history_json(tmp_path):
@@ -298,7 +298,7 @@ def test_load_history_json(tmp_path):
     path.write_text(json.dumps(hist))
     run = load_run(path)
     assert run["machine"] == AMD and list(run["rows"]) == ["onnx-fp32", "onnx-int8-percentile", "ul-onnx-int8"]
-    assert run["rows"]["ul-onnx-int8"]["peer"] is True
+    assert run["rows"]["ul-onnx-int8"].peer is True
     assert compare(load_run(path), run).regressions == []
 
 

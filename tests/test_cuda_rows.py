@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from quant.backends import onnxruntime as ort_backend
-from quant.backends import pytorch as pt_backend
 from quant.registry import REGISTRY
 
 
@@ -31,11 +30,11 @@ def test_validator_sessions_of_a_cuda_row_are_pinned_too(monkeypatch):
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", Recording)
     ultralytics_providers = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
-    with ort_backend.eval_context(REGISTRY["ort-cuda-fp32"]):
+    with ort_backend.ONNXRUNTIME.eval_context(REGISTRY["ort-cuda-fp32"]):
         onnxruntime.InferenceSession("m.onnx", None, providers=ultralytics_providers)
     assert onnxruntime.InferenceSession is Recording  # restored
     onnxruntime.InferenceSession("m.onnx", None, providers=ultralytics_providers)
-    with ort_backend.eval_context(REGISTRY["onnx-fp32"]):
+    with ort_backend.ONNXRUNTIME.eval_context(REGISTRY["onnx-fp32"]):
         onnxruntime.InferenceSession("m.onnx", None, providers=["CPUExecutionProvider"])
     assert seen == [[("CUDAExecutionProvider", {"device_id": 0, "use_tf32": "0"}), "CPUExecutionProvider"],
                     ultralytics_providers, ["CPUExecutionProvider"]]
@@ -43,7 +42,7 @@ def test_validator_sessions_of_a_cuda_row_are_pinned_too(monkeypatch):
 
 def _available(name: str) -> None:
     variant = REGISTRY[name]
-    reason = (pt_backend if variant.backend == "pytorch" else ort_backend).unavailable(variant)
+    reason = variant.unavailable()
     if reason:
         pytest.skip(f"{name}: {reason}")
 
@@ -54,9 +53,9 @@ def test_cuda_rows_run_on_the_gpu_and_agree_with_the_cpu_baseline(suite, name, c
     """FP32 on the CUDA provider reproduces the CPU's FP32 outputs (TF32 off); the Q/DQ INT8 ONNX and
     FP16 PyTorch stay close to them."""
     _available(name)
-    x = suite.sample_input()
-    ref = suite.runner("onnx-fp32")(x)[0]
-    run = suite.runner(name)
+    x = suite.inputs.sample_input()
+    ref = suite.builder.runner("onnx-fp32")(x)[0]
+    run = suite.builder.runner(name)
     out = run(x)[0]
     out = out.float().cpu().numpy() if hasattr(out, "cpu") else out
     assert out.shape == ref.shape

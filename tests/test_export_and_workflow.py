@@ -9,11 +9,12 @@ from pathlib import Path
 import yaml
 
 from quant.report.gab import gab_entries, write_gab
+from quant.measure.row import Row
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "benchmarks.yml"
 ALLOWED = {"name", "unit", "value", "range", "extra"}
-ROWS = [
+ROWS = [Row.from_dict(r) for r in [
     {"variant": "onnx-fp32", "peer": False, "precision": "fp32", "map50_95": 0.526, "fidelity_map50_95": 0.979,
      "latency_ms": 18.04, "latency_ratio": 1.0, "latency_ratio_ci": [1.0, 1.0], "latency_ratio_rounds": [1.0]},
     {"variant": "onnx-int8-percentile", "peer": False, "precision": "int8", "map50_95": 0.5133,
@@ -22,7 +23,7 @@ ROWS = [
      "latency_ms": 35.5, "latency_ratio": 1.97, "latency_ratio_ci": None},
     {"variant": "trt-int8", "peer": False, "precision": "int8", "map50_95": None, "fidelity_map50_95": None,
      "latency_ms": None, "latency_ratio": None, "latency_ratio_ci": None},
-]
+]]
 
 
 def _check(entries: list[dict]) -> None:

@@ -4,8 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from quant.gate.thresholds import Result, check
+from quant.gate.thresholds import check_row as check
+from quant.measure.row import Row
 from quant.run.suite import Suite
+
+
+def _row(variant, map50, map50_95, latency_ms, fidelity_map50_95=None, latency_ratio=None) -> Row:
+    """A row with what the gates look at."""
+    return Row(variant, map50=map50, map50_95=map50_95, latency_ms=latency_ms, fidelity_map50_95=fidelity_map50_95,
+               latency_ratio=latency_ratio)
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
 
@@ -20,18 +27,18 @@ def suite(tmp_path_factory):
 
 
 def test_pseudo_labels_are_the_fp32_detections(suite):
-    yaml, _ = suite.fidelity_data()
+    yaml, _ = suite.evaluations.fidelity_data()
     labels = sorted((yaml.parent / "labels").glob("*.txt"))
     images = sorted((yaml.parent / "images").iterdir())
     assert len(labels) == len(images) == 4
     assert sum(len(f.read_text().split("\n")) - 1 for f in labels) >= 4  # the model finds shapes
-    assert suite.fidelity_data()[0] == yaml  # cached
+    assert suite.evaluations.fidelity_data()[0] == yaml  # cached
 
 
 def test_fp32_scores_the_ceiling_against_itself_and_int8_lower(suite):
-    fp32 = suite.fidelity("onnx-fp32")
-    pt = suite.fidelity("pt-fp32").map50_95
-    int8 = suite.fidelity("onnx-int8-entropy").map50_95
+    fp32 = suite.evaluations.fidelity("onnx-fp32")
+    pt = suite.evaluations.fidelity("pt-fp32").map50_95
+    int8 = suite.evaluations.fidelity("onnx-int8-entropy").map50_95
     assert fp32.map50 == fp32.map50_95 == pytest.approx(0.995, abs=1e-6) and pt == pytest.approx(fp32.map50_95, abs=1e-6)
     assert int8 < fp32.map50_95
 
@@ -114,22 +121,23 @@ def test_fidelity_floor_is_fp32_on_its_images_with_the_lowest_bit_flipped(suite)
     change reaches the model (on these 4 images mAP50-95 stays at the ceiling, precision and recall move)."""
     from quant.report.tables import floor_lines
 
-    floor, fp32 = suite.fidelity_floor(), suite.fidelity("onnx-fp32")
-    assert suite.evaluations[("fidelity-floor", "onnx-fp32")] == "measured"
+    floor, fp32 = suite.evaluations.fidelity_floor(), suite.evaluations.fidelity("onnx-fp32")
+    assert suite.evaluations.status[("fidelity-floor", "onnx-fp32")] == "measured"
     assert 0 < floor.map50_95 <= fp32.map50_95 + 1e-9
     assert (floor.precision, floor.recall) != (fp32.precision, fp32.recall)  # the change reached the model
-    assert suite.fidelity_floor() == floor and suite.evaluations[("fidelity-floor", "onnx-fp32")] == "cached"
-    row = {"variant": "onnx-fp32", "fidelity_floor": 0.961, "fidelity_map50_95": 0.995}
+    assert suite.evaluations.fidelity_floor() == floor and suite.evaluations.status[("fidelity-floor", "onnx-fp32")] == "cached"
+    row = Row("onnx-fp32", fidelity_floor=0.961, fidelity_map50_95=0.995)
     assert floor_lines([row]) == ["fidelity floor: onnx-fp32 on the same images with every input pixel value's lowest "
                                   "bit flipped (a change of 1 in 255) scores fidelity 96.1 (-3.40); a variant's "
                                   "fidelity loss within that is within what an imperceptible change of these images "
                                   "costs FP32 itself"]
-    assert floor_lines([{**row, "fidelity_floor": None}]) == []
+    row.fidelity_floor = None
+    assert floor_lines([row]) == []
 
 
 def test_fidelity_floor_gate():
-    base = Result("onnx-fp32", 0.9, 0.7, 10.0, 0.98)
-    msgs = check(Result("x", 0.9, 0.7, 10.0, 0.80), {"min_fidelity_map50_95": 0.85}, base)
+    base = _row("onnx-fp32", 0.9, 0.7, 10.0, 0.98)
+    msgs = check(_row("x", 0.9, 0.7, 10.0, 0.80), {"min_fidelity_map50_95": 0.85}, base)
     assert msgs == ["x: fidelity mAP50-95 0.8000 < floor 0.8500"]
 
 

@@ -74,12 +74,12 @@ def test_output_error_of_another_runtimes_outputs(tiny_onnx):
 def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch):
     pytest.importorskip("nncf")
     v = REGISTRY["onnx-int8-auto"]
-    settings = {**dict(v.settings), "auto_max_evals": 3, "auto_images": 6, "auto_sensitivity_images": 2,
-                "auto_target_drop": -1.0, "auto_margin": 0.0}  # an unreachable target: the search always ranks
-    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    search = replace(v.search, max_evals=3, images=6, sensitivity_images=2,
+                     target_drop=-1.0, margin=0.0)  # an unreachable target: the search always ranks
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, search=search))
     import openvino as ov
 
-    from quant.backends.openvino import runtime_config
+    from quant.build.ir import runtime_config
 
     compiled, original = [], ov.Core.compile_model
 
@@ -89,15 +89,15 @@ def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch
         return original(self, model, device_name, config, **kw)
 
     monkeypatch.setattr(ov.Core, "compile_model", recording)
-    path = suite.artifact("ov-int8-auto")
-    m = suite.manifest("ov-int8-auto")
-    record = m["float_choice"]
+    path = suite.builder.artifact("ov-int8-auto")
+    m = suite.builder.manifest("ov-int8-auto")
+    record = m.info["float_choice"]
     # each candidate is measured as the variant runs: its precision, its thread count
-    assert compiled and all(c == runtime_config(REGISTRY["ov-int8-auto"], suite.threads) for c in compiled)
+    assert compiled and all(c == runtime_config(REGISTRY["ov-int8-auto"], suite.builder.threads) for c in compiled)
     assert len(compiled) == len(record["candidates"])
     labels = [c["label"] for c in record["candidates"]]
-    assert labels[0] == "reused" and record["chosen"] in labels and record["images"] == len(suite.search_files(6))
-    alpha = REGISTRY["ov-int8-auto"].setting("smooth_quant_alpha")
+    assert labels[0] == "reused" and record["chosen"] in labels and record["images"] == len(suite.inputs.search_files(6))
+    alpha = REGISTRY["ov-int8-auto"].nncf.smooth_quant_alpha
     plain = [c for c in record["candidates"] if "SmoothQuant" not in c["label"]]
     smooth = [c for c in record["candidates"] if "SmoothQuant" in c["label"]]  # each float set once more with it
     assert [(f"{c['label']}, SmoothQuant {alpha}", c["float_nodes"]) for c in plain] == \
@@ -107,15 +107,15 @@ def test_openvino_builds_the_candidates_and_keeps_the_closest(suite, monkeypatch
     assert scores[record["chosen"]] == min(scores.values()) and scores["reused"] == pytest.approx(2.0)
     assert all(c["box_nsr"] >= 0 and c["class_nsr"] >= 0 for c in record["candidates"])
     folder = path.parent
-    assert (path / "model.xml").is_file() and "float_choice.json" in m["reports"]
+    assert (path / "model.xml").is_file() and "float_choice.json" in m.reports
     assert not list(folder.glob(".candidate-*"))  # only the chosen IR stays
-    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
-    reused = suite.float_nodes(REGISTRY["ov-int8-auto"], fp32)
-    assert (m["float_nodes"] == reused) == (record["chosen"] == "reused")
-    sens, cfg = float_choice.source_search(suite.artifact("onnx-int8-auto").parent)
+    fp32 = onnx.load(str(suite.builder.artifact("onnx-fp32")))
+    reused = suite.builder.float_nodes(REGISTRY["ov-int8-auto"], fp32)
+    assert (m.float_nodes == reused) == (record["chosen"] == "reused")
+    sens, cfg = float_choice.source_search(suite.builder.artifact("onnx-int8-auto").parent)
     total = sum(x.macs for x in sens.layers)
-    float_macs = sum(x.macs for x in sens.layers if set(x.nodes) <= set(m["float_nodes"]))
-    assert float_macs <= (1 - cfg["auto_min_int8_macs"]) * total + 1e-6  # the chosen set keeps the INT8 bound
+    float_macs = sum(x.macs for x in sens.layers if set(x.nodes) <= set(m.float_nodes))
+    assert float_macs <= (1 - cfg["min_int8_macs"]) * total + 1e-6  # the chosen set keeps the INT8 bound
 
 
 def test_smooth_quant_moves_channel_ranges_into_the_weights(suite):
@@ -127,9 +127,9 @@ def test_smooth_quant_moves_channel_ranges_into_the_weights(suite):
     from quant.build import nncf_ir as nncf_int8
     from quant.calibration.readers import reader_for
 
-    v, src = REGISTRY["ov-int8-auto"], suite.artifact("onnx-fp32")
+    v, src = REGISTRY["ov-int8-auto"], suite.builder.artifact("onnx-fp32")
     name = onnx.load(str(src)).graph.input[0].name
-    reader = reader_for(suite.calibration_files(), suite.imgsz, name)
+    reader = reader_for(suite.inputs.calibration_files(), suite.inputs.imgsz, name)
     plain = nncf_int8.quantize(v, src, reader, [])
     smooth = nncf_int8.quantize(v, src, reader, [], smooth_alpha=0.5)
 

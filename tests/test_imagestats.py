@@ -7,6 +7,7 @@ import pytest
 
 from quant.measure.imagestats import ImageStats, delta_interval
 from quant.report.tables import interval_lines, table
+from quant.measure.row import Row
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
 
@@ -113,10 +114,10 @@ def suite(tmp_path_factory):
 
 
 def test_the_validators_own_map_is_recomputed_exactly_from_its_per_image_statistics(suite):
-    for kind, evaluate in (("accuracy", suite.accuracy), ("fidelity", suite.fidelity)):
+    for kind, evaluate in (("accuracy", suite.evaluations.accuracy), ("fidelity", suite.evaluations.fidelity)):
         for name in ("onnx-fp32", "onnx-int8-minmax"):
             acc = evaluate(name)
-            stats = suite.image_stats(kind, name)
+            stats = suite.evaluations.image_stats(kind, name)
             assert stats.images == 6 and len(stats.conf) > 0
             assert stats.map50_95() == pytest.approx(acc.map50_95, abs=1e-9), (kind, name)
 
@@ -125,12 +126,12 @@ def test_bench_rows_carry_the_interval_and_the_table_shows_it(suite):
     from quant.run.session import BenchSession
     from quant.gate.thresholds import Thresholds
 
-    bench = BenchSession(suite, Thresholds({}, {}, {}, {}), embedded=False)
+    bench = BenchSession.create(suite, Thresholds({}, {}, {}, {}), embedded=False)
     assert bench.delta_interval("onnx-fp32") is None
-    delta = 100 * (suite.accuracy("onnx-int8-minmax").map50_95 - suite.accuracy("onnx-fp32").map50_95)
+    delta = 100 * (suite.evaluations.accuracy("onnx-int8-minmax").map50_95 - suite.evaluations.accuracy("onnx-fp32").map50_95)
     lo, hi = bench.delta_interval("onnx-int8-minmax")  # after the evaluation, as BenchSession.measure does
     assert lo <= hi and lo - 1 < delta < hi + 1
-    rows = [{"variant": "onnx-fp32", "map50_95": 0.5, "delta_points": 0.0, "delta_ci": None},
-            {"variant": "onnx-int8-minmax", "map50_95": 0.47, "delta_points": -3.0, "delta_ci": [-8.04, 1.21]}]
+    rows = [Row("onnx-fp32", map50_95=0.5, delta_points=0.0), Row("onnx-int8-minmax", map50_95=0.47, delta_points=-3.0,
+                                                                   delta_ci=[-8.04, 1.21])]
     assert "-3.00 [-8.0, +1.2]" in table(rows) and "Δ mAP50-95 [95 % CI]" in table(rows)
     assert interval_lines(rows) and not interval_lines(rows[:1])

@@ -53,9 +53,9 @@ def test_a_label_free_run_scores_against_fp32s_own_detections(tmp_path, tiny_wei
     frames = data.parent / "val" / "images"  # 26 images, their labels elsewhere and unused
     s = open_session(defaults(weights=str(tiny_weights), images=str(frames), imgsz=96, calib_images=4,
                               auto_images=2, cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r")))
-    assert s.suite.label_free and not s.embedded
-    assert len(s.suite.calibration_files()) == 4 and not set(s.suite.calibration_files()) & set(
-        s.suite.images(s.suite.data.val))
+    assert s.suite.inputs.label_free and not s.embedded
+    assert len(s.suite.inputs.calibration_files()) == 4 and not set(s.suite.inputs.calibration_files()) & set(
+        s.suite.inputs.images(s.suite.inputs.data.val))
     row = s.measure("onnx-fp32")
     assert row.map50_95 == row.fidelity_map50_95 and row.evaluation == "measured"
     assert row.label_free and row.fidelity_labels == FIDELITY_LABELS  # what a later comparison checks

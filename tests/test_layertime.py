@@ -26,7 +26,7 @@ def test_fused_kernel_names_map_to_their_convolution_by_longest_prefix():
 
 
 def test_every_convolution_of_a_yolo_is_timed_in_fp32_and_in_int8(suite):
-    fp32, q = suite.artifact("onnx-fp32"), suite.artifact("onnx-int8-minmax")
+    fp32, q = suite.builder.artifact("onnx-fp32"), suite.builder.artifact("onnx-int8-minmax")
     model = onnx.load(str(fp32))
     convs = {n.name for n in model.graph.node if n.op_type == "Conv"}
     feed = {model.graph.input[0].name: np.random.default_rng(0).random((1, 3, 96, 96), np.float32)}
@@ -38,6 +38,6 @@ def test_every_convolution_of_a_yolo_is_timed_in_fp32_and_in_int8(suite):
 def test_a_profile_that_names_kernels_otherwise_falls_back_to_counting(suite, monkeypatch):
     from quant.search import layertime
 
-    fp32 = suite.artifact("onnx-fp32")
+    fp32 = suite.builder.artifact("onnx-fp32")
     monkeypatch.setattr(layertime, "kernel_times", lambda *a, **k: {"fused_node_17": 5.0})
     assert int8_savings(fp32, fp32, {}) is None

@@ -18,7 +18,7 @@ from quant.registry import REGISTRY
 
 def _with(name, **settings):
     v = REGISTRY[name]
-    return replace(v, settings=tuple({**dict(v.settings), **settings}.items()))
+    return replace(v, qdq=replace(v.qdq, **settings))
 
 
 def test_silu_inputs_are_the_conv_outputs_feeding_sigmoid_and_mul(tiny_onnx):
@@ -46,11 +46,11 @@ def _conv_outputs(path, feeds, names):
 
 
 def test_bias_correction_removes_the_mean_shift_of_int8_convs(suite, tmp_path):
-    src = suite.artifact("onnx-fp32")
+    src = suite.builder.artifact("onnx-fp32")
     v = _with("onnx-int8-minmax", reduce_range=True, bias_correction=4)
-    files = suite.calibration_files()
-    feeds = list(reader_for(files, suite.imgsz))
-    ranges = activation_ranges(src, files, suite.imgsz, "minmax")
+    files = suite.inputs.calibration_files()
+    feeds = list(reader_for(files, suite.inputs.imgsz))
+    ranges = activation_ranges(src, files, suite.inputs.imgsz, "minmax")
     plain = write_qdq(src, tmp_path / "plain.onnx", v, ranges, [])
     fixed = write_qdq(src, tmp_path / "fixed.onnx", v, ranges, [], (feeds, ("t",)))
     convs = [n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"]
@@ -69,10 +69,10 @@ def test_bias_correction_removes_the_mean_shift_of_int8_convs(suite, tmp_path):
 def test_auto_variants_use_the_levers_and_fixed_rows_stay_plain():
     for name in ("onnx-int8-auto", "trt-int8-auto"):
         v = REGISTRY[name]
-        assert v.setting("silu_ranges") and v.setting("weight_rounding") > 0 and v.setting("bias_correction") > 0
+        assert v.qdq.silu_ranges and v.qdq.weight_rounding > 0 and v.qdq.bias_correction > 0
     for name in ("onnx-int8-minmax", "onnx-int8-percentile", "trt-int8-entropy"):
         v = REGISTRY[name]
-        assert not any(v.setting(k) for k in ("silu_ranges", "weight_rounding", "bias_correction"))
+        assert not any((v.qdq.silu_ranges, v.qdq.weight_rounding, v.qdq.bias_correction))
 
 
 def test_gptq_rounding_halves_the_output_error_of_round_to_nearest_on_the_same_grid():
@@ -114,9 +114,9 @@ def test_conv_patches_reproduce_the_convolution_at_the_sampled_positions():
 
 def _plain_and_rounded(src, suite, tmp_path, key):
     """``src`` as plain minmax Q/DQ INT8 and with weight rounding on the suite's calibration images."""
-    files = suite.calibration_files()
-    feeds = list(reader_for(files, suite.imgsz))
-    ranges = activation_ranges(src, files, suite.imgsz, "minmax")
+    files = suite.inputs.calibration_files()
+    feeds = list(reader_for(files, suite.inputs.imgsz))
+    ranges = activation_ranges(src, files, suite.inputs.imgsz, "minmax")
     plain = write_qdq(src, tmp_path / "plain.onnx", _with("onnx-int8-minmax"), ranges, [])
     rounded = write_qdq(src, tmp_path / "rounded.onnx", _with("onnx-int8-minmax", weight_rounding=4), ranges, [],
                         (feeds, key))
@@ -124,7 +124,7 @@ def _plain_and_rounded(src, suite, tmp_path, key):
 
 
 def test_weight_rounding_lowers_the_first_convs_output_error_and_keeps_the_grid(suite, tmp_path):
-    src = suite.artifact("onnx-fp32")
+    src = suite.builder.artifact("onnx-fp32")
     feeds, plain, rounded = _plain_and_rounded(src, suite, tmp_path, ("t",))
     first = next(n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv").output[0]
     ref, a, b = (_conv_outputs(p, feeds, [first]) for p in (src, plain, rounded))
@@ -152,7 +152,7 @@ def test_weight_rounding_covers_yolo11_depthwise_convs(suite, tmp_path):
 
     pt = tmp_path / "y11.pt"
     ultralytics_yolo()("yolo11n.yaml", task="detect").save(str(pt))
-    src = export_onnx(pt, tmp_path / "y11.onnx", suite.imgsz)
+    src = export_onnx(pt, tmp_path / "y11.onnx", suite.inputs.imgsz)
     _, plain, rounded = _plain_and_rounded(src, suite, tmp_path, ("y11",))
     depthwise = [n for n in onnx.load(str(src)).graph.node if n.op_type == "Conv"
                  and next((a.i for a in n.attribute if a.name == "group"), 1) > 1]

@@ -56,7 +56,7 @@ from quant.util.offline import NetworkGuard
 with NetworkGuard() as g:
     from quant.run.suite import Suite
     s = Suite.create({str(tiny_weights)!r}, {str(tiny_data)!r}, 96, {str(tmp_path / 'cache')!r}, calib_images=2)
-    s.accuracy("onnx-int8-minmax")
+    s.evaluations.accuracy("onnx-int8-minmax")
     from quant.util.offline import ultralytics_yolo
     ultralytics_yolo()({str(tiny_weights)!r}).predict({str(next((tiny_data.parent / 'val' / 'images').glob('*.png')))!r}, imgsz=96, verbose=False)
 print(json.dumps(g.attempts))

@@ -15,7 +15,7 @@ from conftest import error_vs_spread
 
 @pytest.fixture(scope="module")
 def int8(suite):
-    return onnx.load(str(suite.artifact("onnx-int8-minmax")))
+    return onnx.load(str(suite.builder.artifact("onnx-int8-minmax")))
 
 
 def _consumers(model):
@@ -48,7 +48,7 @@ def test_activations_are_uint8(int8):
 
 
 def test_box_decode_has_no_qdq(int8, suite):
-    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    fp32 = onnx.load(str(suite.builder.artifact("onnx-fp32")))
     decode = set(decode_nodes(fp32))
     by_name = {n.name: n for n in int8.graph.node}
     producers = {o: n for n in int8.graph.node for o in n.output}
@@ -61,14 +61,14 @@ def test_box_decode_has_no_qdq(int8, suite):
 
 
 def test_head_float_variant_leaves_the_head_float(suite):
-    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
-    hf = onnx.load(str(suite.artifact("onnx-int8-minmax-headfloat")))
+    fp32 = onnx.load(str(suite.builder.artifact("onnx-fp32")))
+    hf = onnx.load(str(suite.builder.artifact("onnx-int8-minmax-headfloat")))
     head = set(head_nodes(fp32))
     producers = {o: n for n in hf.graph.node for o in n.output}
     head_convs = [n for n in hf.graph.node if n.op_type == "Conv" and n.name in head]
     assert head_convs and all(producers.get(c.input[1]) is None for c in head_convs)  # float weights
-    m = suite.manifest("onnx-int8-minmax-headfloat")
-    assert set(m["float_nodes"]) == head
+    m = suite.builder.manifest("onnx-int8-minmax-headfloat")
+    assert set(m.float_nodes) == head
 
 
 def test_metadata_kept_and_ultralytics_loads_it(suite, tiny_data, int8):
@@ -76,7 +76,7 @@ def test_metadata_kept_and_ultralytics_loads_it(suite, tiny_data, int8):
     assert meta["task"] == "detect" and "circle" in meta["names"] and meta["imgsz"] == "[96, 96]"
     from quant.util.offline import ultralytics_yolo
 
-    results = ultralytics_yolo()(str(suite.artifact("onnx-int8-minmax")), task="detect").predict(
+    results = ultralytics_yolo()(str(suite.builder.artifact("onnx-int8-minmax")), task="detect").predict(
         str(next((tiny_data.parent / "val" / "images").glob("*.png"))), verbose=False)
     assert results[0].names[0] == "circle"
 
@@ -84,7 +84,7 @@ def test_metadata_kept_and_ultralytics_loads_it(suite, tiny_data, int8):
 def test_calibration_methods_produce_different_int8_models(suite):
     ranges = {}
     for method in ("minmax", "entropy", "percentile"):
-        path = suite.artifact(f"onnx-int8-{method}")
+        path = suite.builder.artifact(f"onnx-int8-{method}")
         ranges[method] = json.loads((path.parent / "calibration.json").read_text())["data"]
     lows = {m: {k: str(v["highest"]) for k, v in r.items()} for m, r in ranges.items()}
     assert lows["minmax"] != lows["entropy"] != lows["percentile"] != lows["minmax"]
@@ -98,13 +98,13 @@ def test_int8_output_close_to_fp32(suite):
 
 
 def test_second_build_comes_from_cache(suite, tiny_weights, tiny_data):
-    first = suite.artifact("onnx-int8-minmax")  # built here if this test runs first (alone, or on its own xdist worker)
-    again = Suite.create(tiny_weights, tiny_data, 96, suite.cache.root, calib_images=4)
-    assert again.artifact("onnx-int8-minmax") == first
-    assert again.manifest("onnx-int8-minmax")["cached"] is True
-    other = Suite.create(tiny_weights, tiny_data, 96, suite.cache.root, calib_images=3)
-    assert other.artifact("onnx-int8-minmax") != suite.artifact("onnx-int8-minmax")  # calibration set is in the key
-    assert other.manifest("onnx-fp32")["cached"] is True  # ... but not in the FP32 export's key
+    first = suite.builder.artifact("onnx-int8-minmax")  # built here if this test runs first (alone, or on its own xdist worker)
+    again = Suite.create(tiny_weights, tiny_data, 96, suite.builder.cache.root, calib_images=4)
+    assert again.builder.artifact("onnx-int8-minmax") == first
+    assert again.builder.manifest("onnx-int8-minmax").cached is True
+    other = Suite.create(tiny_weights, tiny_data, 96, suite.builder.cache.root, calib_images=3)
+    assert other.builder.artifact("onnx-int8-minmax") != suite.builder.artifact("onnx-int8-minmax")  # calibration set is in the key
+    assert other.builder.manifest("onnx-fp32").cached is True  # ... but not in the FP32 export's key
 
 
 @pytest.mark.parametrize("reduce_range, limit", [(False, 127), (True, 64)])
@@ -115,8 +115,8 @@ def test_weight_range_is_what_the_variant_asks_for(suite, tmp_path, reduce_range
     from quant.registry import REGISTRY
 
     v = REGISTRY["onnx-int8-minmax"]
-    v = replace(v, settings=tuple({**dict(v.settings), "reduce_range": reduce_range}.items()))
-    out, _ = quantize_qdq(suite.artifact("onnx-fp32"), tmp_path / "m.onnx", v, suite)
+    v = replace(v, qdq=replace(v.qdq, reduce_range=reduce_range))
+    out, _ = quantize_qdq(suite.builder.artifact("onnx-fp32"), tmp_path / "m.onnx", v, suite.builder)
     model = onnx.load(str(out))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}

@@ -3,10 +3,11 @@
 import pytest
 
 from quant.report.tables import with_peer_comparison
+from quant.measure.row import Row
 
 
 def test_ov_names_map_from_onnx_nodes():
-    from quant.backends.openvino import ov_names_of
+    from quant.build.ir import ov_names_of
 
     ov = {"/m/conv/Conv", "/m/conv/Conv/WithoutBiases", "/m/act/Mul", "/x/Conv/WithoutBiases"}
     assert ov_names_of(["/m/conv/Conv", "/m/act/Mul", "/m/act/Sigmoid"], ov) == [
@@ -21,14 +22,15 @@ def test_best_peer_is_shown_next_to_our_int8_rows():
         {"variant": "ul-onnx-int8", "precision": "int8", "map50_95": 0.50, "latency_ms": 40.0, "peer": True},
         {"variant": "ul-openvino-int8", "precision": "int8", "map50_95": 0.65, "latency_ms": 10.0, "peer": True},
     ]
-    out = {r["variant"]: r.get("vs_peer") for r in with_peer_comparison(rows)}
+    rows = [Row.from_dict(r) for r in rows]
+    out = {r.variant: r.vs_peer for r in with_peer_comparison(rows)}
     assert out["onnx-fp32"] is None and out["ul-onnx-int8"] is None
     assert out["onnx-int8-minmax"]["peer"] == "ul-openvino-int8"
     assert out["onnx-int8-minmax"]["delta_points"] == pytest.approx(4.0)
     assert out["onnx-int8-minmax"]["ahead"] is False  # more accurate but slower: not ahead on both
     assert out["ov-int8"]["ahead"] is False and out["ov-int8"]["latency_ratio"] == pytest.approx(0.9)
-    rows[2]["map50_95"] = 0.66
-    assert {r["variant"]: r.get("vs_peer") for r in with_peer_comparison(rows)}["ov-int8"]["ahead"] is True
+    rows[2].map50_95 = 0.66
+    assert {r.variant: r.vs_peer for r in with_peer_comparison(rows)}["ov-int8"]["ahead"] is True
 
 
 @pytest.fixture(scope="module")
@@ -43,47 +45,48 @@ def suite(tiny_weights, tiny_data, tmp_path_factory):
 def test_openvino_int8_keeps_the_decode_float_and_loads_in_ultralytics(suite, tiny_data, tmp_path):
     import openvino as ov
 
-    folder = suite.artifact("ov-int8")
+    folder = suite.builder.artifact("ov-int8")
     assert (folder / "metadata.yaml").is_file() and (folder / "model.xml").is_file()
     model = ov.Core().read_model(str(folder / "model.xml"))
     fq = [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
     assert len(fq) > 50
     assert not any("/dfl/" in op.get_friendly_name() or op.get_friendly_name().startswith("/model.22/Sigmoid")
                    for op in fq)
-    head = suite.artifact("ov-int8-headfloat")
+    head = suite.builder.artifact("ov-int8-headfloat")
     hmodel = ov.Core().read_model(str(head / "model.xml"))
     assert not any(op.get_friendly_name().startswith("/model.22/") for op in hmodel.get_ops()
                    if op.get_type_name() == "FakeQuantize")
-    from quant.backends.openvino import ir_int8_convs
+    from quant.build.ir import ir_int8_convs
     from quant.model.graph import conv_layers, head_nodes, load_onnx
 
-    fp32 = load_onnx(suite.artifact("onnx-fp32"))
+    fp32 = load_onnx(suite.builder.artifact("onnx-fp32"))
     assert sorted(ir_int8_convs(folder)) == sorted(conv_layers(fp32))  # every learned convolution reads INT8
     assert sorted(ir_int8_convs(head)) == sorted(set(conv_layers(fp32)) - set(head_nodes(fp32)))
-    from quant.backends import openvino
-    from quant.registry import Variant
+    from dataclasses import replace
 
-    rerun = Variant("ov-int8-rerun", "openvino", "int8", "openvino", source="ov-int8",
-                    settings=(("inference_precision", "f32"),))  # reuses ov-int8's IR, as ov-int8-auto-bf16 does
+    from quant.build import export
+    from quant.registry import REGISTRY
+
+    rerun = replace(REGISTRY["ov-int8-auto-bf16"], source="ov-int8")  # reuses ov-int8's IR as it reuses ov-int8-auto's
     (tmp_path / "rerun").mkdir()
-    _, info = openvino.build(rerun, suite, tmp_path / "rerun")
+    _, info = export.source_as_is(rerun, suite.builder, tmp_path / "rerun")
     assert info == {"convs": len(conv_layers(fp32)), "int8_convs": len(conv_layers(fp32))}
-    acc = suite.accuracy("ov-int8")  # Ultralytics' validator loads the folder through its metadata.yaml
+    acc = suite.evaluations.accuracy("ov-int8")  # Ultralytics' validator loads the folder through its metadata.yaml
     assert 0.0 <= acc.map50_95 <= 1.0 and acc.inference_ms > 0
-    out = suite.runner("ov-int8")(suite.sample_input())
-    assert out[0].shape == suite.runner("onnx-fp32")(suite.sample_input())[0].shape
+    out = suite.builder.runner("ov-int8")(suite.inputs.sample_input())
+    assert out[0].shape == suite.builder.runner("onnx-fp32")(suite.inputs.sample_input())[0].shape
 
 
 def test_ultralytics_peer_exports_build_offline(suite):
     from quant.util.offline import NetworkGuard
 
     with NetworkGuard() as g:
-        onnx_int8 = suite.artifact("ul-onnx-int8")
-        ov_int8 = suite.artifact("ul-openvino-int8")
+        onnx_int8 = suite.builder.artifact("ul-onnx-int8")
+        ov_int8 = suite.builder.artifact("ul-openvino-int8")
     assert g.attempts == []
     assert onnx_int8.suffix == ".onnx" and ov_int8.is_dir()
     assert sorted(p.name for p in onnx_int8.parent.iterdir()) == ["manifest.json", onnx_int8.name]
-    assert suite.manifest("ul-onnx-int8")["inputs"]["calibration"]["images"] == 6  # the val split, their default
+    assert suite.builder.manifest("ul-onnx-int8").inputs["calibration"]["images"] == 6  # the val split, their default
 
 
 def test_deltas_and_ratios_on_hand_made_rows():
@@ -92,10 +95,10 @@ def test_deltas_and_ratios_on_hand_made_rows():
     rows = [{"variant": "onnx-fp32", "map50_95": 0.5, "latency_ms": 20.0, "latency_ratio": 1.0},
             {"variant": "a", "map50_95": 0.4375, "latency_ms": 10.0, "latency_ratio": 0.625},
             {"variant": "b", "map50_95": 0.5625, "latency_ms": 30.0}]  # an unpaired row: ratio of medians
-    out = {r["variant"]: r for r in with_deltas(rows, "onnx-fp32")}
-    assert out["onnx-fp32"]["delta_points"] == 0.0
-    assert out["a"]["delta_points"] == -6.25 and out["a"]["latency_ratio"] == 0.625
-    assert out["b"]["delta_points"] == 6.25 and out["b"]["latency_ratio"] == 1.5
+    out = {r.variant: r for r in with_deltas([Row.from_dict(r) for r in rows], "onnx-fp32")}
+    assert out["onnx-fp32"].delta_points == 0.0
+    assert out["a"].delta_points == -6.25 and out["a"].latency_ratio == 0.625
+    assert out["b"].delta_points == 6.25 and out["b"].latency_ratio == 1.5
 
 
 def test_int8_convs_of_an_ir_are_those_reading_a_fakequantize(tmp_path):
@@ -105,7 +108,7 @@ def test_int8_convs_of_an_ir_are_those_reading_a_fakequantize(tmp_path):
     import openvino as ov
     import openvino.opset13 as ops
 
-    from quant.backends.openvino import ir_int8_convs
+    from quant.build.ir import ir_int8_convs
 
     x = ops.parameter([1, 2, 8, 8], np.float32)
     lo, hi = ops.constant(np.float32(-1)), ops.constant(np.float32(1))

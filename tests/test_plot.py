@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from quant.report.plot import pareto_front, write_plot
+from quant.measure.row import Row
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _row(variant, ratio, map50_95, fidelity=None, ci=None, peer=False):
-    return {"variant": variant, "peer": peer, "map50_95": map50_95, "fidelity_map50_95": fidelity,
-            "latency_ratio": ratio, "latency_ratio_ci": ci, "latency_ms": None if ratio is None else 18.0 * ratio}
+def _row(variant, ratio, map50_95, fidelity=None, ci=None, peer=False, **more):
+    return Row(variant, peer=peer, map50_95=map50_95, fidelity_map50_95=fidelity, latency_ratio=ratio,
+               latency_ratio_ci=ci, latency_ms=None if ratio is None else 18.0 * ratio, **more)
 
 
 ROWS = [_row("onnx-fp32", 1.0, 0.526, 0.979, [1.0, 1.0]),
@@ -44,19 +47,19 @@ def test_plot_with_cis_peers_and_gaps(tmp_path):
 
 
 def test_plot_without_cis_or_peers(tmp_path):
-    rows = [{**r, "latency_ratio_ci": None, "peer": False} for r in ROWS]
+    rows = [replace(r, latency_ratio_ci=None, peer=False) for r in ROWS]
     assert _is_png(write_plot(rows, tmp_path / "p.png"))
 
 
 def test_plot_fidelity_and_its_fallback(tmp_path):
     assert _is_png(write_plot(ROWS, tmp_path / "fid.png", metric="fidelity_map50_95"))
-    no_fid = [{**r, "fidelity_map50_95": None} for r in ROWS]
+    no_fid = [replace(r, fidelity_map50_95=None) for r in ROWS]
     assert _is_png(write_plot(no_fid, tmp_path / "fallback.png", metric="fidelity_map50_95"))
 
 
 def test_plot_with_nothing_to_plot_still_writes_a_chart(tmp_path):
     """A run where every variant failed must not fail again when its report is written."""
-    out = write_plot([_row("x", None, 0.5), {"variant": "y"}], tmp_path / "x.png")
+    out = write_plot([_row("x", None, 0.5), Row("y")], tmp_path / "x.png")
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert write_plot([], tmp_path / "empty.png").read_bytes()[:8] == PNG_MAGIC
 
@@ -68,12 +71,12 @@ def test_report_lists_the_front_fastest_first_without_engineless_tensorrt_rows()
 
     rows = with_deltas([
         _row("onnx-fp32", 1.0, 0.526, ci=[0.97, 1.03]),
-        _row("ov-int8-auto", 0.47, 0.525, ci=[0.45, 0.48]) | {"int8_share": "49/63"},
+        _row("ov-int8-auto", 0.47, 0.525, ci=[0.45, 0.48], int8_share="49/63"),
         _row("onnx-int8-minmax", 0.85, 0.506, ci=[0.82, 0.87]),           # ov-int8-auto is faster and better
-        _row("ov-int8", 0.37, 0.497) | {"status": "FAIL"},
+        _row("ov-int8", 0.37, 0.497, status="FAIL"),
         _row("ul-openvino-int8", 0.36, 0.480, peer=True),
-        _row("trt-int8-minmax", 0.30, 0.530) | {"engine": {"built": False, "reason": "no TensorRT"}},
-        _row("trt-fp16", 0.20, 0.470) | {"engine": {"built": True, "tensorrt": "10.9"}},
+        _row("trt-int8-minmax", 0.30, 0.530, engine={"built": False, "reason": "no TensorRT"}),
+        _row("trt-fp16", 0.20, 0.470, engine={"built": True, "tensorrt": "10.9"}),
         _row("pt-fp32", None, 0.526)], "onnx-fp32")
     lines = front_lines(rows)
     assert [ln.split(":")[0] for ln in lines] == ["trt-fp16", "ul-openvino-int8 (Ultralytics)", "ov-int8",

@@ -16,15 +16,13 @@ from quant.registry import REGISTRY
 
 @pytest.fixture(scope="module")
 def suite(tiny_weights, tiny_data, tmp_path_factory):
-    s = Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
-    s.threads = 1
-    return s
+    return Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4, threads=1)
 
 
 def test_ov_fp32_reproduces_onnx_fp32_and_reports_f32(suite):
-    x = suite.sample_input()
-    ref = suite.runner("onnx-fp32")(x)[0]
-    run = suite.runner("ov-fp32")
+    x = suite.inputs.sample_input()
+    ref = suite.builder.runner("onnx-fp32")(x)[0]
+    run = suite.builder.runner("ov-fp32")
     out = run(x)[0]
     assert np.abs(out - ref).max() <= 1e-3 * max(1.0, np.abs(ref).max())  # numerical noise only
     assert run.runs_as["INFERENCE_PRECISION_HINT"] == "<Type: 'float32'>"
@@ -45,11 +43,11 @@ def test_the_validator_compiles_with_the_pinned_precision(monkeypatch):
 
     seen = []
     monkeypatch.setattr(ov.Core, "compile_model", lambda self, model, device_name=None, config=None: seen.append(config))
-    with ov_backend.eval_context(REGISTRY["ov-fp32"]):
+    with ov_backend.OPENVINO.eval_context(REGISTRY["ov-fp32"]):
         ov.Core().compile_model("m.xml", "CPU", {"PERFORMANCE_HINT": "LATENCY"})  # as Ultralytics calls it
-    with ov_backend.eval_context(REGISTRY["ov-bf16"]):
+    with ov_backend.OPENVINO.eval_context(REGISTRY["ov-bf16"]):
         ov.Core().compile_model("m.xml", "CPU", None)
-    with ov_backend.eval_context(REGISTRY["ul-openvino-int8"]):
+    with ov_backend.OPENVINO.eval_context(REGISTRY["ul-openvino-int8"]):
         ov.Core().compile_model("m.xml", "CPU", {"PERFORMANCE_HINT": "LATENCY"})
     ov.Core().compile_model("m.xml", "CPU", {})  # outside: untouched
     assert seen == [{"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
@@ -58,26 +56,26 @@ def test_the_validator_compiles_with_the_pinned_precision(monkeypatch):
 
 def test_bf16_rows_skip_with_their_reason_without_bf16(monkeypatch):
     monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda: ("FP32", "INT8", "BIN"))
-    reason = ov_backend.unavailable(REGISTRY["ov-bf16"])
+    reason = ov_backend.OPENVINO.unavailable(REGISTRY["ov-bf16"])
     assert reason and "runs no BF16" in reason and "AVX512_BF16 or AMX" in reason
-    assert ov_backend.unavailable(REGISTRY["ov-int8-auto-bf16"]) == reason
-    assert ov_backend.unavailable(REGISTRY["ov-fp32"]) is None
+    assert ov_backend.OPENVINO.unavailable(REGISTRY["ov-int8-auto-bf16"]) == reason
+    assert ov_backend.OPENVINO.unavailable(REGISTRY["ov-fp32"]) is None
     monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda: ("FP32", "BF16", "INT8"))
-    assert ov_backend.unavailable(REGISTRY["ov-bf16"]) is None
+    assert ov_backend.OPENVINO.unavailable(REGISTRY["ov-bf16"]) is None
 
 
 def test_one_thread_setting_for_every_runtime(suite):
     before = torch.get_num_threads()
     try:
-        assert suite.runner("onnx-fp32").runs_as["intra_op_num_threads"] == 1
-        assert suite.runner("ov-fp32").runs_as["INFERENCE_NUM_THREADS"] == "1"
-        assert suite.runner("pt-fp32").runs_as["threads"] == 1 and torch.get_num_threads() == 1
+        assert suite.builder.runner("onnx-fp32").runs_as["intra_op_num_threads"] == 1
+        assert suite.builder.runner("ov-fp32").runs_as["INFERENCE_NUM_THREADS"] == "1"
+        assert suite.builder.runner("pt-fp32").runs_as["threads"] == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 
 
 def test_header_has_a_machine_section(suite):
-    h = BenchSession(suite, Thresholds({}, {}, {}, {}), embedded=False).header()
+    h = BenchSession.create(suite, Thresholds({}, {}, {}, {}), embedded=False).header()
     m = h["machine"]
     assert {"cpu", "arch", "isa", "cores", "threads", "reduce_range", "threads_used", "gpu"} <= set(m)
     assert m["threads_used"] == 1 and m["cores"] >= 1 and isinstance(m["isa"], list)

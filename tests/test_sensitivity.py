@@ -7,38 +7,38 @@ import onnx
 import pytest
 
 from quant.calibration.readers import reader_for
-from quant.search.sensitivity import Sensitivity, analyze, keep_quantized, layers, nsr, quantized_layers, sqnr_db, write_reports
+from quant.search.sensitivity import Sensitivity, analyze, keep_quantized, layers, nsr, quantized_layers, to_db, write_reports
 from quant.run.suite import Suite
 
 
 def test_identical_tensors_have_infinite_sqnr_and_zero_nsr():
     x = np.random.default_rng(0).normal(size=(3, 40))
     assert nsr(x, x.copy()) == 0.0
-    assert sqnr_db(x, x.copy()) == math.inf
+    assert to_db(nsr(x, x.copy())) == math.inf
 
 
 def test_known_perturbation_gives_the_expected_value():
     ref = np.full(1000, 2.0)
     assert nsr(ref, ref + 0.2) == pytest.approx(0.01)  # 0.04 / 4
-    assert sqnr_db(ref, ref + 0.2) == pytest.approx(20.0)
+    assert to_db(nsr(ref, ref + 0.2)) == pytest.approx(20.0)
     rng = np.random.default_rng(0)
     sig = rng.normal(size=200_000)
     noisy = sig + rng.normal(scale=0.1, size=sig.shape)  # power ratio 100:1 -> 20 dB
-    assert sqnr_db(sig, noisy) == pytest.approx(20.0, abs=0.2)
-    assert sqnr_db(sig, sig + rng.normal(scale=1.0, size=sig.shape)) == pytest.approx(0.0, abs=0.2)
+    assert to_db(nsr(sig, noisy)) == pytest.approx(20.0, abs=0.2)
+    assert to_db(nsr(sig, sig + rng.normal(scale=1.0, size=sig.shape))) == pytest.approx(0.0, abs=0.2)
 
 
 def test_zero_signal_edge_cases():
     z = np.zeros(10)
     assert nsr(z, z) == 0.0
-    assert nsr(z, z + 1) == math.inf and sqnr_db(z, z + 1) == -math.inf
+    assert nsr(z, z + 1) == math.inf and to_db(nsr(z, z + 1)) == -math.inf
 
 
 @pytest.fixture(scope="module")
 def models(tiny_weights, tiny_data, tmp_path_factory):
     s = Suite.create(tiny_weights, tiny_data, 96, tmp_path_factory.mktemp("cache"), calib_images=4)
-    fp32, q = s.artifact("onnx-fp32"), s.artifact("onnx-int8-minmax")
-    feeds = list(reader_for(s.calibration_files(), s.imgsz))[:2]
+    fp32, q = s.builder.artifact("onnx-fp32"), s.builder.artifact("onnx-int8-minmax")
+    feeds = list(reader_for(s.inputs.calibration_files(), s.inputs.imgsz))[:2]
     return fp32, q, feeds
 
 
@@ -68,7 +68,7 @@ def test_isolation_keeps_exactly_the_named_layer_quantized(models):
     none = keep_quantized(q, fp32, set())
     assert not any(n.op_type == "QuantizeLinear" for n in none.graph.node)  # nothing quantized is left
     for a, b in zip(ref, _run(none, feeds)):
-        assert sqnr_db(a, b) > 100  # = the FP32 model (up to float summation order)
+        assert to_db(nsr(a, b)) > 100  # = the FP32 model (up to float summation order)
     units = quantized_layers(fp32, q)
     keep = set(units["/model.0/conv/Conv"])
     one = keep_quantized(q, fp32, keep)
@@ -77,11 +77,11 @@ def test_isolation_keeps_exactly_the_named_layer_quantized(models):
                and any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input)}
     assert readers and readers <= keep
     ref0 = _run(fp32, feeds, T0)
-    alone = [sqnr_db(a, b) for a, b in zip(ref0, _run(one, feeds, T0))]
+    alone = [to_db(nsr(a, b)) for a, b in zip(ref0, _run(one, feeds, T0))]
     assert all(15 < a < 60 for a in alone)  # INT8 error of one layer: tens of dB
-    assert all(sqnr_db(a, b) > 100 for a, b in zip(ref0, _run(none, feeds, T0)))
+    assert all(to_db(nsr(a, b)) > 100 for a, b in zip(ref0, _run(none, feeds, T0)))
     other = keep_quantized(q, fp32, set(units["/model.2/cv1/conv/Conv"]))  # a later layer: layer 0 is float
-    assert all(sqnr_db(a, b) > 100 for a, b in zip(ref0, _run(other, feeds, T0)))
+    assert all(to_db(nsr(a, b)) > 100 for a, b in zip(ref0, _run(other, feeds, T0)))
 
 
 def test_analysis_ranks_every_quantized_layer(models, tmp_path):

@@ -6,7 +6,8 @@ import onnx
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from quant.backends import tensorrt as trt_backend
+from quant.backends.tensorrt import TENSORRT
+from quant.build import fp16, nncf_qdq, trt_engine
 from quant.model.graph import decode_nodes
 from quant.registry import REGISTRY
 
@@ -15,12 +16,12 @@ from conftest import error_vs_spread
 
 def _onnx_of(suite, name: str):
     """The ONNX a TensorRT variant's engine is built from (beside the engine where one was built)."""
-    path = suite.artifact(name)
+    path = suite.builder.artifact(name)
     return path if path.suffix == ".onnx" else path.with_name("model.onnx")
 
 
 def test_fp16_onnx_keeps_decode_and_io_in_fp32(suite):
-    fp32 = onnx.load(str(suite.artifact("onnx-fp32")))
+    fp32 = onnx.load(str(suite.builder.artifact("onnx-fp32")))
     m = onnx.load(str(_onnx_of(suite, "trt-fp16")))
     onnx.checker.check_model(m)
     assert m.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
@@ -33,10 +34,10 @@ def test_fp16_onnx_keeps_decode_and_io_in_fp32(suite):
     for n in m.graph.node:
         if n.name in decode:
             assert all(types.get(o, TensorProto.FLOAT) == TensorProto.FLOAT for o in n.output), n.name
-    x = suite.sample_input()
-    from quant.backends.onnxruntime import runner as ort_runner
+    x = suite.inputs.sample_input()
+    from quant.backends.onnxruntime import ONNXRUNTIME
 
-    ref, out = suite.runner("onnx-fp32")(x)[0], ort_runner(REGISTRY["onnx-fp32"], _onnx_of(suite, "trt-fp16"), suite)(x)[0]
+    ref, out = suite.builder.runner("onnx-fp32")(x)[0], ONNXRUNTIME.runner(REGISTRY["onnx-fp32"], _onnx_of(suite, "trt-fp16"), suite.builder)(x)[0]
     assert out.dtype == np.float32
     assert np.abs(out[:, 4:] - ref[:, 4:]).max() < 5e-3  # class scores
     assert np.abs(out[:, :4] - ref[:, :4]).max() < 0.5  # box pixels at 96 px
@@ -70,9 +71,8 @@ def searched(suite, monkeypatch):
     from dataclasses import replace
 
     v = REGISTRY["onnx-int8-auto"]
-    settings = {**dict(v.settings), "auto_max_evals": 3, "auto_images": 6, "auto_sensitivity_images": 2,
-                "auto_target_drop": -1.0, "auto_margin": 0.0}
-    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, settings=tuple(settings.items())))
+    search = replace(v.search, max_evals=3, images=6, sensitivity_images=2, target_drop=-1.0, margin=0.0)
+    monkeypatch.setitem(REGISTRY, "onnx-int8-auto", replace(v, search=search))
     return suite
 
 
@@ -96,7 +96,7 @@ def test_trt_qdq_placement(searched, name):
             assert axis == 0 and numpy_helper.to_array(inits[dq.input[1]]).ndim == 1
     quantized = [q for q in m.graph.node if q.op_type == "QuantizeLinear"]
     assert not any((_source(producers, q.input[0]) or q).op_type == "Conv" for q in quantized)
-    decode = set(decode_nodes(onnx.load(str(suite.artifact("onnx-fp32")))))
+    decode = set(decode_nodes(onnx.load(str(suite.builder.artifact("onnx-fp32")))))
     assert not any((_source(producers, i) or n).op_type == "DequantizeLinear"
                    for n in m.graph.node if n.name in decode for i in n.input if i not in inits)
 
@@ -107,27 +107,27 @@ def test_nncf_builds_tensorrt_qdq_and_keeps_the_candidate_closest_to_fp32(search
     outside the Q/DQ pairs, and its float set is what the model leaves float."""
     pytest.importorskip("nncf", reason="nncf not installed (pip install -e '.[openvino]')")
     suite = searched
-    path, m = _onnx_of(suite, "trt-int8-nncf"), suite.manifest("trt-int8-nncf")
-    record = m["float_choice"]
+    path, m = _onnx_of(suite, "trt-int8-nncf"), suite.builder.manifest("trt-int8-nncf")
+    record = m.info["float_choice"]
     labels = [c["label"] for c in record["candidates"]]
     assert labels[0] == "reused" and record["chosen"] in labels and len(labels) >= 2
-    alpha = REGISTRY["trt-int8-nncf"].setting("smooth_quant_alpha")
+    alpha = REGISTRY["trt-int8-nncf"].nncf.smooth_quant_alpha
     assert [f"{k}, SmoothQuant {alpha}" for k in labels if "SmoothQuant" not in k] == [k for k in labels if "SmoothQuant" in k]
     scores = {c["label"]: c["score"] for c in record["candidates"]}
     assert scores[record["chosen"]] == min(scores.values()) and scores["reused"] == pytest.approx(2.0)
-    assert not list(path.parent.glob(".candidate-*")) and "float_choice.json" in m["reports"]
-    assert m["float_precision"] == "fp16" and m["quantizer"] == "nncf"
+    assert not list(path.parent.glob(".candidate-*")) and "float_choice.json" in m.reports
+    assert m.info["float_precision"] == "fp16" and m.info["quantizer"] == "nncf"
     qmodel = onnx.load(str(path))
     consumers, producers = _graph_maps(qmodel)
     smooth = [n for n in qmodel.graph.node if n.op_type == "Mul" and "smooth_quant" in n.name]
     assert bool(smooth) == ("SmoothQuant" in record["chosen"])
     int8 = {n.name for n in qmodel.graph.node if n.op_type == "Conv"
             and all((_source(producers, t) or n).op_type == "DequantizeLinear" for t in n.input[:2])}
-    assert int8 and m["int8_convs"] == len(int8)
+    assert int8 and m.info["int8_convs"] == len(int8)
     convs = {n.name for n in qmodel.graph.node if n.op_type == "Conv"}
-    assert convs & set(m["float_nodes"]) == convs - int8  # what stays float is the chosen set's convolutions
-    x = suite.sample_input()
-    ref, out = suite.runner("onnx-fp32")(x)[0], suite.runner("trt-int8-nncf")(x)[0]
+    assert convs & set(m.float_nodes) == convs - int8  # what stays float is the chosen set's convolutions
+    x = suite.inputs.sample_input()
+    ref, out = suite.builder.runner("onnx-fp32")(x)[0], suite.builder.runner("trt-int8-nncf")(x)[0]
     assert out.dtype == np.float32 and np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05  # class scores
     box, cls = error_vs_spread(suite, "trt-int8-nncf")  # and relative to how FP32's output varies between images
     assert box < 0.1 and cls < 0.1, (box, cls)  # measured 0.02 and 0.04; calibrated on images scaled by 0.1: 0.09, 0.14
@@ -142,6 +142,7 @@ def test_nncf_falls_back_to_fast_bias_correction_where_the_full_one_fails(search
     import nncf
 
     from quant.build import nncf_qdq
+    from quant.measure.row import Row
     from quant.report.tables import choice_line
 
     real, calls = nncf.quantize, []
@@ -155,11 +156,11 @@ def test_nncf_falls_back_to_fast_bias_correction_where_the_full_one_fails(search
     monkeypatch.setattr(nncf, "quantize", flaky)
     v = REGISTRY["trt-int8-nncf"]
     name = "trt-int8-nncf-fallback"  # a variant of its own: the suite remembers trt-int8-nncf's manifest
-    monkeypatch.setitem(REGISTRY, name, replace(v, name=name, settings=tuple({**dict(v.settings), "choose_float_set": False}.items())))
-    m = searched.manifest(name)
+    monkeypatch.setitem(REGISTRY, name, replace(v, name=name, nncf=replace(v.nncf, choose_float_set=False)))
+    m = searched.builder.manifest(name).info
     assert calls == [False, True] and m["bias_correction"] == "fast"
     assert "full bias correction failed" in m["bias_correction_note"] and "Duplicate definition-site" in m["bias_correction_note"]
-    assert choice_line({"variant": "x", "float_choice": {"chosen": "reused", "note": "N"}}) == ["x: N"]
+    assert choice_line(Row("x", float_choice={"chosen": "reused", "note": "N"})) == ["x: N"]
 
     def broken(model, dataset, **kw):
         raise ValueError("not a bias correction problem")
@@ -174,7 +175,7 @@ def test_nncf_falls_back_to_fast_bias_correction_where_the_full_one_fails(search
     monkeypatch.setattr(nncf, "quantize", broken)
     failed = []
     with pytest.raises(ValueError, match="not a bias correction problem"):  # the fast retry fails too: raised
-        nncf_qdq._quantize(v, searched.artifact("onnx-fp32"), NoImages(), [], None, failed)
+        nncf_qdq._quantize(v, searched.builder.artifact("onnx-fp32"), NoImages(), [], None, failed)
     assert failed == ["ValueError: not a bias correction problem"]
 
 
@@ -187,7 +188,7 @@ def test_int8_engines_run_fp16_outside_the_qdq_pairs(suite):
     types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.value_info, *m.graph.input, *m.graph.output]}
     inits = {i.name: i.data_type for i in m.graph.initializer}
     types.update(inits)
-    decode = set(decode_nodes(onnx.load(str(suite.artifact("onnx-fp32")))))
+    decode = set(decode_nodes(onnx.load(str(suite.builder.artifact("onnx-fp32")))))
     convs = [n for n in m.graph.node if n.op_type == "Conv" and n.name not in decode]
     assert convs and all(types.get(n.input[0]) == TensorProto.FLOAT16 for n in convs)
     for n in m.graph.node:
@@ -196,18 +197,16 @@ def test_int8_engines_run_fp16_outside_the_qdq_pairs(suite):
             assert all(types.get(t) == TensorProto.FLOAT for t in float_io), n.name
         if n.name in decode:
             assert all(types.get(o, TensorProto.FLOAT) == TensorProto.FLOAT for o in n.output), n.name
-    assert suite.manifest("trt-int8-minmax")["float_precision"] == "fp16"
-    from dataclasses import replace
-
-    from quant.backends.onnxruntime import runner as ort_runner
+    assert suite.builder.manifest("trt-int8-minmax").info["float_precision"] == "fp16"
+    from quant.backends.onnxruntime import ONNXRUNTIME
     from quant.build.qdq import quantize_qdq
 
     v = REGISTRY["trt-int8-minmax"]
-    fp32_qdq, _ = quantize_qdq(suite.artifact("onnx-fp32"), suite.cache.root / "qdq-fp32.onnx",
-                               replace(v, settings=tuple((k, x) for k, x in v.settings if k != "float_precision")), suite)
-    x = suite.sample_input()
-    mixed = ort_runner(v, _onnx_of(suite, "trt-int8-minmax"), suite)(x)[0]
-    ref = ort_runner(v, fp32_qdq, suite)(x)[0]
+    fp32_qdq, _ = quantize_qdq(suite.builder.artifact("onnx-fp32"), suite.builder.cache.root / "qdq-fp32.onnx",
+                               v, suite.builder)  # the Q/DQ builder alone: no FP16 outside the pairs
+    x = suite.inputs.sample_input()
+    mixed = ONNXRUNTIME.runner(v, _onnx_of(suite, "trt-int8-minmax"), suite.builder)(x)[0]
+    ref = ONNXRUNTIME.runner(v, fp32_qdq, suite.builder)(x)[0]
     assert mixed.dtype == np.float32 and np.abs(mixed[:, 4:] - ref[:, 4:]).max() < 0.02  # class scores
 
 
@@ -218,10 +217,10 @@ def test_engine_header_round_trips_through_ultralytics(tmp_path, tiny_onnx):
 
     meta = onnx_metadata(tiny_onnx)
     path = tmp_path / "model.engine"
-    trt_backend.write_engine(path, b"\x00serialized-engine-bytes", meta)
+    trt_engine.write_engine(path, b"\x00serialized-engine-bytes", meta)
     offset, theirs = BaseBackend.engine_header(path)
     assert theirs == meta and path.read_bytes()[offset:] == b"\x00serialized-engine-bytes"
-    assert trt_backend.read_engine(path) == (meta, b"\x00serialized-engine-bytes")
+    assert trt_engine.read_engine(path) == (meta, b"\x00serialized-engine-bytes")
     assert BaseBackend.read_metadata(path)["names"] == meta["names"]
 
 
@@ -229,31 +228,31 @@ def test_nncf_variant_skips_without_nncf(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "nncf", None)  # import nncf raises ImportError
-    assert "nncf is not installed" in trt_backend.unavailable(REGISTRY["trt-int8-nncf"])
-    assert trt_backend.unavailable(REGISTRY["trt-int8-minmax"]) is None
-    assert trt_backend.builders(REGISTRY["trt-int8-nncf"]) == ["quant.build.nncf_qdq", "quant.build.fp16"]
+    assert "nncf is not installed" in REGISTRY["trt-int8-nncf"].unavailable()
+    assert REGISTRY["trt-int8-minmax"].unavailable() is None
+    assert REGISTRY["trt-int8-nncf"].builders() == (nncf_qdq.build, fp16.mixed, trt_engine.engine)
 
 
 def test_skip_reasons_name_the_missing_piece(monkeypatch):
     explicit, implicit = REGISTRY["trt-int8-minmax"], REGISTRY["trt10-int8-entropy2-implicit"]
-    monkeypatch.setattr(trt_backend, "trt_version", lambda: None)
-    assert "TensorRT is not installed" in trt_backend.engine_unavailable(explicit)
-    assert trt_backend.unavailable(explicit) is None  # the ONNX stage still runs
-    assert "TensorRT is not installed" in trt_backend.unavailable(implicit)
+    monkeypatch.setattr(trt_engine, "trt_version", lambda: None)
+    assert "TensorRT is not installed" in trt_engine.engine_unavailable(explicit)
+    assert TENSORRT.unavailable(explicit) is None  # the ONNX stage still runs
+    assert "TensorRT is not installed" in TENSORRT.unavailable(implicit)
     import torch
 
-    monkeypatch.setattr(trt_backend, "trt_version", lambda: (11, 0))
+    monkeypatch.setattr(trt_engine, "trt_version", lambda: (11, 0))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert "removed the implicit INT8 calibrators" in trt_backend.engine_unavailable(implicit)
-    assert trt_backend.engine_unavailable(explicit) is None
-    monkeypatch.setattr(trt_backend, "trt_version", lambda: (8, 6))
-    assert "need TensorRT >= 10" in trt_backend.engine_unavailable(explicit)
-    assert trt_backend.engine_unavailable(implicit) is None
+    assert "removed the implicit INT8 calibrators" in trt_engine.engine_unavailable(implicit)
+    assert trt_engine.engine_unavailable(explicit) is None
+    monkeypatch.setattr(trt_engine, "trt_version", lambda: (8, 6))
+    assert "need TensorRT >= 10" in trt_engine.engine_unavailable(explicit)
+    assert trt_engine.engine_unavailable(implicit) is None
 
 
 def _skip_or_fail(reason: str | None) -> None:
     """Without a GPU a GPU test skips with its reason; with one, an engine that cannot be built fails."""
-    if reason and trt_backend.gpu_present():
+    if reason and trt_engine.gpu_present():
         pytest.fail(f"this machine has an NVIDIA GPU but no engine can be built: {reason}")
     if reason:
         pytest.skip(reason)
@@ -262,13 +261,13 @@ def _skip_or_fail(reason: str | None) -> None:
 @pytest.mark.gpu
 @pytest.mark.tensorrt
 def test_engines_build_and_run_on_gpu(suite):
-    _skip_or_fail(trt_backend.engine_unavailable(REGISTRY["trt-int8-minmax"]))
-    x = suite.sample_input()
-    ref = suite.runner("onnx-fp32")(x)[0]
+    _skip_or_fail(trt_engine.engine_unavailable(REGISTRY["trt-int8-minmax"]))
+    x = suite.inputs.sample_input()
+    ref = suite.builder.runner("onnx-fp32")(x)[0]
     for name in ("trt-fp32", "trt-fp16", "trt-int8-minmax"):
-        engine = suite.artifact(name)
+        engine = suite.builder.artifact(name)
         assert engine.suffix == ".engine"
-        run = suite.runner(name)
+        run = suite.builder.runner(name)
         out = run(x)[0].float().numpy()
         assert out.shape == ref.shape and np.abs(out[:, 4:] - ref[:, 4:]).mean() < 0.05
         assert run.gpu_ms and run.gpu_ms[-1] > 0
@@ -281,9 +280,9 @@ def test_engines_build_and_run_on_gpu(suite):
 def test_onnxruntime_gpu_variants_skip_without_the_cuda_provider(monkeypatch):
     import onnxruntime
 
-    from quant.backends import onnxruntime as ort_backend
+    from quant.backends.onnxruntime import ONNXRUNTIME
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    assert "no CUDAExecutionProvider" in ort_backend.unavailable(REGISTRY["ort-cuda-int8"])
-    assert ort_backend.unavailable(REGISTRY["onnx-int8-minmax"]) is None
-    assert ort_backend.eval_args(REGISTRY["ort-cuda-fp32"], None) == {"device": "0"}
+    assert "no CUDAExecutionProvider" in ONNXRUNTIME.unavailable(REGISTRY["ort-cuda-int8"])
+    assert ONNXRUNTIME.unavailable(REGISTRY["onnx-int8-minmax"]) is None
+    assert ONNXRUNTIME.eval_args(REGISTRY["ort-cuda-fp32"], None) == {"device": "0"}

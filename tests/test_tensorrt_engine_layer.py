@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from quant.backends import tensorrt as trt_backend
+from quant.backends.tensorrt import TENSORRT
+from quant.build import trt_engine, trt_implicit
 from quant.util.errors import QuantError
 from quant.registry import REGISTRY
 
@@ -127,7 +129,7 @@ class FakeCuda:
 @pytest.fixture()
 def engine_file(tmp_path):
     path = tmp_path / "model.engine"
-    trt_backend.write_engine(path, b"blob", {"names": {0: "a"}})
+    trt_engine.write_engine(path, b"blob", {"names": {0: "a"}})
     return path
 
 
@@ -163,10 +165,10 @@ def test_engine_key_has_the_exact_version_gpu_and_compute_capability(monkeypatch
     import torch
 
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt(Log()))
-    monkeypatch.setattr(trt_backend, "engine_unavailable", lambda v: None)
+    monkeypatch.setattr(trt_engine, "engine_unavailable", lambda v: None)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=0: (9, 0))
-    assert trt_backend.key_extras(REGISTRY["trt-int8-minmax"]) == {
+    assert TENSORRT.key_extras(REGISTRY["trt-int8-minmax"]) == {
         "engine": {"tensorrt": "10.16.0.4", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}}
     from quant.run.cache import LIBRARIES
 
@@ -185,20 +187,20 @@ def test_decode_pinning_matches_expanded_layers_and_sets_output_types():
     layers = [_Layer("/model.22/dfl/Softmax"), _Layer("/model.22/Sigmoid_output_0"), _Layer("/model.22/Sigmoid 2", 2),
               _Layer("/model.21/cv2/conv/Conv"), _Layer("/model.22/SigmoidX")]
     network = types.SimpleNamespace(num_layers=len(layers), get_layer=lambda i: layers[i])
-    pinned = trt_backend.pin_fp32(network, ["/model.22/dfl/Softmax", "/model.22/Sigmoid"], "fp32")
+    pinned = trt_implicit.pin_fp32(network, ["/model.22/dfl/Softmax", "/model.22/Sigmoid"], "fp32")
     assert pinned == ["/model.22/dfl/Softmax", "/model.22/Sigmoid_output_0", "/model.22/Sigmoid 2"]
     assert layers[2].precision == "fp32" and layers[2].types == {0: "fp32", 1: "fp32"}
     assert layers[3].precision is None and layers[4].precision is None
     with pytest.raises(QuantError, match="no TensorRT layer matched the 1 box decode nodes"):
-        trt_backend.pin_fp32(network, ["/model.99/Concat"], "fp32")
+        trt_implicit.pin_fp32(network, ["/model.99/Concat"], "fp32")
 
 
 def test_a_gpu_machine_asked_for_engines_fails_instead_of_reporting_cpu_numbers(monkeypatch, tmp_path):
-    monkeypatch.setattr(trt_backend, "gpu_present", lambda: True)
-    monkeypatch.setattr(trt_backend, "engine_unavailable", lambda v: "TensorRT is not installed (pip install tensorrt)")
+    monkeypatch.setattr(trt_engine, "gpu_present", lambda: True)
+    monkeypatch.setattr(trt_engine, "engine_unavailable", lambda v: "TensorRT is not installed (pip install tensorrt)")
     ctx = types.SimpleNamespace(require_engines=True)
     with pytest.raises(QuantError, match="an engine was asked for .* NVIDIA GPU, but TensorRT is not installed"):
-        trt_backend.build(REGISTRY["trt-fp32"], ctx, tmp_path)
+        trt_engine.engine(REGISTRY["trt-fp32"], ctx, tmp_path / "model.onnx")
 
 
 @pytest.mark.parametrize("markexpr, required", [("gpu", True), ("gpu and tensorrt", True), ("", False),
@@ -209,4 +211,4 @@ def test_engines_are_required_when_gpu_tests_are_selected(markexpr, required, ti
     o = defaults(weights=str(tiny_weights), data=str(tiny_data), imgsz=96, calib_images=4,
                  cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r"))
     o.markexpr = markexpr
-    assert open_session(o).suite.require_engines is required
+    assert open_session(o).suite.builder.require_engines is required

@@ -1,8 +1,8 @@
 """The automatic INT8 recipe (:mod:`quant.search.recipe`) for ONNX Q/DQ variants: candidates written by
 :func:`quant.build.qdq.write_qdq` from the suite's calibration ranges, scored by Ultralytics' validator on the
 search images (calibration-split images after the calibration ones: held out from calibration, and
-val stays held out for the benchmark row, the confirmation). ONNX Runtime and TensorRT name this
-module as the builder of their ``*-int8-auto`` variants.
+val stays held out for the benchmark row, the confirmation). The ONNX Runtime and TensorRT ``*-int8-auto``
+variants name :func:`build` as their builder.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import functools
 from pathlib import Path
 
 from quant.build import qdq
-from quant.search.recipe import DENSE_BELOW_BOXES, Candidates, auto_quantize
-from quant.search.settings import DEFAULTS, sensitivity_images
+from quant.build.context import BuildContext
+from quant.build.variant import Format, Provider
 from quant.calibration.ranges import activation_ranges
 from quant.calibration.readers import reader_for
-from quant.build.context import BuildContext
 from quant.model.graph import load_onnx
 from quant.model.preflight import label_path
+from quant.search.recipe import DENSE_BELOW_BOXES, Candidates, auto_quantize
+from quant.search.settings import sensitivity_images
 
 DENSE_IMAGES = 64  # search images the output error is measured on (inputs held in memory)
 
@@ -26,12 +27,11 @@ def build(variant, ctx: BuildContext, out_dir: Path):
     """Search the recipe for ``variant`` (an ONNX Q/DQ INT8 variant), then write it as ``out_dir/model.onnx``."""
     src = ctx.artifact(variant.source)
     base_float = ctx.float_nodes(variant, load_onnx(src))
-    cfg = {k: variant.setting(k, v) for k, v in DEFAULTS.items()}
-    files = ctx.search_files(cfg["auto_images"])
-    cfg["search_images"] = len(files)
+    files = ctx.search_files(variant.search.images)
     presets = variant.float_scope.presets if variant.float_scope else ()
     candidates = qdq_candidates(variant, ctx, src, files, out_dir)
-    method, float_nodes, info = auto_quantize(src, out_dir, cfg, base_float, candidates, variant.name, presets)
+    method, float_nodes, info = auto_quantize(src, out_dir, variant.search, base_float, candidates, variant.name,
+                                              presets, search_images=len(files))
     return qdq.quantize_qdq(src, out_dir / "model.onnx", variant, ctx, method=method, float_nodes=float_nodes,
                             info=info)
 
@@ -50,7 +50,7 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
     correction = qdq.correction_feeds(variant, ctx.calibration_files(), ctx.imgsz, input_name)
     boxes = sum(len(p.read_text().split("\n")) - 1 for p in (pseudo.parent / "labels").glob("*.txt"))
     dense = None
-    if boxes < DENSE_BELOW_BOXES:  # few boxes: the estimate also reads the raw output (autoselect._Estimate)
+    if boxes < DENSE_BELOW_BOXES:  # few boxes: the estimate also reads the raw output (quant.search.recipe._Estimate)
         from quant.search.sensitivity import OutputError
 
         dense = OutputError(src, list(reader_for(files[:DENSE_IMAGES], ctx.imgsz, input_name)))
@@ -62,17 +62,15 @@ def qdq_candidates(variant, ctx: BuildContext, src: Path, files: list[Path], wor
         if correction is not None else None,
         fidelity=lambda path: score(path, pseudo),
         labelled=(lambda path: score(path, labelled)) if labelled else None,
-        feeds=feeds[: sensitivity_images(variant.setting("auto_sensitivity_images",
-                                                         DEFAULTS["auto_sensitivity_images"]), ctx.imgsz)],
+        feeds=feeds[: sensitivity_images(variant.search.sensitivity_images, ctx.imgsz)],
         output_error=dense, reference_boxes=boxes, **timed_on_cpu(variant, ctx, feeds[0]))
 
 
 def timed_on_cpu(variant, ctx: BuildContext, feed: dict) -> dict:
     """The measured cost model (:mod:`quant.search.layertime`) where the variant runs here: ONNX Runtime on the
     CPU, with the benchmark's thread count; other targets (TensorRT on a GPU) keep counting MACs."""
-    runs = variant.setting("auto_profile_runs", DEFAULTS["auto_profile_runs"])
-    if variant.backend != "onnxruntime" or variant.setting("provider", "CPUExecutionProvider") != \
-            "CPUExecutionProvider" or not runs:
+    runs = variant.search.profile_runs
+    if variant.format != Format.ONNX or variant.runtime.provider != Provider.CPU or not runs:
         return {}
     from quant.search.layertime import int8_savings
 

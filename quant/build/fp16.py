@@ -35,6 +35,13 @@ def build(variant, ctx: BuildContext, out_dir: Path):
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
+def mixed(variant, ctx: BuildContext, path: Path) -> tuple[Path, dict]:
+    """The Q/DQ INT8 ONNX at ``path`` with everything outside its Q/DQ pairs in FP16, the box decode of the
+    variant's source kept FP32: what TensorRT's INT8 engines run (:func:`mixed_int8_fp16`)."""
+    keep = decode_nodes(onnx.load(str(ctx.artifact(variant.source))))
+    return path, mixed_int8_fp16(path, keep)
+
+
 def mixed_int8_fp16(path: Path, keep_fp32=()) -> dict:
     """Rewrite a Q/DQ INT8 ONNX in place so that everything outside the Q/DQ pairs computes in FP16 (what
     TensorRT runs fast), ``keep_fp32`` (the box decode) excepted. Opset 13 defines QuantizeLinear and

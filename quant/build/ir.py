@@ -15,14 +15,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from quant.build.context import BuildContext, needs
+
 FOLDER = "model_openvino_model"
 
 
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # OpenVINO's names for the precisions
+
+
 def inference_precision(variant) -> str | None:
-    """The INFERENCE_PRECISION_HINT the variant runs with (None: the CPU's default, for peers)."""
+    """The INFERENCE_PRECISION_HINT the variant runs with (None: the CPU's default, for peers): the one its
+    runtime names, else ``bf16`` for a BF16 row and ``f32`` for every other."""
     if variant.peer:
         return None
-    return variant.setting("inference_precision", "bf16" if variant.precision == "bf16" else "f32")
+    wanted = variant.runtime.inference_precision or ("bf16" if variant.precision == "bf16" else "fp32")
+    return _HINTS[wanted]
 
 
 def save_ir(ov_model, onnx_path: Path, out_dir: Path) -> Path:
@@ -77,3 +84,12 @@ def runtime_config(variant, threads: int | None = None) -> dict:
     if threads:
         cfg["INFERENCE_NUM_THREADS"] = int(threads)
     return cfg
+
+
+@needs("openvino", extra="openvino")
+def convert(variant, ctx: BuildContext, out_dir: Path) -> tuple[Path, dict]:
+    """The source ONNX converted to an OpenVINO IR as it is (FP32 weights; BF16 rows differ only in how it runs)."""
+    import openvino as ov
+
+    src = ctx.artifact(variant.source)
+    return save_ir(ov.convert_model(str(src)), src, out_dir), {}

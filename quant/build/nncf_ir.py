@@ -1,7 +1,7 @@
 """OpenVINO INT8 by NNCF post-training quantization, from the suite's FP32 ONNX.
 
-Preset, bias correction and the float set come from the variant; the float set resolved on the
-ONNX graph maps onto OpenVINO's op names (:func:`quant.backends.openvino.ov_names_of`) as NNCF's
+Preset, bias correction and the float set come from the variant's :class:`NncfConfig`; the float set resolved
+on the ONNX graph maps onto OpenVINO's op names (:func:`quant.build.ir.ov_names_of`) as NNCF's
 ``IgnoredScope``. With ``choose_float_set`` (and ``float_set_from``), NNCF builds the reused set and
 a few prefixes of the same search's ranking, and keeps the one closest to FP32 on the search images
 (:mod:`quant.search.float_choice`); with ``smooth_quant_alpha`` too, each of those once more with NNCF's
@@ -11,15 +11,37 @@ output closer to FP32.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
-from quant.search import float_choice
+from quant.build.context import BuildContext, needs
 from quant.build.ir import FOLDER, ir_int8_convs, ov_names_of, runtime_config, save_ir
 from quant.calibration.readers import reader_for
-from quant.build.context import BuildContext
 from quant.model.graph import int8_conv_counts
+from quant.search import float_choice
 
 
+class NncfPreset(StrEnum):
+    MIXED = "mixed"  # symmetric weights, asymmetric activations (OpenVINO's CPU path)
+    PERFORMANCE = "performance"  # symmetric weights and activations (what TensorRT requires)
+
+
+@dataclass(frozen=True)
+class NncfConfig:
+    """NNCF's post-training quantization, as the NNCF variants call it (OpenVINO IR and TensorRT Q/DQ)."""
+
+    preset: NncfPreset = NncfPreset.MIXED
+    fast_bias_correction: bool = False  # False: NNCF's full bias correction
+    float_set_from: str | None = None  # the variant whose searched float set is reused
+    choose_float_set: bool = False  # also build prefixes of that search's ranking; keep the closest to FP32
+    smooth_quant_alpha: float | None = None  # also build each candidate with SmoothQuant at this alpha
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "preset", NncfPreset(self.preset))
+
+
+@needs("openvino", "nncf", extra="openvino")
 def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
     import openvino as ov
@@ -36,7 +58,8 @@ def build(variant, ctx: BuildContext, out_dir: Path):
         compiled = ov.Core().compile_model(str(ir / "model.xml"), "CPU", runtime_config(variant, ctx.threads))
         return oe.compare([compiled(f[graph.graph.input[0].name])[0] for f in oe.feeds])
 
-    float_nodes, info = float_choice.pick(variant, ctx, src, graph, float_nodes, out_dir, out_dir / FOLDER, build_one, error)
+    float_nodes, info = float_choice.pick(variant.nncf, variant.float_scope, ctx, src, graph, float_nodes, out_dir,
+                                          out_dir / FOLDER, build_one, error)
     return out_dir / FOLDER, {"float_nodes": float_nodes, "calibration_images": len(reader), **info,
                               **int8_conv_counts(graph, ir_int8_convs(out_dir / FOLDER))}
 
@@ -51,8 +74,8 @@ def quantize(variant, src: Path, reader, float_nodes: list[str], smooth_alpha: f
     ov_names = {op.get_friendly_name() for op in ov_model.get_ops()}
     return nncf.quantize(
         ov_model, nncf.Dataset(reader.tensors()), subset_size=len(reader),
-        preset=getattr(nncf.QuantizationPreset, variant.setting("preset", "mixed").upper()),
-        fast_bias_correction=variant.setting("fast_bias_correction", False),
+        preset=getattr(nncf.QuantizationPreset, variant.nncf.preset.value.upper()),
+        fast_bias_correction=variant.nncf.fast_bias_correction,
         ignored_scope=nncf.IgnoredScope(names=ov_names_of(float_nodes, ov_names), validate=False),
         **(smooth_quant(smooth_alpha) if smooth_alpha is not None else {}))
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from quant.search import float_choice
-from quant.calibration.readers import reader_for
-from quant.build.context import BuildContext
-from quant.model.graph import int8_conv_counts, load_onnx, qdq_int8_convs
+from quant.build.context import BuildContext, needs
 from quant.build.nncf_ir import smooth_quant
+from quant.calibration.readers import reader_for
+from quant.model.graph import int8_conv_counts, load_onnx, qdq_int8_convs
+from quant.search import float_choice
 
 MODEL = "model.onnx"
 
 
+@needs("nncf", extra="openvino")
 def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
 
@@ -44,9 +45,9 @@ def build(variant, ctx: BuildContext, out_dir: Path):
         return folder / MODEL
 
     out = out_dir / MODEL
-    float_nodes, info = float_choice.pick(variant, ctx, src, graph, float_nodes, out_dir, out, build_one,
-                                          lambda path, oe: oe(path))  # ONNX Runtime CPU runs it
-    fast = bool(failed) or variant.setting("fast_bias_correction", False)
+    float_nodes, info = float_choice.pick(variant.nncf, variant.float_scope, ctx, src, graph, float_nodes, out_dir, out,
+                                          build_one, lambda path, oe: oe(path))  # ONNX Runtime CPU runs it
+    fast = bool(failed) or variant.nncf.fast_bias_correction
     info["bias_correction"] = "fast" if fast else "full"
     if failed:
         note = f"NNCF's full bias correction failed on this graph ({failed[0]}); built with its fast bias correction"
@@ -62,12 +63,12 @@ def _quantize(variant, src: Path, reader, float_nodes: list[str], alpha: float |
     backend cannot run the subgraphs it cuts out of some models, e.g. YOLO11's: "Duplicate definition-site for
     /model.6/Split_output_1"). After one failure every further candidate is built the fast way, so that the
     candidates stay comparable; the failure is recorded in ``failed``."""
-    if not failed and not variant.setting("fast_bias_correction", False):
+    if not failed and not variant.nncf.fast_bias_correction:
         try:
             return quantize(variant, src, reader, float_nodes, alpha)
         except Exception as e:  # NNCF passes ONNX Runtime's own error types through
             failed.append(f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}")
-    fast = replace(variant, settings=tuple({**dict(variant.settings), "fast_bias_correction": True}.items()))
+    fast = replace(variant, nncf=replace(variant.nncf, fast_bias_correction=True))
     return quantize(fast, src, reader, float_nodes, alpha)
 
 
@@ -80,7 +81,7 @@ def quantize(variant, src: Path, reader, float_nodes: list[str], smooth_alpha: f
     name = model.graph.input[0].name
     return nncf.quantize(
         model, nncf.Dataset([{name: x} for x in reader.tensors()]), subset_size=len(reader),
-        preset=getattr(nncf.QuantizationPreset, variant.setting("preset", "performance").upper()),
-        fast_bias_correction=variant.setting("fast_bias_correction", False),
+        preset=getattr(nncf.QuantizationPreset, variant.nncf.preset.value.upper()),
+        fast_bias_correction=variant.nncf.fast_bias_correction,
         ignored_scope=nncf.IgnoredScope(names=list(float_nodes), validate=False),
         **(smooth_quant(smooth_alpha) if smooth_alpha is not None else {}))

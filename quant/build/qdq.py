@@ -8,6 +8,8 @@ recipe (:mod:`quant.search.recipe`) writes its candidates and its result with :f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,38 @@ from quant.calibration.ranges import activation_ranges, clip_silu_inputs
 from quant.calibration.readers import reader_for
 from quant.build.context import BuildContext
 from quant.model.graph import int8_conv_counts, load_onnx, qdq_int8_convs, remove_qdq_before, silu_inputs
+from quant.util.errors import QuantError
 
-_QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+class QuantType(StrEnum):
+    INT8 = "int8"  # symmetric around 0 (TensorRT's activations; every variant's weights)
+    UINT8 = "uint8"  # asymmetric (ONNX Runtime's fast path for activations on x86 CPUs)
+
+
+_QTYPES = {QuantType.INT8: "QInt8", QuantType.UINT8: "QUInt8"}
+
+
+@dataclass(frozen=True)
+class QdqConfig:
+    """How a Q/DQ INT8 model is written, in the spirit of ONNX Runtime's ``StaticQuantConfig``: the types and
+    granularity ``quantize_static`` is given, where Q/DQ pairs go, and the accuracy levers applied after it."""
+
+    activation_type: QuantType = QuantType.UINT8
+    weight_type: QuantType = QuantType.INT8
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights (x86 CPUs without VNNI saturate u8*s8 sums otherwise)
+    op_types: tuple[str, ...] = ()  # quantize only these op types (empty: every one ONNX Runtime quantizes)
+    no_output_qdq: tuple[str, ...] = ()  # op types whose outputs are left float
+    quantize_bias: bool = True
+    silu_ranges: bool = False  # SiLU-aware ranges of the pre-activations (quant.calibration.ranges.clip_silu_inputs)
+    weight_rounding: int = 0  # calibration images weight rounding reads (quant.calibration.rounding; 0: off)
+    bias_correction: int = 0  # calibration images bias correction reads (quant.calibration.biascorr; 0: off)
+
+    def __post_init__(self) -> None:
+        for name in ("activation_type", "weight_type"):
+            try:
+                object.__setattr__(self, name, QuantType(getattr(self, name)))
+            except ValueError:
+                raise QuantError(f"QdqConfig: {name} {getattr(self, name)!r} is not one of int8, uint8") from None
 
 
 def build(variant, ctx: BuildContext, out_dir: Path):
@@ -42,19 +74,16 @@ def quantize_qdq(src: Path, out: Path, variant, ctx: BuildContext, method: str |
 
 def levers(variant) -> dict:
     """The accuracy levers beyond the calibration method this variant's Q/DQ model uses (for the record)."""
-    return {"silu_ranges": bool(variant.setting("silu_ranges", False)),
-            "weight_rounding": bool(variant.setting("weight_rounding", False)),
-            "bias_correction": bool(variant.setting("bias_correction", False))}
-
-
-_CORRECTIONS = ("weight_rounding", "bias_correction")  # settings: on how many calibration images (0: off)
+    c = variant.qdq
+    return {"silu_ranges": c.silu_ranges, "weight_rounding": bool(c.weight_rounding),
+            "bias_correction": bool(c.bias_correction)}
 
 
 def correction_feeds(variant, files, imgsz: int, input_name: str) -> tuple[list, tuple] | None:
-    """The calibration inputs weight rounding and bias correction read (settings ``weight_rounding`` and
-    ``bias_correction``: how many images, 0/False: off), with the key that names them; None when the
-    variant uses neither."""
-    n = max(int(variant.setting(k, 0) or 0) for k in _CORRECTIONS)
+    """The calibration inputs weight rounding and bias correction read (``QdqConfig.weight_rounding`` and
+    ``bias_correction``: how many images, 0: off), with the key that names them; None when the variant uses
+    neither."""
+    n = max(variant.qdq.weight_rounding, variant.qdq.bias_correction)
     if n <= 0:
         return None
     files = list(files)
@@ -67,15 +96,17 @@ def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str
     """``quantize_static`` with precomputed per-tensor ranges (handed over as a calibration cache),
     then the float nodes are rewired to read float tensors (see ``quant.model.graph.remove_qdq_before``).
 
-    Setting ``silu_ranges``: pre-SiLU tensors get SiLU-aware ranges (:func:`quant.calibration.ranges.clip_silu_inputs`).
+    ``QdqConfig.silu_ranges``: pre-SiLU tensors get SiLU-aware ranges (:func:`quant.calibration.ranges.clip_silu_inputs`).
     ``correction`` (from :func:`correction_feeds`): on those inputs the INT8 convs' weights are re-rounded
     (:mod:`quant.calibration.rounding`), then their biases corrected (:mod:`quant.calibration.biascorr`), each where its setting
     asks, on the first as many images as it names."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+    from onnxruntime.quantization import QuantType as OrtQuantType
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
-    if variant.setting("silu_ranges", False):
+    c = variant.qdq
+    if c.silu_ranges:
         ranges = clip_silu_inputs(ranges, silu_inputs(onnx.load(str(src), load_external_data=False)))
     table = TensorsData(CalibrationMethod.MinMax, {
         k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()})
@@ -85,13 +116,13 @@ def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str
         str(src), str(out), calibration_data_reader=None, calibration_cache_path=str(calib_json),
         calibrate_method=CalibrationMethod.MinMax,  # ranges come from the cache above, whatever the method
         quant_format=QuantFormat.QDQ,
-        activation_type=getattr(QuantType, _QTYPES[variant.setting("activation_type", "uint8")]),
-        weight_type=getattr(QuantType, _QTYPES[variant.setting("weight_type", "int8")]),
-        per_channel=variant.setting("per_channel", True), reduce_range=variant.setting("reduce_range", False),
-        nodes_to_exclude=list(float_nodes), op_types_to_quantize=list(variant.setting("op_types", ())) or None,
-        extra_options={"ActivationSymmetric": variant.setting("activation_type") == "int8", "WeightSymmetric": True,
-                       "OpTypesToExcludeOutputQuantization": list(variant.setting("no_output_qdq", ())),
-                       "QuantizeBias": variant.setting("quantize_bias", True)},
+        activation_type=getattr(OrtQuantType, _QTYPES[c.activation_type]),
+        weight_type=getattr(OrtQuantType, _QTYPES[c.weight_type]),
+        per_channel=c.per_channel, reduce_range=c.reduce_range,
+        nodes_to_exclude=list(float_nodes), op_types_to_quantize=list(c.op_types) or None,
+        extra_options={"ActivationSymmetric": c.activation_type == QuantType.INT8, "WeightSymmetric": True,
+                       "OpTypesToExcludeOutputQuantization": list(c.no_output_qdq),
+                       "QuantizeBias": c.quantize_bias},
     )
     qmodel = onnx.load(str(out))
     if remove_qdq_before(qmodel, float_nodes):
@@ -103,8 +134,7 @@ def write_qdq(src: Path, out: Path, variant, ranges: dict, float_nodes: list[str
         from quant.calibration.rounding import round_weights
 
         feeds, files_key = correction
-        for setting, apply in (("weight_rounding", round_weights), ("bias_correction", correct_biases)):
-            n = int(variant.setting(setting, 0) or 0)
+        for n, apply in ((c.weight_rounding, round_weights), (c.bias_correction, correct_biases)):
             if n > 0:
                 apply(src, out, feeds[:n], (files_key, n))
     return out

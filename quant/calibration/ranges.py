@@ -144,11 +144,6 @@ def compute_ranges(stats: dict[str, TensorStats], method) -> dict[str, tuple[flo
     return out
 
 
-def collect_ranges(model_path: str | os.PathLike, reader, method) -> dict[str, tuple[float, float]]:
-    bins = getattr(method, "num_bins", 0) if method.needs_histogram else 0
-    return compute_ranges(collect_stats(model_path, reader, bins), method)
-
-
 # ---- shared per process: activation statistics ---------------------------------------------------
 # Builders ask for these directly (not through the suite), so that the cache key of every variant
 # whose build computes ranges includes this module's code (see quant.run.codehash).

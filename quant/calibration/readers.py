@@ -1,7 +1,8 @@
 """Calibration inputs: image files -> letterboxed tensors, fed to a model one at a time.
 
-One reader protocol (ONNX Runtime's ``CalibrationDataReader``: ``get_next()`` / ``rewind()``); readers are
-shared per process (:func:`reader_for`), so every build and search trial letterboxes an image list once.
+A reader letterboxes its images once and yields ``{input name: tensor}`` feeds, as ONNX Runtime and NNCF take
+them; readers are shared per process (:func:`reader_for`), so every build and search trial letterboxes an
+image list once.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 class CalibrationReader:
-    """Feeds letterboxed images to a model, one at a time (ONNX Runtime ``CalibrationDataReader`` protocol)."""
+    """Feeds letterboxed images to a model, one at a time: iterate it for ``{input name: tensor}`` feeds."""
 
     def __init__(self, images: str | os.PathLike | Iterable, imgsz: int, input_name: str = "images",
                  limit: int | None = None, stride: int = 32) -> None:
@@ -45,7 +46,6 @@ class CalibrationReader:
         self.files = files[:limit] if limit else files
         self.imgsz, self.input_name, self.stride = imgsz, input_name, stride
         self._cache: list[np.ndarray] | None = None
-        self._it: Iterator | None = None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -57,14 +57,6 @@ class CalibrationReader:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return ({self.input_name: x} for x in self.tensors())
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._it is None:
-            self._it = iter(self)
-        return next(self._it, None)
-
-    def rewind(self) -> None:
-        self._it = None
 
 
 _READERS: dict[tuple, CalibrationReader] = {}

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from quant.util.errors import QuantError
 from quant.gate.thresholds import LatencyRise, MaxDrop, latency_change
+from quant.measure.row import Row
+from quant.registry import BASELINE
+from quant.util.errors import QuantError
 from quant.util.hardware import cpu_label
 
-BASELINE = "onnx-fp32"
 DEFAULT_LIMITS = {"max_map_regression_points": 0.1, "max_latency_regression": 0.10}
 ACCURACY_METRICS = (("map50_95", "mAP50-95"), ("fidelity_map50_95", "fidelity mAP50-95"))
 
@@ -84,7 +85,7 @@ def _run_from_data(data, source: str) -> dict:
     else:
         raise QuantError(f"run '{source}' is neither a report.json (no 'rows' list) "
                          f"nor a pytest-benchmark history (no 'benchmarks' list)")
-    by_variant = {r["variant"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)}
+    by_variant = {r["variant"]: Row.from_dict(r) for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)}
     if not by_variant:
         raise QuantError(f"run '{source}' has no benchmark rows (no row names a variant)")
     return {"machine": machine if isinstance(machine, dict) else None, "rows": by_variant,
@@ -110,7 +111,7 @@ def load_run(ref, storage: str | Path | None = None) -> dict:
 
     ``ref``: a ``report.json`` path, a pytest-benchmark history JSON path, or a pytest-benchmark run id
     or prefix (``0003``) looked up as ``<storage>/*/0003_*.json`` (``storage`` defaults to
-    ``.benchmarks``; the newest match wins). Returns ``{"machine": dict | None, "rows": {variant: row},
+    ``.benchmarks``; the newest match wins). Returns ``{"machine": dict | None, "rows": {variant: Row},
     "source": str, "baseline": str, "date": str | None}``. Raises QuantError (one line) on a missing
     file, a file that is not JSON, a file without rows, or an id that matches nothing.
     """
@@ -204,30 +205,29 @@ def machine_mismatch(old: dict | None, new: dict | None) -> str | None:
             f"use --compare-force to compare anyway")
 
 
-def not_comparable(old_row: dict, new_row: dict) -> tuple[tuple[str, ...], str]:
+def not_comparable(old_row: Row, new_row: Row) -> tuple[tuple[str, ...], str]:
     """The accuracy fields two rows cannot be compared on, and the recorded field that says why: every
     accuracy where the runs scored boxes differently (``scoring``; a row recorded before it was kept
     scored them unclipped), else those of :func:`labels_differ`."""
-    if old_row.get("scoring") != new_row.get("scoring"):
+    if old_row.scoring != new_row.scoring:
         return ("map50_95", "fidelity_map50_95"), "scoring"
     fields = labels_differ(old_row, new_row)
     return fields, "fidelity_labels" if fields else ""
 
 
-def labels_differ(old_row: dict, new_row: dict) -> tuple[str, ...]:
+def labels_differ(old_row: Row, new_row: Row) -> tuple[str, ...]:
     """The accuracy fields two rows cannot be compared on: those measured against the FP32 model's own
     detections (fidelity; label-free, every accuracy) where the two runs made those labels differently
     (``fidelity_labels``; a row recorded before it was kept made them with ``predict()``)."""
-    if old_row.get("fidelity_labels") == new_row.get("fidelity_labels"):
+    if old_row.fidelity_labels == new_row.fidelity_labels:
         return ()
-    label_free = old_row.get("label_free") or new_row.get("label_free")
+    label_free = old_row.label_free or new_row.label_free
     return ("map50_95", "fidelity_map50_95") if label_free else ("fidelity_map50_95",)
 
 
-def _change(variant: str, old_row: dict, new_row: dict, baseline: str, limits: tuple[float, float],
+def _change(variant: str, old_row: Row, new_row: Row, baseline: str, limits: tuple[float, float],
             since: str, with_latency: bool) -> Change:
     """One variant's :class:`Change` under its (accuracy points, latency fraction) limits."""
-    new_row, old_row = {**new_row, "variant": variant}, {**old_row, "variant": variant}
     where = f"since {since}"
     skip, why = not_comparable(old_row, new_row)
     checks = [c for c in history_checks(limits, baseline, with_latency and variant != baseline)
@@ -237,9 +237,14 @@ def _change(variant: str, old_row: dict, new_row: dict, baseline: str, limits: t
     point, ci = latency_change(old_row, new_row) if any(isinstance(c, LatencyRise) for c in checks) else (None, None)
     deltas = {c.field: c.delta(new_row, old_row) for c in checks if isinstance(c, MaxDrop)}
     moved = (variant, deltas.get("map50_95"), deltas.get("fidelity_map50_95"), point, ci)
-    if new_row.get("peer"):  # not our code: its changes inform, they do not fail the run
+    if new_row.peer:  # not our code: its changes inform, they do not fail the run
         return Change(*moved, (), tuple(imps), tuple(regs), skip, why)
     return Change(*moved, tuple(regs), tuple(imps), (), skip, why)
+
+
+def _rows(run: dict) -> dict[str, Row]:
+    """A run's rows by variant, as :class:`Row` values (a run put together by hand may hold records)."""
+    return {v: r if isinstance(r, Row) else Row.from_dict({**r, "variant": v}) for v, r in run["rows"].items()}
 
 
 def compare(old: dict, new: dict, limits_for: Callable[[str], dict] | None = None,
@@ -254,11 +259,12 @@ def compare(old: dict, new: dict, limits_for: Callable[[str], dict] | None = Non
     refused = None if force_latency else machine_mismatch(old.get("machine"), new.get("machine"))
     baseline = new.get("baseline") or old.get("baseline") or BASELINE
     since = old.get("source", "old run")
-    changes = [_change(v, old["rows"][v], row, baseline, _limits(v, limits_for), since, refused is None)
-               for v, row in new["rows"].items() if v in old["rows"]]
+    old_rows, new_rows = _rows(old), _rows(new)
+    changes = [_change(v, old_rows[v], row, baseline, _limits(v, limits_for), since, refused is None)
+               for v, row in new_rows.items() if v in old_rows]
     return Comparison(changes=changes,
-                      only_old=[v for v in old["rows"] if v not in new["rows"]],
-                      only_new=[v for v in new["rows"] if v not in old["rows"]],
+                      only_old=[v for v in old_rows if v not in new_rows],
+                      only_new=[v for v in new_rows if v not in old_rows],
                       latency_refused=refused, old_source=since, new_source=new.get("source", "new run"),
                       baseline=baseline)
 

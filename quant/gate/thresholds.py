@@ -21,9 +21,10 @@ import fnmatch
 import math
 import os
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from quant.measure.row import Row
 from quant.util.errors import QuantError
 
 KEYS = {"min_map50_95": "absolute mAP50-95 floor (0-1)", "min_map50": "absolute mAP50 floor (0-1)",
@@ -36,25 +37,10 @@ KEYS = {"min_map50_95": "absolute mAP50-95 floor (0-1)", "min_map50": "absolute 
                                   "reference run, as a fraction (default 0.10 = 10 %)"}
 
 
-@dataclass(frozen=True)
-class Result:
-    """What gates look at for one variant (a report row holds the same fields)."""
-
-    variant: str
-    map50: float
-    map50_95: float
-    latency_ms: float
-    fidelity_map50_95: float | None = None
-    latency_ratio: float | None = None  # paired against the baseline in the same process (quant.measure.latency.paired)
-
-    def row(self) -> dict:
-        return asdict(self)
-
-
 # ------------------------------------------------------------------------------------------ checks
 # One small object per kind of limit, in the spirit of pytest-benchmark's RegressionCheck:
 # ``check.fails(current, reference, where)`` -> the breach as one line, or None. ``current`` and
-# ``reference`` are rows (dicts with the Result fields); ``where`` names the reference in the message
+# ``reference`` are rows (quant.measure.row.Row); ``where`` names the reference in the message
 # ("vs onnx-fp32" for the same-run baseline, "since main/report.json" for a recorded run). The
 # same-run gates and the history comparison (quant.gate.compare) use the same classes.
 
@@ -74,10 +60,10 @@ class Floor:
     limit: float
     label: str
 
-    def fails(self, current: dict, reference: dict | None = None, where: str = "") -> str | None:
-        x = finite_number(current.get(self.field))
+    def fails(self, current: Row, reference: Row | None = None, where: str = "") -> str | None:
+        x = finite_number(getattr(current, self.field))
         if x is not None and x < self.limit:
-            return f"{current['variant']}: {self.label} {x:.4f} < floor {self.limit:.4f}"
+            return f"{current.variant}: {self.label} {x:.4f} < floor {self.limit:.4f}"
         return None
 
 
@@ -90,10 +76,10 @@ class Ceiling:
     label: str
     unit: str = ""
 
-    def fails(self, current: dict, reference: dict | None = None, where: str = "") -> str | None:
-        x = finite_number(current.get(self.field))
+    def fails(self, current: Row, reference: Row | None = None, where: str = "") -> str | None:
+        x = finite_number(getattr(current, self.field))
         if x is not None and x > self.limit:
-            return f"{current['variant']}: {self.label} {x:.2f}{self.unit} > ceiling {self.limit:.2f}{self.unit}"
+            return f"{current.variant}: {self.label} {x:.2f}{self.unit} > ceiling {self.limit:.2f}{self.unit}"
         return None
 
 
@@ -105,23 +91,24 @@ class MaxDrop:
     limit: float
     label: str
 
-    def delta(self, current: dict, reference: dict | None) -> float | None:
+    def delta(self, current: Row, reference: Row | None) -> float | None:
         """current - reference in points, None when either lacks the value."""
-        new, old = finite_number(current.get(self.field)), finite_number((reference or {}).get(self.field))
+        new = finite_number(getattr(current, self.field))
+        old = finite_number(getattr(reference, self.field)) if reference is not None else None
         return None if new is None or old is None else 100.0 * (new - old)
 
-    def _says(self, verb: str, current: dict, reference: dict, where: str) -> str:
+    def _says(self, verb: str, current: Row, reference: Row, where: str) -> str:
         d = self.delta(current, reference)
-        old, new = 100 * reference[self.field], 100 * current[self.field]
-        return f"{current['variant']}: {self.label} {verb} {abs(d):.2f} points {where} ({old:.2f} -> {new:.2f})"
+        old, new = 100 * getattr(reference, self.field), 100 * getattr(current, self.field)
+        return f"{current.variant}: {self.label} {verb} {abs(d):.2f} points {where} ({old:.2f} -> {new:.2f})"
 
-    def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
+    def fails(self, current: Row, reference: Row | None, where: str = "") -> str | None:
         d = self.delta(current, reference)
         if d is not None and -d > self.limit:
             return self._says("fell", current, reference, where) + f" > max {self.limit:.2f}"
         return None
 
-    def improved(self, current: dict, reference: dict | None, where: str = "") -> str | None:
+    def improved(self, current: Row, reference: Row | None, where: str = "") -> str | None:
         d = self.delta(current, reference)
         return self._says("rose", current, reference, where) if d is not None and d > self.limit else None
 
@@ -132,15 +119,15 @@ class MaxRatio:
 
     limit: float
 
-    def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
-        ratio = finite_number(current.get("latency_ratio"))
+    def fails(self, current: Row, reference: Row | None, where: str = "") -> str | None:
+        ratio = finite_number(current.latency_ratio)
         if ratio is None:
-            if reference is None or not finite_number(reference.get("latency_ms")):
+            if reference is None or not finite_number(reference.latency_ms) or finite_number(current.latency_ms) is None:
                 return None
-            ratio = current["latency_ms"] / reference["latency_ms"]
+            ratio = current.latency_ms / reference.latency_ms
         if ratio > self.limit:
-            return (f"{current['variant']}: latency {ratio:.2f}x {reference['variant'] if reference else 'baseline'} "
-                    f"(paired median; {current['latency_ms']:.2f} ms) > max ratio {self.limit:.2f}")
+            return (f"{current.variant}: latency {ratio:.2f}x {reference.variant if reference else 'baseline'} "
+                    f"(paired median; {current.latency_ms:.2f} ms) > max ratio {self.limit:.2f}")
         return None
 
 
@@ -160,22 +147,22 @@ def _rounds(v) -> list[float] | None:
     return xs if all(x is not None and x > 0 for x in xs) else None
 
 
-def latency_change(old_row: dict, new_row: dict) -> tuple[float | None, tuple[float, float] | None]:
+def latency_change(old_row: Row, new_row: Row) -> tuple[float | None, tuple[float, float] | None]:
     """(ratio of ratios, 95 % interval) of one variant between two runs.
 
     With both runs' per-round ratios: ``quant.measure.latency.ratio_of_ratios`` (median over median, seeded
     bootstrap interval). Otherwise new ``latency_ratio`` / old ``latency_ratio``, with the conservative
     interval (new_lo / old_hi, new_hi / old_lo) when both runs recorded one, else no interval.
     """
-    new_r, old_r = _rounds(new_row.get("latency_ratio_rounds")), _rounds(old_row.get("latency_ratio_rounds"))
+    new_r, old_r = _rounds(new_row.latency_ratio_rounds), _rounds(old_row.latency_ratio_rounds)
     if new_r and old_r:
         from quant.measure.latency import ratio_of_ratios
 
         return ratio_of_ratios(new_r, old_r)
-    new_x, old_x = finite_number(new_row.get("latency_ratio")), finite_number(old_row.get("latency_ratio"))
+    new_x, old_x = finite_number(new_row.latency_ratio), finite_number(old_row.latency_ratio)
     if new_x is None or old_x is None or old_x <= 0:
         return None, None
-    new_ci, old_ci = _ci(new_row.get("latency_ratio_ci")), _ci(old_row.get("latency_ratio_ci"))
+    new_ci, old_ci = _ci(new_row.latency_ratio_ci), _ci(old_row.latency_ratio_ci)
     ci = (new_ci[0] / old_ci[1], new_ci[1] / old_ci[0]) if new_ci and old_ci else None
     return new_x / old_x, ci
 
@@ -189,20 +176,20 @@ class LatencyRise:
     limit: float
     baseline: str
 
-    def _says(self, verb: str, current: dict, reference: dict, where: str, point: float, ci) -> str:
-        then, now = finite_number(reference.get("latency_ratio")), finite_number(current.get("latency_ratio"))
+    def _says(self, verb: str, current: Row, reference: Row, where: str, point: float, ci) -> str:
+        then, now = finite_number(reference.latency_ratio), finite_number(current.latency_ratio)
         ratios = f"{then:.2f}x -> {now:.2f}x" if then is not None and now is not None else "ratios"
         interval = f"95 % interval {ci[0]:.2f}-{ci[1]:.2f}" if ci else "no interval recorded"
-        return f"{current['variant']}: latency vs {self.baseline} {verb} {point:.2f}x {where} ({ratios}, {interval})"
+        return f"{current.variant}: latency vs {self.baseline} {verb} {point:.2f}x {where} ({ratios}, {interval})"
 
-    def fails(self, current: dict, reference: dict | None, where: str = "") -> str | None:
-        point, ci = latency_change(reference or {}, current)
+    def fails(self, current: Row, reference: Row | None, where: str = "") -> str | None:
+        point, ci = latency_change(reference or Row(current.variant), current)
         if point is not None and point > 1 + self.limit and (ci is None or ci[0] > 1.0):
             return self._says("rose", current, reference, where, point, ci) + f" > max +{100 * self.limit:g} %"
         return None
 
-    def improved(self, current: dict, reference: dict | None, where: str = "") -> str | None:
-        point, ci = latency_change(reference or {}, current)
+    def improved(self, current: Row, reference: Row | None, where: str = "") -> str | None:
+        point, ci = latency_change(reference or Row(current.variant), current)
         if point is not None and point < 1 - self.limit and (ci is None or ci[1] < 1.0):
             return self._says("fell", current, reference, where, point, ci)
         return None
@@ -285,31 +272,24 @@ def same_run_checks(limits: dict) -> list:
     return [make(limits[key]) for key, make in table if key in limits]
 
 
-def check_row(row: dict, limits: dict, baseline: dict | None) -> list[str]:
-    """Every breached limit of one report row against the same run's baseline row, one line each."""
+def check_row(row: Row, limits: dict, baseline: Row | None) -> list[str]:
+    """Every breached limit of one row against the same run's baseline row, one line each."""
     relative = (MaxDrop, MaxRatio)  # need the baseline, and say nothing about the baseline itself
     out = []
     for c in same_run_checks(limits):
-        if isinstance(c, relative) and (baseline is None or baseline["variant"] == row["variant"]):
+        if isinstance(c, relative) and (baseline is None or baseline.variant == row.variant):
             continue
-        msg = c.fails(row, baseline, f"vs {baseline['variant']}" if baseline else "")
+        msg = c.fails(row, baseline, f"vs {baseline.variant}" if baseline else "")
         if msg:
-            out.append(msg + (floor_context(baseline) if isinstance(c, MaxDrop) and row.get("label_free") else ""))
+            out.append(msg + (floor_context(baseline) if isinstance(c, MaxDrop) and row.label_free else ""))
     return out
 
 
-def floor_context(baseline: dict | None) -> str:
+def floor_context(baseline: Row | None) -> str:
     """For a label-free drop: what an imperceptible change of the same images costs the baseline itself (its
     ``fidelity_floor``), so that a drop within it reads as such; "" when the run has no floor."""
-    from quant.measure.row import floor_loss_points
-
-    loss = floor_loss_points(baseline or {})
+    loss = baseline.floor_loss_points if baseline is not None else None
     if loss is None:
         return ""
-    return (f" (fidelity floor: {baseline['variant']} itself loses {loss:.2f} points to an "
+    return (f" (fidelity floor: {baseline.variant} itself loses {loss:.2f} points to an "
             "imperceptible change of these images)")
-
-
-def check(result: Result, limits: dict, baseline: Result | None) -> list[str]:
-    """:func:`check_row` on :class:`Result` values."""
-    return check_row(result.row(), limits, baseline.row() if baseline else None)

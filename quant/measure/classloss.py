@@ -43,12 +43,12 @@ def class_shares(new, old, names: dict[int, str] | list[str], top: int = TOP) ->
     return [{"class": names.get(c, str(c)), "labels": b[c][1], "points": round(shares[c], 3)} for c in worst]
 
 
-def line(row: dict) -> str | None:
+def line(row) -> str | None:
     """'variant (Δ): class (n labels) -x.xx, ...' for a row whose loss its interval confirms (the
     interval lies below 0) and whose classes lost, else None."""
-    shares, ci = row.get("class_losses"), row.get("delta_ci")
-    if not shares or row.get("delta_points") is None or not ci or ci[1] >= 0:
+    shares, ci = row.class_losses, row.delta_ci
+    if not shares or row.delta_points is None or not ci or ci[1] >= 0:
         return None
     parts = ", ".join(f"{s['class'] or '(unnamed)'} ({s['labels']} label{'' if s['labels'] == 1 else 's'}) "
                       f"{s['points']:+.2f}" for s in shares)
-    return f"{row['variant']} ({row['delta_points']:+.2f}): {parts}"
+    return f"{row.variant} ({row.delta_points:+.2f}): {parts}"

@@ -1,18 +1,16 @@
 """Latency of the bare model call at batch 1.
 
-Two protocols live here:
-
-* ``measure``: warm-up, then the median of many rounds of one model on its own. Cheap, but its
-  numbers drift with whatever else the machine is doing while that model is being timed.
-* ``paired``: a variant timed against a baseline *in the same process, in alternating rounds*.
-  On a shared 2-core machine the model timed first came out 18-50 % slower than the very same graph
-  timed later (frequency scaling, caches, neighbouring jobs that come and go), so two separately
-  measured medians mostly compare two moments of the machine, not two models. ``paired`` cancels
-  that drift: each round times ``calls`` calls of each model back to back, in an order that a seeded
-  coin flips per round (so neither model is systematically first), and keeps the round's ratio
-  variant/baseline. Slow drift scales both sides of a round alike and divides out; the median of the
-  per-round ratios is the estimate, and ``median_ci`` gives its distribution-free 95 % interval.
-  An optional machine-wide lock keeps two benchmark processes from timing at the same time.
+Timing one model on its own (warm-up, then the median of many calls) is cheap, but its numbers drift
+with whatever else the machine is doing while that model is being timed. So every variant is timed by
+``paired``: against a baseline *in the same process, in alternating rounds*. On a shared 2-core machine
+the model timed first came out 18-50 % slower than the very same graph timed later (frequency scaling,
+caches, neighbouring jobs that come and go), so two separately measured medians mostly compare two
+moments of the machine, not two models. ``paired`` cancels that drift: each round times ``calls`` calls of
+each model back to back, in an order that a seeded coin flips per round (so neither model is
+systematically first), and keeps the round's ratio variant/baseline. Slow drift scales both sides of a
+round alike and divides out; the median of the per-round ratios is the estimate, and ``median_ci`` gives
+its distribution-free 95 % interval. An optional machine-wide lock keeps two benchmark processes from
+timing at the same time.
 
 ``ratio_of_ratios`` compares one variant's paired ratio between two runs (e.g. today against a
 stored reference) with a seeded bootstrap interval.
@@ -32,25 +30,6 @@ import numpy as np
 
 AA_TOLERANCE = 0.02  # an A/A control's interval must come within 2 % of 1.00 ...
 AA_MAX_SPREAD = 0.20  # ... and span less than 20 %
-
-
-@dataclass(frozen=True)
-class Latency:
-    median_ms: float
-    min_ms: float
-    rounds: int
-
-
-def measure(fn, x, rounds: int = 50, warmup: int = 5) -> Latency:
-    """Used where pytest-benchmark is not timing (a baseline that was not selected, --benchmark-disable)."""
-    for _ in range(warmup):
-        fn(x)
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return Latency(1000 * statistics.median(times), 1000 * min(times), rounds)
 
 
 def ort_session_options(threads: int | None = None):

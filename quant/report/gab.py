@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 from quant.gate.thresholds import finite_number
-
-BASELINE = "onnx-fp32"
+from quant.measure.row import Row
+from quant.registry import BASELINE
 
 
 def _half_width(ci) -> str | None:
@@ -26,13 +26,13 @@ def _half_width(ci) -> str | None:
     return None if lo is None or hi is None else f"±{(hi - lo) / 2:.3f}"
 
 
-def _smaller(row: dict, baseline: str) -> list[dict]:
+def _smaller(row: Row, baseline: str) -> list[dict]:
     """Latency entries of one row: ratio vs the baseline (with its interval) and ms/img."""
-    out, variant = [], row["variant"]
-    ratio, ms = finite_number(row.get("latency_ratio")), finite_number(row.get("latency_ms"))
+    out, variant = [], row.variant
+    ratio, ms = finite_number(row.latency_ratio), finite_number(row.latency_ms)
     if ratio is not None:
         entry = {"name": f"{variant} latency ratio vs {baseline}", "unit": "x", "value": round(ratio, 4)}
-        rng = _half_width(row.get("latency_ratio_ci"))
+        rng = _half_width(row.latency_ratio_ci)
         if rng is not None:
             entry["range"] = rng
         if ms is not None:
@@ -43,26 +43,25 @@ def _smaller(row: dict, baseline: str) -> list[dict]:
     return out
 
 
-def _bigger(row: dict) -> list[dict]:
+def _bigger(row: Row) -> list[dict]:
     """Accuracy entries of one row, in %: mAP50-95 and, when measured, fidelity."""
-    out, variant = [], row["variant"]
-    extra = f"precision {row.get('precision', '?')}" + (", Ultralytics peer" if row.get("peer") else "")
+    out, variant = [], row.variant
+    extra = f"precision {row.precision or '?'}" + (", Ultralytics peer" if row.peer else "")
     for key, label in (("map50_95", "mAP50-95"), ("fidelity_map50_95", "fidelity mAP50-95")):
-        v = finite_number(row.get(key))
+        v = finite_number(getattr(row, key))
         if v is not None:
             out.append({"name": f"{variant} {label}", "unit": "%", "value": round(100 * v, 4), "extra": extra})
     return out
 
 
-def gab_entries(rows: list[dict], baseline: str = BASELINE) -> tuple[list[dict], list[dict]]:
+def gab_entries(rows: list[Row], baseline: str = BASELINE) -> tuple[list[dict], list[dict]]:
     """(customSmallerIsBetter entries, customBiggerIsBetter entries) for a run's rows."""
-    rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)]
     smaller = [e for r in rows for e in _smaller(r, baseline)]
     bigger = [e for r in rows for e in _bigger(r)]
     return smaller, bigger
 
 
-def write_gab(rows: list[dict], out_dir, baseline: str = BASELINE) -> tuple[Path, Path]:
+def write_gab(rows: list[Row], out_dir, baseline: str = BASELINE) -> tuple[Path, Path]:
     """Write ``gab-smaller.json`` and ``gab-bigger.json`` (JSON lists) into ``out_dir``, atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,9 @@ import math
 import os
 from pathlib import Path
 
+from quant.measure.row import Row
+from quant.registry import BASELINE
+
 LABELS = {"map50_95": "mAP50-95 (%)", "fidelity_map50_95": "fidelity mAP50-95 vs FP32 detections (%)"}
 
 
@@ -33,71 +36,70 @@ def pareto_front(points: list[tuple[str, float, float]]) -> list[str]:
     return [n for n, _, _ in sorted((p for p in pts if not dominated(p)), key=lambda p: (p[1], -p[2], p[0]))]
 
 
-def on_target(row: dict) -> bool:
+def on_target(row: Row) -> bool:
     """Whether a row's latency is its target's: not a TensorRT row timed without an engine (its ONNX in ONNX
     Runtime on the CPU), which may stand on the chart but never on the front."""
-    return bool((row.get("engine") or {}).get("built", True))
+    return bool((row.engine or {}).get("built", True))
 
 
-def _metric(rows: list[dict], metric: str) -> str:
+def _metric(rows: list[Row], metric: str) -> str:
     """``metric`` if any row has it, else mAP50-95 (e.g. fidelity was skipped with --no-fidelity)."""
-    if metric != "map50_95" and not any(_finite(r.get(metric)) for r in rows):
+    if metric != "map50_95" and not any(_finite(getattr(r, metric)) for r in rows):
         return "map50_95"
     return metric
 
 
-def plottable(rows: list[dict], metric: str) -> list[dict]:
+def plottable(rows: list[Row], metric: str) -> list[Row]:
     """Rows with both a latency ratio and the metric."""
-    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)
-            and _finite(r.get("latency_ratio")) and _finite(r.get(metric))]
+    return [r for r in rows if _finite(r.latency_ratio) and _finite(getattr(r, metric))]
 
 
-def _xerr(rows: list[dict]) -> list[list[float]]:
+def _xerr(rows: list[Row]) -> list[list[float]]:
     """Asymmetric horizontal error bars from ``latency_ratio_ci`` (0 where a row has none)."""
     lo, hi = [], []
     for r in rows:
-        ci, x = r.get("latency_ratio_ci"), r["latency_ratio"]
+        ci, x = r.latency_ratio_ci, r.latency_ratio
         ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(_finite(v) for v in ci)
         lo.append(max(0.0, x - ci[0]) if ok else 0.0)
         hi.append(max(0.0, ci[1] - x) if ok else 0.0)
     return [lo, hi]
 
 
-def _label_offsets(rows: list[dict], metric: str) -> dict[str, tuple[int, int]]:
+def _label_offsets(rows: list[Row], metric: str) -> dict[str, tuple[int, int]]:
     """Label offsets (points) that stack the names of nearby variants instead of overprinting them."""
-    xs = [r["latency_ratio"] for r in rows]
-    ys = [100 * r[metric] for r in rows]
+    xs = [r.latency_ratio for r in rows]
+    ys = [100 * getattr(r, metric) for r in rows]
     dx, dy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     placed: list[tuple[float, float]] = []
     out = {}
     for r, x, y in sorted(zip(rows, xs, ys), key=lambda t: (-t[2], t[1])):
         near = sum(abs(x - px) < 0.15 * dx and abs(y - py) < 0.04 * dy for px, py in placed)
-        out[r["variant"]] = (4, 4 - 9 * near)
+        out[r.variant] = (4, 4 - 9 * near)
         placed.append((x, y))
     return out
 
 
-def _draw_points(ax, rows: list[dict], metric: str) -> None:
+def _draw_points(ax, rows: list[Row], metric: str) -> None:
     """Variants as circles, Ultralytics peers as squares, each labelled with its name."""
     offsets = _label_offsets(rows, metric)
-    groups = (([r for r in rows if not r.get("peer")], "o", "C0", "variant"),
-              ([r for r in rows if r.get("peer")], "s", "C1", "Ultralytics peer"))
+    groups = (([r for r in rows if not r.peer], "o", "C0", "variant"),
+              ([r for r in rows if r.peer], "s", "C1", "Ultralytics peer"))
     for group, marker, color, label in groups:
         if not group:
             continue
-        ax.errorbar([r["latency_ratio"] for r in group], [100 * r[metric] for r in group], xerr=_xerr(group),
+        ax.errorbar([r.latency_ratio for r in group], [100 * getattr(r, metric) for r in group], xerr=_xerr(group),
                     fmt=marker, color=color, ms=6, capsize=3, elinewidth=1, label=label)
         for r in group:
-            ax.annotate(r["variant"], (r["latency_ratio"], 100 * r[metric]), xytext=offsets[r["variant"]],
+            ax.annotate(r.variant, (r.latency_ratio, 100 * getattr(r, metric)), xytext=offsets[r.variant],
                         textcoords="offset points", fontsize=7)
 
 
-def _draw_front(ax, rows: list[dict], metric: str) -> None:
+def _draw_front(ax, rows: list[Row], metric: str) -> None:
     """The Pareto front as a step line (best accuracy reachable at each latency)."""
-    by_name = {r["variant"]: r for r in rows}
-    front = pareto_front([(r["variant"], r["latency_ratio"], r[metric]) for r in rows if on_target(r)])
-    xs = [by_name[n]["latency_ratio"] for n in front]
-    ys = [100 * by_name[n][metric] for n in front]
+    by_name = {r.variant: r for r in rows}
+    front = pareto_front([(r.variant, r.latency_ratio, getattr(r, metric)) for r in rows if on_target(r)])
+    xs = [by_name[n].latency_ratio for n in front]
+    ys = [100 * getattr(by_name[n], metric) for n in front]
     ax.step(xs, ys, where="post", color="C2", lw=1.2, alpha=0.8, label="Pareto front")
 
 
@@ -108,7 +110,7 @@ def _save_atomically(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_plot(rows: list[dict], path, baseline: str = "onnx-fp32", metric: str = "map50_95") -> Path:
+def write_plot(rows: list[Row], path, baseline: str = BASELINE, metric: str = "map50_95") -> Path:
     """Write the accuracy-vs-latency scatter of one run's rows (``report.json``'s ``rows``) as a PNG.
 
     ``metric``: ``map50_95`` or ``fidelity_map50_95`` (falls back to mAP50-95 when no row has

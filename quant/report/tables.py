@@ -1,13 +1,17 @@
-"""The comparison table (like the reference report's) as text, JSON and Markdown."""
+"""The comparison table as text, JSON and Markdown, and the notes and sections around it. Everything here
+reads :class:`quant.measure.row.Row` values."""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from tabulate import tabulate
 
+from quant.measure.row import Row
+from quant.registry import BASELINE
 from quant.util.hardware import describe
 
 COLUMNS = [  # (key in a row, header)
@@ -41,60 +45,68 @@ def _fmt(key: str, v):
     return str(v)
 
 
-def with_deltas(rows: list[dict], baseline: str) -> list[dict]:
-    base = next((r for r in rows if r["variant"] == baseline and r.get("map50_95") is not None), None)
+def with_deltas(rows: list[Row], baseline: str = BASELINE) -> list[Row]:
+    """Each row with its Δ mAP50-95 against the baseline's, in points (and, for unpaired rows of older reports,
+    a latency ratio of medians)."""
+    base = next((r for r in rows if r.variant == baseline and r.map50_95 is not None), None)
     out = []
     for r in rows:
-        r = dict(r)
-        if base is not None and r.get("map50_95") is not None:
-            r["delta_points"] = round(100 * (r["map50_95"] - base["map50_95"]), 3)
-            if r.get("latency_ratio") is None:  # unpaired rows (older reports): ratio of medians
-                r["latency_ratio"] = round(r["latency_ms"] / base["latency_ms"], 3) if r.get("latency_ms") else None
+        if base is not None and r.map50_95 is not None:
+            r = replace(r, delta_points=round(100 * (r.map50_95 - base.map50_95), 3))
+            if r.latency_ratio is None:  # unpaired rows (older reports): ratio of medians
+                r = replace(r, latency_ratio=round(r.latency_ms / base.latency_ms, 3) if r.latency_ms else None)
         out.append(r)
     return out
 
 
-def with_peer_comparison(rows: list[dict]) -> list[dict]:
+def with_peer_comparison(rows: list[Row]) -> list[Row]:
     """Next to each of our INT8 rows: the best (highest mAP50-95) peer INT8 row, and whether we are
     ahead of it on both accuracy and latency."""
-    peers = [r for r in rows if r.get("peer") and r.get("precision") == "int8" and r.get("map50_95") is not None]
+    peers = [r for r in rows if r.peer and r.precision == "int8" and r.map50_95 is not None]
     if not peers:
         return rows
-    best = max(peers, key=lambda r: (r["map50_95"], -r["latency_ms"]))
+    best = max(peers, key=lambda r: (r.map50_95, -r.latency_ms))
     out = []
     for r in rows:
-        if not r.get("peer") and r.get("precision") == "int8" and r.get("map50_95") is not None:
-            d = 100 * (r["map50_95"] - best["map50_95"])
-            ratio = (r["latency_ratio"] / best["latency_ratio"] if r.get("latency_ratio") and best.get("latency_ratio")
-                     else r["latency_ms"] / best["latency_ms"])  # both paired against the same baseline
-            r = {**r, "vs_peer": {"peer": best["variant"], "peer_map50_95": best["map50_95"],
-                                  "peer_latency_ms": best["latency_ms"], "delta_points": round(d, 3),
-                                  "latency_ratio": round(ratio, 3), "ahead": d >= 0 and ratio <= 1}}
+        if not r.peer and r.precision == "int8" and r.map50_95 is not None:
+            d = 100 * (r.map50_95 - best.map50_95)
+            ratio = (r.latency_ratio / best.latency_ratio if r.latency_ratio and best.latency_ratio
+                     else r.latency_ms / best.latency_ms)  # both paired against the same baseline
+            r = replace(r, vs_peer={"peer": best.variant, "peer_map50_95": best.map50_95,
+                                    "peer_latency_ms": best.latency_ms, "delta_points": round(d, 3),
+                                    "latency_ratio": round(ratio, 3), "ahead": d >= 0 and ratio <= 1})
         out.append(r)
     return out
 
 
-def _cell(key: str, r: dict) -> str:
-    text = _fmt(key, r.get(key))
-    ci = r.get("latency_ratio_ci")
-    if key == "latency_ratio" and ci and r.get("latency_ratio") is not None:
+def table_rows(rows: list[Row], order: list[str], baseline: str = BASELINE) -> list[Row]:
+    """Rows in the registry's ``order`` with Δ mAP50-95 vs the baseline and the best-peer comparison."""
+    rank = {n: i for i, n in enumerate(order)}
+    rows = sorted(rows, key=lambda r: rank.get(r.variant, 1 << 30))
+    return with_peer_comparison(with_deltas(rows, baseline))
+
+
+def _cell(key: str, r: Row) -> str:
+    text = _fmt(key, getattr(r, key))
+    ci = r.latency_ratio_ci
+    if key == "latency_ratio" and ci and r.latency_ratio is not None:
         text += f" [{ci[0]:.2f}-{ci[1]:.2f}]"
-    if key == "delta_points" and r.get("delta_ci") and r.get("delta_points") is not None:
-        text += f" [{r['delta_ci'][0]:+.1f}, {r['delta_ci'][1]:+.1f}]"
+    if key == "delta_points" and r.delta_ci and r.delta_points is not None:
+        text += f" [{r.delta_ci[0]:+.1f}, {r.delta_ci[1]:+.1f}]"
     return text
 
 
-def table(rows: list[dict], fmt: str = "simple") -> str:
+def table(rows: list[Row], fmt: str = "simple") -> str:
     body = [[_cell(k, r) for k, _ in COLUMNS] for r in rows]
     return tabulate(body, headers=[h for _, h in COLUMNS], tablefmt=fmt, disable_numparse=True)
 
 
-def auto_lines(rows: list[dict]) -> list[str]:
+def auto_lines(rows: list[Row]) -> list[str]:
     """One line per variant whose recipe was searched: method, float set, search drop and cost; or whose
     target picked its own float set (which candidate, against the set it reused)."""
     out = []
     for r in rows:
-        a = r.get("auto")
+        a = r.auto
         if not a:
             out += choice_line(r)
             continue
@@ -103,25 +115,25 @@ def auto_lines(rows: list[dict]) -> list[str]:
                                      if len(a["float_layers"]) > len(shown) else "")) or "none"
         macs = f" ({100 * a['int8_macs_share']:.0f} % of their compute)" if a.get("int8_macs_share") is not None else ""
         images = f" on {a['search_images']} search images" if a.get("search_images") else ""
-        confirm = (f", measured drop on val {-r['delta_points']:.2f}" if r.get("delta_points") is not None else "")
-        out.append(f"{r['variant']}: {a['calibration']} calibration, INT8 convs {r.get('int8_share')}{macs}, "
+        confirm = (f", measured drop on val {-r.delta_points:.2f}" if r.delta_points is not None else "")
+        out.append(f"{r.variant}: {a['calibration']} calibration, INT8 convs {r.int8_share}{macs}, "
                    f"{len(a['float_layers'])} layers float ({names}); estimated drop {a['drop']:.2f} points"
                    f"{images} ({a['search_metric']}){confirm}; target {'met' if a['met'] else 'NOT met'}, "
                    f"{a['evaluations']} evaluations in {a['seconds']:.0f} s ({a['stop']})")
     return out
 
 
-def choice_line(r: dict) -> list[str]:
+def choice_line(r: Row) -> list[str]:
     """The candidate a target kept (:mod:`quant.search.float_choice`) and its output error next to the reused set's."""
-    c = r.get("float_choice") or {}
+    c = r.float_choice or {}
     errors = {x["label"]: x for x in c.get("candidates", [])}
     if c.get("chosen") not in errors or "reused" not in errors:
-        return [f"{r['variant']}: {c['note']}"] if c.get("note") else []
+        return [f"{r.variant}: {c['note']}"] if c.get("note") else []
     kept, reused = errors[c["chosen"]], errors["reused"]
-    return [f"{r['variant']}: kept '{c['chosen']}' of {len(errors)} candidate builds, closest to FP32 on "
+    return [f"{r.variant}: kept '{c['chosen']}' of {len(errors)} candidate builds, closest to FP32 on "
             f"{c.get('images')} search images (class-score error {kept['class_nsr']:.4f}, box {kept['box_nsr']:.2g}; "
             f"the reused set as built: {reused['class_nsr']:.4f}, {reused['box_nsr']:.2g}); INT8 convs "
-            f"{r.get('int8_share')}" + (f"; {c['note']}" if c.get("note") else "")]
+            f"{r.int8_share}" + (f"; {c['note']}" if c.get("note") else "")]
 
 
 INTERVAL_NOTE = ("Δ [95 % CI]: paired bootstrap over the val images (both models scored on the same 200 "
@@ -129,49 +141,48 @@ INTERVAL_NOTE = ("Δ [95 % CI]: paired bootstrap over the val images (both model
                  "baseline, and a goal closer than its width cannot be confirmed on them")
 
 
-def interval_lines(rows: list[dict]) -> list[str]:
+def interval_lines(rows: list[Row]) -> list[str]:
     """What the Δ intervals mean, once, when the table shows any."""
-    return [INTERVAL_NOTE] if any(r.get("delta_ci") for r in rows) else []
+    return [INTERVAL_NOTE] if any(r.delta_ci for r in rows) else []
 
 
-def floor_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
-    """The fidelity floor (:meth:`quant.run.suite.Suite.fidelity_floor`), once, where the baseline's row has it."""
+def floor_lines(rows: list[Row], baseline: str = BASELINE) -> list[str]:
+    """The fidelity floor (:meth:`quant.run.evaluations.Evaluations.fidelity_floor`), once, where the baseline's
+    row has it."""
     from quant.measure.fidelity import PERTURBATION
-    from quant.measure.row import floor_loss_points
 
-    base = next((r for r in rows if r["variant"] == baseline), None)
-    loss = floor_loss_points(base) if base else None
+    base = next((r for r in rows if r.variant == baseline), None)
+    loss = base.floor_loss_points if base else None
     if loss is None:
         return []
     return [f"fidelity floor: {baseline} on the same images with {PERTURBATION} scores fidelity "
-            f"{100 * base['fidelity_floor']:.1f} ({-loss:+.2f}); a variant's fidelity loss within "
+            f"{100 * base.fidelity_floor:.1f} ({-loss:+.2f}); a variant's fidelity loss within "
             "that is within what an imperceptible change of these images costs FP32 itself"]
 
 
-def breach_lines(rows: list[dict]) -> list[str]:
+def breach_lines(rows: list[Row]) -> list[str]:
     """Every breached gate of the run, one sentence each."""
-    return [f for r in rows for f in r.get("failures") or []]
+    return [f for r in rows for f in r.failures or []]
 
 
-def build_lines(rows: list[dict]) -> list[str]:
+def build_lines(rows: list[Row]) -> list[str]:
     """Why each row that was not taken from the cache was built (new key, which code or inputs changed)."""
-    return [f"built {r['variant']}: {r['built_because']}" for r in rows
-            if r.get("built_because") and r["built_because"] != "cached"]
+    return [f"built {r.variant}: {r.built_because}" for r in rows if r.built_because and r.built_because != "cached"]
 
 
-def latency_lines(rows: list[dict], baseline: str = "onnx-fp32") -> list[str]:
+def latency_lines(rows: list[Row], baseline: str = BASELINE) -> list[str]:
     """The A/A control (the baseline timed against a second session of itself) and whether it holds."""
     out = []
     for r in rows:
-        if r["variant"] == baseline and r.get("latency_ratio_ci"):
-            lo, hi = r["latency_ratio_ci"]
-            verdict = r.get("aa_verdict") or "holds"
-            out.append(f"A/A control: {baseline} vs a second session of itself {r['latency_ratio']:.3f}x "
-                       f"(95 % interval {lo:.3f}-{hi:.3f}, {r['latency_rounds']} rounds): {verdict}")
+        if r.variant == baseline and r.latency_ratio_ci:
+            lo, hi = r.latency_ratio_ci
+            verdict = r.aa_verdict or "holds"
+            out.append(f"A/A control: {baseline} vs a second session of itself {r.latency_ratio:.3f}x "
+                       f"(95 % interval {lo:.3f}-{hi:.3f}, {r.latency_rounds} rounds): {verdict}")
     return out
 
 
-def breach_section(rows: list[dict]) -> str:
+def breach_section(rows: list[Row]) -> str:
     return _section("Gate breaches", "", breach_lines(rows))
 
 
@@ -182,13 +193,13 @@ def _section(title: str, intro: str, lines: list[str]) -> str:
     return f"\n## {title}\n\n" + (f"{intro}\n\n" if intro else "") + "".join(f"- {ln}\n" for ln in lines)
 
 
-def auto_section(rows: list[dict]) -> str:
+def auto_section(rows: list[Row]) -> str:
     return _section("Searched INT8 recipes", "Float layers are ONNX node names (a convolution stands for its "
                     "activation too); the sensitivity chart and auto.json are in each variant's folder.",
                     auto_lines(rows))
 
 
-def loss_section(rows: list[dict]) -> str:
+def loss_section(rows: list[Row]) -> str:
     """The classes that cost each row most, for the rows whose loss their interval confirms."""
     from quant.measure.classloss import line
 
@@ -198,40 +209,40 @@ def loss_section(rows: list[dict]) -> str:
                     [ln for ln in map(line, rows) if ln])
 
 
-def front_lines(rows: list[dict]) -> list[str]:
+def front_lines(rows: list[Row]) -> list[str]:
     """The rows no other row beats on both mAP50-95 and paired latency (``report.png``'s Pareto front),
     fastest first, one line each; rows whose latency is not their target's are left out
     (:func:`quant.report.plot.on_target`)."""
     from quant.report.plot import on_target, pareto_front, plottable
 
-    timed = {r["variant"]: r for r in plottable(rows, "map50_95") if on_target(r)}
-    return [_front_line(timed[n]) for n in pareto_front([(n, r["latency_ratio"], r["map50_95"])
+    timed = {r.variant: r for r in plottable(rows, "map50_95") if on_target(r)}
+    return [_front_line(timed[n]) for n in pareto_front([(n, r.latency_ratio, r.map50_95)
                                                           for n, r in timed.items()])]
 
 
-def _front_line(r: dict) -> str:
-    ci = r.get("latency_ratio_ci")
-    text = (f"{r['variant']}{' (Ultralytics)' if r.get('peer') else ''}: {r['latency_ratio']:.2f}×"
-            + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + f", mAP50-95 {100 * r['map50_95']:.1f}")
-    if r.get("delta_points") is not None:
+def _front_line(r: Row) -> str:
+    ci = r.latency_ratio_ci
+    text = (f"{r.variant}{' (Ultralytics)' if r.peer else ''}: {r.latency_ratio:.2f}×"
+            + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + f", mAP50-95 {100 * r.map50_95:.1f}")
+    if r.delta_points is not None:
         text += f" (Δ {_cell('delta_points', r)})"
-    if r.get("int8_share"):
-        text += f", INT8 convs {r['int8_share']}"
-    return text + (", fails a gate" if r.get("status") == "FAIL" else "")
+    if r.int8_share:
+        text += f", INT8 convs {r.int8_share}"
+    return text + (", fails a gate" if r.status == "FAIL" else "")
 
 
-def front_section(rows: list[dict]) -> str:
+def front_section(rows: list[Row]) -> str:
     return _section("Trade-offs", "The rows no other row beats on both mAP50-95 and paired latency against the "
                     "baseline (the Pareto front of report.png), fastest first. Where two rows' intervals overlap, "
                     "these images and timing rounds cannot order them.", front_lines(rows))
 
 
-def write(rows: list[dict], out_dir: str | os.PathLike, header: dict) -> tuple[Path, Path]:
+def write(rows: list[Row], out_dir: str | os.PathLike, header: dict) -> tuple[Path, Path]:
     """report.json (everything) and report.md (the table), written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     notes = interval_lines(rows) + floor_lines(rows)
-    files = {out / "report.json": json.dumps({**header, "rows": rows}, indent=1, default=str) + "\n",
+    files = {out / "report.json": json.dumps({**header, "rows": [r.to_dict() for r in rows]}, indent=1, default=str) + "\n",
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
              + (f"- machine: {describe(header['machine'])}\n" if "machine" in header else "")

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -124,6 +125,48 @@ def damage(folder: Path, files: dict[str, list], verify: bool) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """What one cache entry records (``manifest.json``): the variant, its key and the key's inputs, the artifact
+    inside the entry, why it was built and how long that took, every file's size and hash, and ``info``: what
+    the builders recorded (float nodes, INT8 convolution counts, the searched recipe, the engine, reports)."""
+
+    variant: str
+    key: str
+    artifact: str  # relative to the entry's folder
+    inputs: dict
+    built_because: str  # why it was built ("new key", what changed); "cached" when this run found it
+    build_seconds: float
+    info: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)  # {relative path: [size, sha256, mtime_ns]}
+    cached: bool = False  # taken from the cache by this run (not recorded on disk)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Manifest":
+        return cls(**{k: d[k] for k in ("variant", "key", "artifact", "inputs", "built_because", "build_seconds")},
+                   info=d.get("info") or {}, files=d.get("files") or {})
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("cached")
+        return d
+
+    @property
+    def float_nodes(self) -> list[str] | None:
+        return self.info.get("float_nodes")
+
+    @property
+    def reports(self) -> list[str]:
+        """Files of the entry that the benchmark report copies next to its table."""
+        return self.info.get("reports") or []
+
+    @property
+    def int8_share(self) -> str | None:
+        """"INT8 convolutions/convolutions", where the build counted them."""
+        convs = self.info.get("convs")
+        return f"{self.info.get('int8_convs')}/{convs}" if convs else None
+
+
 def _differences(old: dict, new: dict) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
@@ -140,7 +183,7 @@ class ArtifactCache:
     def lock_path(self, variant: str, key: str) -> Path:
         return self.root / "locks" / variant / f"{key[:16]}.lock"
 
-    def lookup(self, variant: str, key: str) -> dict | None:
+    def lookup(self, variant: str, key: str) -> Manifest | None:
         """The manifest of a complete, intact cached build, or None (a damaged one is moved aside)."""
         folder = self.folder(variant, key)
         try:
@@ -149,13 +192,18 @@ class ArtifactCache:
             return None
         if m.get("key") != key:
             return None
-        problem = damage(folder, m.get("files") or {}, self.verify) if "files" in m else "it has no file record"
-        if problem is None and not (folder / m["artifact"]).exists():
-            problem = f"{m['artifact']} is missing"
+        try:
+            manifest = Manifest.from_dict(m)
+        except (KeyError, TypeError):
+            manifest, problem = None, "its manifest is not of this version"
+        else:
+            problem = damage(folder, manifest.files, self.verify) if "files" in m else "it has no file record"
+        if problem is None and not (folder / manifest.artifact).exists():
+            problem = f"{manifest.artifact} is missing"
         if problem:
             self._move_aside(variant, folder, problem)
             return None
-        return m
+        return replace(manifest, cached=True, built_because="cached")
 
     def _move_aside(self, variant: str, folder: Path, problem: str) -> None:
         dest = self.root / "damaged" / f"{variant}-{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -202,38 +250,37 @@ class ArtifactCache:
         return removed
 
     def get_or_build(self, variant: str, key: str, inputs: dict,
-                     build: Callable[[Path], tuple[Path, dict]]) -> tuple[Path, dict, bool]:
-        """Return (artifact path, manifest, was_cached). ``build(tmp_dir)`` -> (artifact, extra info)."""
+                     build: Callable[[Path], tuple[Path, dict]]) -> tuple[Path, Manifest]:
+        """Return (artifact path, manifest; ``manifest.cached`` says whether it was found). ``build(tmp_dir)`` ->
+        (artifact, info)."""
         found = self.lookup(variant, key)
         final = self.folder(variant, key)
         if found:
-            return final / found["artifact"], found, True
+            return final / found.artifact, found
         why = self.why_built(variant, key, inputs)
         try:
             with file_lock(self.lock_path(variant, key)):
                 found = self.lookup(variant, key)  # another process built it while we waited
                 if found:
-                    return final / found["artifact"], found, True
+                    return final / found.artifact, found
                 manifest = self._build(variant, key, inputs, build, final, why)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
                 raise QuantError(f"cannot write {variant} to the cache '{self.root}': {e.strerror} "
                                  "(nothing was kept; free space or choose another --cache-dir)") from None
             raise
-        return final / manifest["artifact"], manifest, False
+        return final / manifest.artifact, manifest
 
-    def _build(self, variant: str, key: str, inputs: dict, build, final: Path, why: str) -> dict:
+    def _build(self, variant: str, key: str, inputs: dict, build, final: Path, why: str) -> Manifest:
         final.parent.mkdir(parents=True, exist_ok=True)
         for stale in final.parent.glob(f".{final.name}-*"):  # left by a killed build of this key
             shutil.rmtree(stale, ignore_errors=True)
         with atomic_dir(final, replace=True) as tmp:  # under the key's lock: what is there is stale
             t0 = time.monotonic()
             artifact, info = build(tmp)
-            manifest = {"variant": variant, "key": key, "artifact": Path(artifact).relative_to(tmp).as_posix(),
-                        "inputs": inputs, "built_because": why, "build_seconds": round(time.monotonic() - t0, 2),
-                        **info}
-            manifest["files"] = _files_record(tmp)
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+            manifest = Manifest(variant, key, Path(artifact).relative_to(tmp).as_posix(), inputs, why,
+                                round(time.monotonic() - t0, 2), info, _files_record(tmp))
+            (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=1, default=str))
         return manifest
 
 

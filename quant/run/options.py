@@ -10,29 +10,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from quant.search.settings import DEFAULTS
-from quant.run.session import BenchSession
-from quant.run.cache import check_writable_dir
+from quant.search.settings import SearchConfig
 from quant.util.errors import QuantError
-from quant.gate.thresholds import Thresholds
-from quant.util.hardware import physical_cores
 from quant.util.paths import default_cache_dir
-from quant.run.suite import Suite
-from quant.registry import BASELINE, override_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WEIGHTS = ROOT / "fixtures" / "yolov8n-shapes.pt"
 DEFAULT_THRESHOLDS = ROOT / "thresholds.toml"
-AUTO_OPTIONS = {  # search settings of the *-int8-auto variants; defaults in quant.search.settings.DEFAULTS
-    "auto_target_drop": "largest mAP50-95 drop (points vs FP32) the searched recipe may lose",
-    "auto_margin": "aim this many points under the target on the search images",
-    "auto_images": "calibration-split images after the calibration ones that candidates are scored on",
-    "auto_sensitivity_images": "images of the layer sensitivity analysis up to imgsz 640 (above: as many pixels, "
-                               "at least 2)",
-    "auto_max_evals": "most candidate evaluations per search",
-    "auto_budget_s": "time budget of one search in seconds",
-    "auto_min_int8_macs": "least share (0-1) of the convolution compute the recipe keeps in INT8",
-    "auto_profile_runs": "profiled runs that time each layer in FP32 and INT8 on the target (0: count MACs)",
+SEARCH = SearchConfig()  # the defaults of the --auto-* options
+AUTO_OPTIONS = {  # SearchConfig fields set by --auto-<field>, with their help texts
+    "target_drop": "largest mAP50-95 drop (points vs FP32) the searched recipe may lose",
+    "margin": "aim this many points under the target on the search images",
+    "images": "calibration-split images after the calibration ones that candidates are scored on",
+    "sensitivity_images": "images of the layer sensitivity analysis up to imgsz 640 (above: as many pixels, "
+                          "at least 2)",
+    "max_evals": "most candidate evaluations per search",
+    "budget_s": "time budget of one search in seconds",
+    "min_int8_macs": "least share (0-1) of the convolution compute the recipe keeps in INT8",
+    "profile_runs": "profiled runs that time each layer in FP32 and INT8 on the target (0: count MACs)",
 }
 
 
@@ -74,8 +69,8 @@ OPTIONS: dict[str, dict] = {
     "--ppq-calib-steps": {"type": int, "default": 32, "help": "PPQ calibration steps (min 8)"},
     "--ppq-lsq-steps": {"type": int, "default": 0, "help": "PPQ LSQ optimization steps per block (0 = off)"},
     "--ppq-analysis-images": {"type": int, "default": 4, "help": "images for PPQ's error analysis"},
-    **{"--" + k.replace("_", "-"): {"type": type(DEFAULTS[k]), "default": DEFAULTS[k],
-                                    "help": f"*-int8-auto: {text} (default {DEFAULTS[k]})"}
+    **{"--auto-" + k.replace("_", "-"): {"type": type(getattr(SEARCH, k)), "default": getattr(SEARCH, k),
+                                         "help": f"*-int8-auto: {text} (default {getattr(SEARCH, k)})"}
        for k, text in AUTO_OPTIONS.items()},
 }
 
@@ -137,54 +132,62 @@ def check_options(o) -> None:
     if report_dir.exists() and not report_dir.is_dir():
         raise QuantError(f"--report-dir '{report_dir}' is a file, not a directory")
     if report_dir.exists():
+        from quant.run.cache import check_writable_dir
+
         check_writable_dir(report_dir, "--report-dir")
 
 
-def _thresholds(o) -> Thresholds:
+def _thresholds(o):
+    from quant.gate.thresholds import Thresholds
+    from quant.registry import BASELINE
+
     thresholds = Thresholds.load(o.thresholds)
     if o.device_profile:
         thresholds.for_variant(BASELINE, profile=o.device_profile)  # unknown profile: fail now
     return thresholds
 
 
-def _suite(o, cache: Path) -> Suite:
-    from quant.model.preflight import check_data
+def variants_of(o) -> dict:
+    """The run's variants: the registry with the ``--auto-*`` and ``--ppq-*`` settings applied."""
+    from quant.registry import configured
+
+    search = SearchConfig(**{k: getattr(o, f"auto_{k}") for k in AUTO_OPTIONS})
+    return configured(search=search, ppq=dict(platform=o.ppq_platform, calib_steps=o.ppq_calib_steps,
+                                              lsq_steps=o.ppq_lsq_steps, analysis_images=o.ppq_analysis_images))
+
+
+def _suite(o, cache: Path, variants: dict):
+    from quant.run.suite import Suite
+    from quant.util.hardware import physical_cores
 
     weights = Path(o.weights) if o.weights else DEFAULT_WEIGHTS
     data = Path(o.data) if o.data else label_free_data(o, weights, cache) if o.images else default_data(cache)
-    suite = Suite.create(weights, data, o.imgsz or weights_imgsz(weights), cache, o.calib_images,
-                         verify_cache=o.verify_cache, revalidate=o.revalidate)
-    suite.label_free = bool(o.images)
-    checked = check_data(suite.data, o.calib_images, o.auto_images, skip_bad=o.skip_bad_images,
-                         label_free=suite.label_free)
-    suite.skip_images, suite.notes = frozenset(checked.bad_images), checked.notes
-    suite.build_timeout = o.build_timeout
-    suite.threads = o.threads or physical_cores()
     marks = getattr(o, "markexpr", "") or ""
-    suite.require_engines = "gpu" in marks and "not gpu" not in marks
-    if o.fidelity_images:
-        from quant.model.data import list_images
+    return Suite.create(weights, data, o.imgsz or weights_imgsz(weights), cache, o.calib_images,
+                        verify_cache=o.verify_cache, revalidate=o.revalidate, variants=variants,
+                        build_timeout=o.build_timeout, threads=o.threads or physical_cores(),
+                        require_engines="gpu" in marks and "not gpu" not in marks,
+                        check_search_images=o.auto_images, skip_bad=o.skip_bad_images, label_free=bool(o.images),
+                        fidelity_images=o.fidelity_images)
 
-        list_images(o.fidelity_images)  # missing or empty: one line, now
-        suite.fidelity_images = Path(o.fidelity_images)
-    return suite
 
+def open_session(o, storage: Path | None = None):
+    """Check everything a run needs, then the session (:class:`quant.run.session.BenchSession`); QuantError (one
+    line) on the first problem."""
+    from quant.run.cache import check_writable_dir
+    from quant.run.session import BenchSession
 
-def open_session(o, storage: Path | None = None) -> BenchSession:
-    """Check everything a run needs, then the session; QuantError (one line) on the first problem."""
     check_options(o)
     thresholds = _thresholds(o)
     cache = check_writable_dir(Path(o.cache_dir) if o.cache_dir else default_cache_dir(), "cache directory")
-    suite = _suite(o, cache)
-    suite.cache.sweep()  # temp folders of killed builds
-    override_settings(lambda v: v.search, **{key: getattr(o, key) for key in AUTO_OPTIONS})
-    override_settings(lambda v: v.tool == "ppq", platform=o.ppq_platform, calib_steps=o.ppq_calib_steps,
-                      lsq_steps=o.ppq_lsq_steps, analysis_images=o.ppq_analysis_images)
+    variants = variants_of(o)  # a bad --ppq-platform: one line, now
+    suite = _suite(o, cache, variants)
+    suite.builder.cache.sweep()  # temp folders of killed builds
     if o.compare_to:
         from quant.gate.compare import load_run
 
         load_run(o.compare_to, storage)  # a bad reference: one line, before any work
     embedded = o.weights is None and o.data is None and o.images is None
-    return BenchSession(suite, thresholds, embedded=embedded, profile=o.device_profile,
-                        rounds=o.latency_rounds, calls=o.latency_calls, warmup=o.latency_warmup,
-                        fidelity=not o.no_fidelity, timing_lock=cache / "timing.lock")
+    return BenchSession.create(suite, thresholds, embedded, rounds=o.latency_rounds, calls=o.latency_calls,
+                               warmup=o.latency_warmup, timing_lock=cache / "timing.lock", profile=o.device_profile,
+                               fidelity=not o.no_fidelity)

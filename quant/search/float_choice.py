@@ -61,9 +61,10 @@ def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
     return best, built, record
 
 
-def pick(variant, ctx, src: Path, graph, reused: list[str], out_dir: Path, final: Path,
+def pick(choice, scope, ctx, src: Path, graph, reused: list[str], out_dir: Path, final: Path,
          build: Callable[[list[str], float | None, Path], Path], error: Callable[[Path, object], tuple[float, float]]):
-    """A target's pick for ``variant`` (settings ``float_set_from``, ``smooth_quant_alpha``): the reused set and
+    """A target's pick (``choice``: its ``float_set_from``, ``choose_float_set`` and ``smooth_quant_alpha``, e.g.
+    :class:`quant.build.nncf_ir.NncfConfig`; ``scope``: the variant's own float scope): the reused set and
     the ranking's prefixes (:func:`candidates`), each also with SmoothQuant when ``smooth_quant_alpha`` is set,
     built by ``build(float nodes, SmoothQuant alpha or None, folder) -> artifact inside folder`` and measured
     by ``error(artifact, OutputError on the search images)``; the closest to FP32 ends up at ``final``
@@ -72,21 +73,21 @@ def pick(variant, ctx, src: Path, graph, reused: list[str], out_dir: Path, final
     from quant.calibration.readers import reader_for
     from quant.search.sensitivity import OutputError
 
-    if not (variant.setting("choose_float_set") and variant.setting("float_set_from")):
-        build(reused, variant.setting("smooth_quant_alpha"), out_dir)
+    if not (choice.choose_float_set and choice.float_set_from):
+        build(reused, choice.smooth_quant_alpha, out_dir)
         return reused, {}
-    found = source_search(ctx.artifact(variant.setting("float_set_from")).parent)
+    found = source_search(ctx.artifact(choice.float_set_from).parent)
     if found is None:  # the search ranked nothing: its set is the decode alone
         build(reused, None, out_dir)
         return reused, {"float_choice": {"chosen": "reused", "why": "the search ranked no layer"}}
     sens, settings = found
-    bound = float(settings.get("auto_min_int8_macs", 0.0))
-    base = variant.float_scope.resolve(graph) if variant.float_scope else []
+    bound = float(settings.get("min_int8_macs", 0.0))
+    base = scope.resolve(graph) if scope else []
     sets = candidates(reused, base, sens, bound)
-    alpha = variant.setting("smooth_quant_alpha")
+    alpha = choice.smooth_quant_alpha
     smooth = {f"{k}, SmoothQuant {alpha}": v for k, v in sets.items()} if alpha is not None else {}
     sets |= smooth
-    files = ctx.search_files(settings["auto_images"])[:IMAGES]  # the search's own images
+    files = ctx.search_files(settings["images"])[:IMAGES]  # the search's own images
     oe = OutputError(src, list(reader_for(files, ctx.imgsz, graph.graph.input[0].name)))
 
     def build_one(label: str, nodes: list[str]) -> Path:

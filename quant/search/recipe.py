@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from quant.model.graph import FloatScope
+from quant.search.settings import SearchConfig
 from quant.util.progress import Progress
 
 
@@ -314,10 +315,10 @@ class _Estimate:
         return full_drop * (box / max(full_error[0], 1e-30) + cls / max(full_error[1], 1e-30)) / 2
 
 
-def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Candidates, title: str = "auto",
-                  presets: tuple[str, ...] = ()):
-    """Run the search over the FP32 model ``src`` and write its reports in ``work``. ``cfg``: the settings of
-    quant.search.settings (plus ``search_images``, the count, for the record); ``base_float``: nodes float in
+def auto_quantize(src: Path, work: Path, cfg: SearchConfig, base_float: list[str], c: Candidates, title: str = "auto",
+                  presets: tuple[str, ...] = (), search_images: int | None = None):
+    """Run the search over the FP32 model ``src`` and write its reports in ``work``. ``cfg``: the search's
+    settings; ``search_images``: how many images it scores on (for the record); ``base_float``: nodes float in
     every candidate (the variant's own scope, from ``presets``). Returns (method, float node names, manifest
     info); the float set is saved in ``auto.json`` as a :class:`quant.model.graph.FloatScope` other backends reuse."""
     from quant.search.sensitivity import analyze
@@ -325,9 +326,9 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     est = _Estimate(c, src)
     # by method: the full INT8 model's path, its Sensitivity, {layer: microseconds its INT8 kernel saves} or None
     full, sens, savings, seconds = {}, {}, {}, {}
-    methods = list(cfg["auto_methods"])
+    methods = list(cfg.methods)
     screens = len(methods) if c.write_unrefined is not None and len(methods) > 1 else 0
-    progress = Progress(f"{title} search", int(cfg["auto_max_evals"]) + screens, work / "search.log")
+    progress = Progress(f"{title} search", int(cfg.max_evals) + screens, work / "search.log")
 
     def evaluate(method: str, layers: tuple[str, ...]) -> float:
         nodes = base_float + (sens[method].nodes_of(layers) if layers else [])
@@ -361,9 +362,9 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
                       f"({'meets' if met else 'misses'} the target) in {t.seconds:.0f}s")
 
     # the search images are few: aim under the target by a margin so the held-out val keeps to it
-    r = search(evaluate, methods, ranking, cfg["auto_target_drop"] - cfg["auto_margin"],
-               cfg["auto_max_evals"], cfg["auto_budget_s"], cost=lambda method, layer: sens[method].macs(layer),
-               on_trial=on_trial, max_float_share=1.0 - cfg.get("auto_min_int8_macs", 0.0),
+    r = search(evaluate, methods, ranking, cfg.target_drop - cfg.margin,
+               cfg.max_evals, cfg.budget_s, cost=lambda method, layer: sens[method].macs(layer),
+               on_trial=on_trial, max_float_share=1.0 - cfg.min_int8_macs,
                saving=lambda method, layer: (savings.get(method) or {}).get(layer),
                screen=screen if screens else None)
     float_nodes = list(dict.fromkeys(base_float + (sens[r.method].nodes_of(r.float_layers) if r.float_layers else [])))
@@ -372,7 +373,7 @@ def auto_quantize(src: Path, work: Path, cfg: dict, base_float: list[str], c: Ca
     for p in list(full.values()) + [work / "trial.onnx"] + list(work.glob("screen-*.onnx")):
         p.unlink(missing_ok=True)
     scope = FloatScope(presets=tuple(presets), names=tuple(n for n in float_nodes if n not in set(base_float)))
-    return r.method, float_nodes, _record(work, r, sens.get(r.method), scope, est, cfg, title, seconds,
+    return r.method, float_nodes, _record(work, r, sens.get(r.method), scope, est, cfg, search_images, title, seconds,
                                           (c.cost_model, savings.get(r.method)))
 
 
@@ -384,8 +385,8 @@ def _cross_check(c: Candidates, est: _Estimate, chosen: Path) -> None:
         est.measured["chosen_fidelity_loss"] = est.loss(chosen)
 
 
-def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate, cfg: dict, title: str,
-            seconds: dict, measured_cost: tuple[str, dict | None]) -> dict:
+def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate, cfg: SearchConfig,
+            search_images: int | None, title: str, seconds: dict, measured_cost: tuple[str, dict | None]) -> dict:
     """Write auto.json (and the sensitivity reports when layers were ranked); the manifest's info.
     ``measured_cost``: how the layers' cost was measured, and each layer's INT8 saving (None: MACs)."""
     from quant.search.sensitivity import write_reports
@@ -400,19 +401,19 @@ def _record(work: Path, r: SearchResult, sens, scope: FloatScope, est: _Estimate
         for d, t in zip(trials, r.trials):  # the trade-off: estimated drop against the compute left in INT8
             d["int8_macs_share"] = share(t.layers) if t.method == r.method else 1.0
     metric = est.metric
-    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+    settings = cfg.to_dict()
     saved = measured_cost[1] or {}
     cost = {"model": measured_cost[0] if saved else "multiply-accumulates", "int8_saving_us": measured_cost[1],
             "seconds": seconds.get("layer_times"),
             "float_for_free": [x for x in r.float_layers if x in saved and saved[x] <= 0]}
     summary = {"calibration": r.method, "float_scope": scope.to_dict(), "float_layers": list(r.float_layers),
-               "int8_macs_share": int8_macs, "search_metric": metric, "search_images": cfg.get("search_images"),
+               "int8_macs_share": int8_macs, "search_metric": metric, "search_images": search_images,
                "cost": cost,
                "fp32": est.fp32, "measured": est.measured, "settings": settings,
                "sensitivity_seconds": seconds.get("sensitivity"), **r.to_dict(), "trials": trials}
     (work / "auto.json").write_text(json.dumps(summary, indent=1))
     info = {k: summary[k] for k in ("calibration", "float_layers", "int8_macs_share", "drop", "met", "stop", "seconds")}
-    info |= {"evaluations": len(r.trials), "search_metric": metric, "search_images": cfg.get("search_images"),
+    info |= {"evaluations": len(r.trials), "search_metric": metric, "search_images": search_images,
              "cost_model": cost["model"], "float_for_free": len(cost["float_for_free"]),
              "chosen_labelled_drop": est.measured.get("chosen_labelled_drop"),
              "chosen_fidelity_loss": est.measured.get("chosen_fidelity_loss")}

@@ -40,11 +40,6 @@ def nsr(ref: np.ndarray, x: np.ndarray) -> float:
     return noise / signal
 
 
-def sqnr_db(ref: np.ndarray, x: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB: 10 log10(1 / NSR); +inf for identical tensors."""
-    return _db(nsr(ref, x))
-
-
 # ---- layers (units of float/INT8 choice) ------------------------------------------------------
 def layers(fp32_model) -> dict[str, list[str]]:
     """Unit name -> node names, in graph order. A convolution owns the activation that only it
@@ -230,13 +225,14 @@ def analyze(fp32_path, q_path, feeds: list[dict], exclude: set[str] = frozenset(
         box, cls = zip(*(_branches(a[0]) for a in alone))
         b, c = _err(ref_box, box), _err(ref_cls, cls)
         score = b / max(result.full_box_nsr, 1e-30) + c / max(result.full_cls_nsr, 1e-30)
-        result.layers.append(LayerSensitivity(u, nodes, node_by[u].op_type, g, _db(g), b, _db(b), c, _db(c), score,
+        result.layers.append(LayerSensitivity(u, nodes, node_by[u].op_type, g, to_db(g), b, to_db(b), c, to_db(c), score,
                                               macs))
     result.layers.sort(key=lambda s: -s.score)
     return result
 
 
-def _db(r: float) -> float:
+def to_db(r: float) -> float:
+    """An NSR as signal-to-quantization-noise ratio in dB, 10 log10(1 / NSR): +inf for identical tensors."""
     return math.inf if r == 0 else (-10.0 * math.log10(r) if math.isfinite(r) else -math.inf)
 
 
@@ -248,8 +244,8 @@ def write_reports(s: Sensitivity, out_dir: Path, title: str, float_layers=(), to
     chosen = set(float_layers)
     f = lambda v: f"{v:.1f}" if math.isfinite(v) else ("inf" if v > 0 else "-inf")  # noqa: E731
     lines = [f"# Quantization sensitivity: {title}", "",
-             f"{s.images} images. Fully quantized model: box SQNR {f(_db(s.full_box_nsr))} dB, class-score "
-             f"SQNR {f(_db(s.full_cls_nsr))} dB. Graphwise = the layer's output with the whole network quantized; "
+             f"{s.images} images. Fully quantized model: box SQNR {f(to_db(s.full_box_nsr))} dB, class-score "
+             f"SQNR {f(to_db(s.full_cls_nsr))} dB. Graphwise = the layer's output with the whole network quantized; "
              "layerwise = the detections with only that layer quantized (box / class branch). score = the layer's "
              "layerwise NSR as a share of the full model's, box + class. Ranked by score; (float) = left float.", "",
              "| rank | layer | op | graphwise SQNR dB | graphwise NSR | box SQNR dB | class SQNR dB | score |",

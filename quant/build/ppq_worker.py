@@ -1,6 +1,6 @@
-"""Runs PPQ in its own process: ``python -m quant.backends.ppq_worker job.json``.
+"""Runs PPQ in its own process: ``python -m quant.build.ppq_worker job.json``.
 
-The job (written by :mod:`quant.backends.ppq`) names the FP32 ONNX, the calibration images, the
+The job (written by :mod:`quant.build.ppq`) names the FP32 ONNX, the calibration images, the
 target platform, the float nodes and the analysis budget. Outputs: the exported Q/DQ ONNX (ONNX
 Runtime format, which every PPQ platform can be evaluated as) and ``error_analysis.json``.
 
@@ -79,7 +79,7 @@ def count_lsq_blocks(steps: StepFile) -> None:
 
 
 def main(job_path: str) -> None:
-    from quant.backends import ppq_compat
+    from quant.build import ppq_compat
 
     ppq_compat.apply()  # before anything imports protobuf/onnx
     import tqdm

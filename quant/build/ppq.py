@@ -1,5 +1,5 @@
 """PPQ (0.6.6) INT8: the reference report's tool, run in a worker process with its compatibility
-fixes (:mod:`quant.backends.ppq_compat`), exported as an ONNX Runtime Q/DQ model that the suite scores.
+fixes (:mod:`quant.build.ppq_compat`), exported as an ONNX Runtime Q/DQ model that the suite scores.
 
 Each build also saves PPQ's error analysis: graphwise (each quantized op's output error with the
 whole network quantized: accumulated error) and layerwise (the graph output's error when only that
@@ -10,48 +10,68 @@ come first.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
+from quant.build import ppq_worker
+from quant.build.context import BuildContext, needs
 from quant.util import progress
-from quant.build.context import BuildContext
 from quant.util.errors import BuildError, QuantError
 
-PLATFORMS = ("ONNXRUNTIME", "OPENVINO_INT8", "TRT_INT8", "PPL_CUDA_INT8")
 THRESHOLD = 0.1  # PPQ's own "this op needs attention" SNR threshold
-RUNS_MODULES = ("quant.backends.ppq_worker",)  # started with `python -m`: its code is part of the PPQ variants' keys
 
 
-def unavailable(variant=None) -> str | None:
-    for module in ("ppq", "tqdm"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install -e '.[ppq]')"
-    return None
+class PpqPlatform(StrEnum):
+    """The PPQ target platforms the suite can score (every one exported as ONNX Runtime Q/DQ)."""
+
+    ONNXRUNTIME = "ONNXRUNTIME"
+    OPENVINO_INT8 = "OPENVINO_INT8"
+    TRT_INT8 = "TRT_INT8"
+    PPL_CUDA_INT8 = "PPL_CUDA_INT8"
 
 
+@dataclass(frozen=True)
+class PpqConfig:
+    """PPQ's settings (``--ppq-*`` options override them for every PPQ variant)."""
+
+    platform: PpqPlatform = PpqPlatform.ONNXRUNTIME
+    calib_steps: int = 32  # calibration steps (PPQ needs at least 8)
+    lsq_steps: int = 0  # LSQ optimization steps per block (0: off)
+    analysis_images: int = 4  # images of PPQ's error analysis
+    float_set_from: str | None = None  # the variant whose searched float set stays float here too
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "platform", PpqPlatform(self.platform))
+        except ValueError:
+            raise QuantError(f"PPQ platform '{self.platform}' cannot be evaluated here (choose from "
+                             f"{', '.join(p.value for p in PpqPlatform)})") from None
+
+
+@needs("ppq", "tqdm", extra="ppq")
 def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
 
     from quant.model.graph import int8_conv_counts, qdq_int8_convs, remove_qdq_before
     from quant.model.weights import onnx_metadata
 
-    platform = variant.setting("platform", "ONNXRUNTIME")
-    if platform not in PLATFORMS:
-        raise QuantError(f"PPQ platform '{platform}' cannot be evaluated here (choose from {', '.join(PLATFORMS)})")
+    cfg = variant.ppq
+    platform = cfg.platform.value
     src = ctx.artifact(variant.source)
     model = onnx.load(str(src))
     float_nodes = ctx.float_nodes(variant, model)
     out, analysis = out_dir / "model.onnx", out_dir / "error_analysis.json"
     job = {"src": str(src), "out": str(out), "analysis": str(analysis), "platform": platform, "imgsz": ctx.imgsz,
            "calib_files": [str(f) for f in ctx.calibration_files()], "float_nodes": float_nodes,
-           "calib_steps": variant.setting("calib_steps", 32), "lsq_steps": variant.setting("lsq_steps", 0),
-           "analysis_images": variant.setting("analysis_images", 4), "score_output": class_score_tensor(model),
+           "calib_steps": cfg.calib_steps, "lsq_steps": cfg.lsq_steps,
+           "analysis_images": cfg.analysis_images, "score_output": class_score_tensor(model),
            "progress": str(out_dir / "progress.json")}
     (out_dir / "job.json").write_text(json.dumps(job, indent=1))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
@@ -76,7 +96,7 @@ def build(variant, ctx: BuildContext, out_dir: Path):
 
 
 def worker_command(job: Path) -> list[str]:
-    return [sys.executable, "-m", RUNS_MODULES[0], str(job)]
+    return [sys.executable, "-m", ppq_worker.__name__, str(job)]  # imported above: its code is in the key
 
 
 HEARTBEAT_S = 30.0  # a progress line this often while the worker runs (its calibration and LSQ take minutes)
@@ -151,9 +171,3 @@ def write_analysis_markdown(analysis: dict, path: Path, variant: str) -> None:
              "| op | graphwise (accumulated) | layerwise (alone, at the class scores) |", "|---|---|---|"]
     lines += [f"| {op} | {fmt(g)} | {fmt(lw)} |" for op, g, lw in rows]
     path.write_text("\n".join(lines) + "\n")
-
-
-def runner(variant, artifact: Path, ctx: BuildContext):
-    from quant.backends import onnxruntime as ort_backend
-
-    return ort_backend.runner(variant, artifact, ctx)

@@ -1,6 +1,6 @@
 """PPQ 0.6.6 on today's onnx and protobuf: the three fixes, in one place.
 
-Applied only inside the PPQ worker process (``quant.backends.ppq_worker``), never in the benchmark
+Applied only inside the PPQ worker process (``quant.build.ppq_worker``), never in the benchmark
 process, because the first fix must precede any protobuf import and changes it process-wide:
 
 1. ``PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python``: PPQ's bundled ``*_pb2`` modules were
@@ -22,7 +22,7 @@ PPQ_MAX_OPSET = 13
 
 def apply() -> None:
     if "google.protobuf" in sys.modules and os.environ.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION") != "python":
-        raise RuntimeError("quant.backends.ppq_compat.apply() must run before protobuf (or onnx) is imported")
+        raise RuntimeError("quant.build.ppq_compat.apply() must run before protobuf (or onnx) is imported")
     os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
     import onnx
 

@@ -1,0 +1,176 @@
+"""What one pytest invocation of the benchmark does around its tests: keep Ultralytics offline and the
+network blocked, open the :class:`quant.run.session.BenchSession` (every input checked first), collect the
+rows the tests attach to their reports (from pytest-xdist workers too), and at the end write the report, save
+the history, compare with the reference run and print the summary.
+
+The plugin (:mod:`quant.run.plugin`) makes one :class:`BenchRun` per pytest process and hands it its hooks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from quant.measure.row import Row
+from quant.registry import BASELINE
+from quant.report import tables
+from quant.run.benchmark import ROW, TIMES
+from quant.util import offline, progress
+from quant.util.errors import QuantError
+
+
+def _storage(config) -> Path:
+    """Where histories are kept: pytest-benchmark's ``--benchmark-storage`` (default ``.benchmarks``)."""
+    s = str(config.getoption("benchmark_storage", None) or "file://./.benchmarks")
+    return Path(s.removeprefix("file://"))
+
+
+class BenchRun:
+    def __init__(self, config) -> None:
+        self.config = config
+        self.rows: dict[str, Row] = {}  # collected from the tests' reports (the controller's view)
+        self.times: dict[str, list] = {}
+        self.guard: offline.NetworkGuard | None = None
+        self.bench = None  # quant.run.session.BenchSession
+        self.paths: dict[str, Path] | None = None
+        self.report_error: str | None = None
+        self.comparison = None  # (Comparison, its text)
+
+    @property
+    def worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    def open(self) -> None:
+        """Offline switches, the network guard, progress lines past output capture, then the session:
+        ``pytest.UsageError`` (one line) on the first bad input, before any work."""
+        from quant.run.options import open_session
+
+        offline.configure()  # Ultralytics' offline switches, before anything imports it
+        # PyTorch's OpenMP threads, like ONNX Runtime's (quant.measure.latency.ort_session_options), do not
+        # spin-wait between calls: spinning threads of an idle model, or any other load on the cores, made
+        # pt-fp32 4x slower (2 cores, two busy processes: 110 ms against 47 ms passive; 27 vs 32 ms idle).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads its OpenMP runtime
+        if not self.config.option.allow_network:
+            self.guard = offline.NetworkGuard().__enter__()
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:  # long builds (the recipe search) report progress past output capture
+            progress.set_sink(lambda line: terminal.write_line(line))
+        try:
+            self.bench = open_session(self.config.option, _storage(self.config))
+        except QuantError as e:
+            raise pytest.UsageError(str(e)) from None
+
+    def close(self) -> None:
+        if self.guard is not None:
+            self.guard.__exit__(None, None, None)
+            self.guard = None
+        progress.set_sink(None)
+
+    # ---- rows from the tests (this process's, and with -n the workers') ---------------------------
+    def pytest_runtest_logreport(self, report) -> None:
+        """Collect the rows tests attach to their reports: a measured row wins over a "baseline only" one."""
+        for key, value in report.user_properties:
+            if key == ROW:
+                have = self.rows.get(value["variant"])
+                if have is None or have.status == "baseline only":
+                    self.rows[value["variant"]] = Row.from_dict(value)
+            elif key == TIMES:
+                self.times.update(value)
+
+    def table(self) -> list[Row]:
+        return tables.table_rows(list(self.rows.values()), list(self.bench.suite.builder.variants))
+
+    def cache_notices(self) -> list[str]:
+        """Damaged cache entries found in this process or, with -n, in the workers (they travel with the rows)."""
+        return list(dict.fromkeys([*self.bench.suite.builder.cache.notices,
+                                   *(n for r in self.rows.values() for n in r.cache_notices or [])]))
+
+    # ---- the end of the run ----------------------------------------------------------------------
+    def finish(self, session) -> None:
+        """Write the report and the history, and compare with the reference run (regressions fail the session)."""
+        from quant.report.write import write_report
+
+        if self.worker or not self.rows:
+            return
+        header = {**self.bench.header(), "network_attempts": self.guard.attempts if self.guard is not None else None,
+                  "cache_notices": self.cache_notices()}
+        base = self.rows.get(BASELINE)
+        if header["aa_control"] is None and base is not None:  # -n: the A/A control ran in a worker
+            header["aa_control"] = {"ratio": base.latency_ratio, "ci": base.latency_ratio_ci,
+                                    "ratios": base.latency_ratio_rounds, "verdict": base.aa_verdict}
+        out, rows = Path(self.config.option.report_dir), self.table()
+        try:
+            self.paths = write_report(rows, out, header)
+        except OSError as e:
+            self.report_error = f"report not written to '{out}': {e.strerror or e}"
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        self._save_history(rows, header["machine"])
+        if self.config.option.compare_to:
+            self._compare(session, rows, out)
+
+    def _save_history(self, rows: list[Row], machine: dict) -> None:
+        name, auto = self.config.getoption("benchmark_save", None), self.config.getoption("benchmark_autosave", False)
+        if name or auto:
+            from quant.run.history import save
+
+            self.paths["history"] = save(_storage(self.config), name, rows, machine, self.times)
+
+    def _compare(self, session, rows: list[Row], out: Path) -> None:
+        from quant.gate.compare import compare, format_comparison, load_run, markdown_summary
+
+        bench = self.bench
+        cmp = compare(load_run(self.config.option.compare_to, _storage(self.config)), load_run(out / "report.json"),
+                      limits_for=lambda v: bench.thresholds.for_variant(v, embedded=bench.embedded),
+                      force_latency=self.config.option.compare_force)
+        self.comparison = (cmp, format_comparison(cmp))
+        (out / "comparison.md").write_text(markdown_summary(cmp) + tables.breach_section(rows))
+        if cmp.regressions and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def summary(self, tr) -> None:
+        """The table and what goes with it, at the end of the terminal output."""
+        from quant.util.hardware import describe
+
+        if self.worker or not self.rows:
+            return
+        inputs, rows = self.bench.suite.inputs, self.table()
+        tr.section("YOLO quantization benchmark")
+        tr.write_line(f"weights {inputs.weights}  imgsz {inputs.imgsz}  data {inputs.data.yaml}")
+        tr.write_line(f"machine {describe(self.bench.machine())}")
+        tr.write_line("mAP in %, Δ = mAP50-95 points vs onnx-fp32 (same run), fidelity = mAP50-95 against onnx-fp32's "
+                      "own detections (label-free), ms/img = median model call at batch 1, × FP32 = paired median "
+                      "ratio vs onnx-fp32 with its 95 % interval")
+        if inputs.label_free:
+            tr.write_line("label-free (--images): P, R, mAP50 and mAP50-95 score each variant against onnx-fp32's own "
+                          "detections on the val images, as fidelity does; the gates judge those", yellow=True)
+        tr.write_line(tables.table(rows))
+        for line in (tables.interval_lines(rows) + tables.floor_lines(rows) + tables.auto_lines(rows)
+                     + [f"trade-off (Pareto front): {ln}" for ln in tables.front_lines(rows)]
+                     + tables.build_lines(rows) + tables.latency_lines(rows)):
+            tr.write_line(line)
+        for note in inputs.notes:
+            tr.write_line(f"data: {note}", yellow=True)
+        for notice in self.cache_notices():
+            tr.write_line(notice, yellow=True)
+        for line in tables.breach_lines(rows):
+            tr.write_line(f"GATE: {line}", red=True)
+        if self.guard is not None and self.guard.attempts:
+            tr.write_line(f"network access attempted and blocked: {self.guard.attempts[:5]}", red=True)
+        if self.report_error:
+            tr.write_line(f"ERROR: {self.report_error}", red=True)
+        elif self.paths:
+            tr.write_line("report: " + "  ".join(str(p) for p in self.paths.values()))
+        if self.comparison:
+            cmp, text = self.comparison
+            tr.section(f"comparison with {cmp.old_source}")
+            tr.write_line(text)
+            for line in cmp.regressions:
+                tr.write_line(f"REGRESSION: {line}", red=True)
+
+    def interrupted(self) -> str | None:
+        """Ctrl-C during a build: which one (its temp folder is already gone; nothing was cached)."""
+        building = self.bench.suite.builder.interrupted if self.bench is not None else None
+        return f"interrupted while building {building}: nothing was written to the cache for it" if building else None
