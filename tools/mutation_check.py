@@ -6,7 +6,7 @@ the behaviour it breaks is untested. Every listed mutant must be killed at each 
     python tools/mutation_check.py --only gates-drop-at-limit cache-lock-per-process
     python tools/mutation_check.py --list
 
-Add a mutant to MUTANTS whenever a gate, a cache-key input, a check or a guard is added.
+Add a mutant to MUTANTS whenever a gate, a cache-key input, a check, a guard or a numeric method is added.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+NUMERIC = "tests/test_numeric_pins.py"
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,53 @@ MUTANTS = [
            ("tests/test_precision.py",)),
     Mutant("worker-signal-ignored", "quant/build/ppq.py", "if proc.returncode == 0:", "if proc.returncode <= 0:",
            ("tests/test_checks.py::test_killed_ppq_worker_fails_only_that_variant_in_one_line",)),
+    # numeric code: range methods, corrections and the statistics gates read (tests/test_numeric_pins.py)
+    Mutant("percentile-off-by-bins", "quant/calibration/ranges.py",
+           "return _clip(s, s.amax * min(i + 1, len(s.hist)) / len(s.hist))",
+           "return _clip(s, s.amax * min(i + 9, len(s.hist)) / len(s.hist))", (NUMERIC,)),
+    Mutant("percentile-wrong-quantile", "quant/calibration/ranges.py",
+           "i = int(np.searchsorted(cdf, self.percentile / 100.0))",
+           "i = int(np.searchsorted(cdf, self.percentile / 101.0))", (NUMERIC,)),
+    Mutant("entropy-tail-dropped", "quant/calibration/ranges.py", "p[-1] += tail[i]  # outliers clipped into the last bin",
+           "pass", (NUMERIC,)),
+    Mutant("entropy-no-even-spread", "quant/calibration/ranges.py",
+           "q = np.where(nonzero, qsum[idx] / np.maximum(qcnt[idx], 1), 0.0)", "q = np.where(nonzero, qsum[idx], 0.0)",
+           (NUMERIC,)),
+    Mutant("entropy-edge-off-by-one", "quant/calibration/ranges.py", "return _clip(s, s.amax * i / len(s.hist))",
+           "return _clip(s, s.amax * (i + 1) / len(s.hist))", (NUMERIC,)),
+    Mutant("ranges-without-zero", "quant/calibration/ranges.py", "out[name] = (min(lo, 0.0), max(hi, 0.0))",
+           "out[name] = (lo, hi)", (NUMERIC,)),
+    Mutant("silu-floor-sign", "quant/calibration/ranges.py",
+           "out[x] = (max(lo, floor), min(hi, max(out[y][1], 0.0)))",
+           "out[x] = (max(lo, -floor), min(hi, max(out[y][1], 0.0)))", (NUMERIC,)),
+    Mutant("silu-negative-output-clip", "quant/calibration/ranges.py",
+           "out[x] = (max(lo, floor), min(hi, max(out[y][1], 0.0)))", "out[x] = (max(lo, floor), min(hi, out[y][1]))",
+           (NUMERIC,)),
+    Mutant("biascorr-sign", "quant/calibration/biascorr.py",
+           "shift = _conv_of_mean(w, mx, groups[j.conv]) - _conv_of_mean(wq, mq, groups[j.conv])",
+           "shift = _conv_of_mean(wq, mq, groups[j.conv]) - _conv_of_mean(w, mx, groups[j.conv])", (NUMERIC,)),
+    Mutant("biascorr-input-not-quantized", "quant/calibration/biascorr.py",
+           "y = ys[t] if act is None else fake_quant(ys[t], act)", "y = ys[t]", (NUMERIC,)),
+    Mutant("rounding-error-sign", "quant/calibration/rounding.py",
+           "wb[:, i + 1:] -= np.outer(errs[:, i], ub[i, i + 1:])", "wb[:, i + 1:] += np.outer(errs[:, i], ub[i, i + 1:])",
+           (NUMERIC,)),
+    Mutant("rounding-no-act-order", "quant/calibration/rounding.py", 'order = np.argsort(-np.diag(h), kind="stable")',
+           "order = np.arange(len(h))", (NUMERIC,)),
+    Mutant("rounding-no-block-update", "quant/calibration/rounding.py", "w[:, b1:] -= errs @ u[b0:b1, b1:]", "pass",
+           (NUMERIC,)),
+    Mutant("ratio-of-ratios-inverted", "quant/measure/latency.py",
+           "return float(np.median(a) / np.median(b)), (float(lo), float(hi))",
+           "return float(np.median(b) / np.median(a)), (float(lo), float(hi))", (NUMERIC,)),
+    Mutant("map-over-nine-thresholds", "quant/measure/imagestats.py",
+           "return np.where(counted > 0, total / (10 * np.maximum(counted, 1)), 0.0)",
+           "return np.where(counted > 0, total / (9 * np.maximum(counted, 1)), 0.0)", (NUMERIC,)),
+    Mutant("class-share-over-one-class-less", "quant/measure/classloss.py",
+           "shares = {c: 100 * (a[c][0] - b[c][0]) / len(b) for c in b}",
+           "shares = {c: 100 * (a[c][0] - b[c][0]) / max(len(b) - 1, 1) for c in b}", (NUMERIC,)),
+    Mutant("floor-loss-sign", "quant/measure/row.py", "return 100 * (ceiling - floor) if numbers else None",
+           "return 100 * (floor - ceiling) if numbers else None", (NUMERIC,)),
+    Mutant("labelfree-val-rounded-down", "quant/model/labelfree.py", "n_val = max(min_val, (len(rest) + 1) // 2)",
+           "n_val = max(min_val, len(rest) // 2)", (NUMERIC,)),
 ]
 
 
