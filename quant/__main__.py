@@ -46,7 +46,8 @@ def cmd_compare(args) -> int:
     from quant.gate.compare import compare, format_comparison, load_run, markdown_summary
 
     old, new = load_run(args.old, args.storage), load_run(args.new, args.storage)
-    cmp = compare(old, new, limits_for=_limits_for(args.thresholds), force_latency=args.compare_force)
+    cmp = compare(old, new, limits_for=_limits_for(args.thresholds), force_latency=args.compare_force,
+                  force_models=args.compare_force)
     print(format_comparison(cmp, "simple"))
     if args.markdown:
         _write_text(args.markdown, markdown_summary(cmp))
@@ -67,6 +68,8 @@ def cmd_export_gab(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from quant.gate.thresholds import HISTORY_DEFAULTS
+
     parser = argparse.ArgumentParser(prog="python -m quant", description="quant-bench tools")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -75,12 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old", metavar="OLD", help="the reference run (e.g. main's report.json)")
     p.add_argument("new", metavar="NEW", help="the run to check (e.g. bench-report/report.json)")
     p.add_argument("--thresholds", default=None, metavar="FILE",
-                   help="thresholds TOML with max_map_regression_points / max_latency_regression "
-                        "(defaults 0.1 points and 0.10 = 10 %%)")
+                   help="thresholds TOML; unset, max_map_regression_points = "
+                        f"{HISTORY_DEFAULTS['max_map_regression_points']:g} (points) and max_latency_regression = "
+                        f"{HISTORY_DEFAULTS['max_latency_regression']:g} "
+                        f"({100 * HISTORY_DEFAULTS['max_latency_regression']:g} %%)")
     p.add_argument("--storage", default=None, metavar="DIR",
                    help="pytest-benchmark history folder for run ids (default .benchmarks)")
     p.add_argument("--compare-force", action="store_true",
-                   help="compare latency even when the runs were recorded on different CPUs/ISA flags")
+                   help="compare latency even when the runs were recorded on different CPUs/ISA flags, and runs "
+                        "of different weights or imgsz")
     p.add_argument("--markdown", default=None, metavar="FILE", help="also write a Markdown summary here")
     p.set_defaults(func=cmd_compare)
 

@@ -22,7 +22,7 @@ def _paired(ratio: float, lo: float, hi: float) -> Paired:
 
 
 def _row(name: str, map50_95: float, ratio: float) -> Row:
-    return Row(name, map50=0.6, map50_95=map50_95, latency_ms=10.0 * ratio, latency_ratio=ratio)
+    return Row(name, map50=60.0, map50_95=map50_95, latency_ms=10.0 * ratio, latency_ratio=ratio)
 
 
 @pytest.mark.parametrize("aa, status, failures", [
@@ -38,10 +38,10 @@ def test_a_noisy_machine_makes_latency_inconclusive_not_passed(aa, status, failu
     registry_only = SimpleNamespace(builder=SimpleNamespace(variants=REGISTRY))  # gating reads the variants alone
     bench = BenchSession(suite=registry_only, thresholds=t, timing=Timing(runner=None, sample_input=None), embedded=False)
     bench.timing._aa = aa
-    bench.rows = {"onnx-fp32": _row("onnx-fp32", 0.5, 1.0), "onnx-int8-minmax": _row("onnx-int8-minmax", 0.5, 1.4)}
+    bench.rows = {"onnx-fp32": _row("onnx-fp32", 50.0, 1.0), "onnx-int8-minmax": _row("onnx-int8-minmax", 50.0, 1.4)}
     assert len(bench.gate("onnx-int8-minmax")) == failures
     assert bench.rows["onnx-int8-minmax"].status == status
-    bench.rows["onnx-int8-minmax"].map50_95 = 0.48  # accuracy is judged either way
+    bench.rows["onnx-int8-minmax"].map50_95 = 48.0  # accuracy is judged either way
     assert any("mAP50-95 fell 2.00 points vs onnx-fp32" in f for f in bench.gate("onnx-int8-minmax"))
 
 

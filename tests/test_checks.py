@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs and bad states (README, "What is checked"): each one stops the run before
+"""The catalogue of bad inputs and bad states (docs/design.md, "What is checked"): each one stops the run before
 any work with one line naming the problem, and adds nothing to the cache."""
 
 from __future__ import annotations
@@ -88,7 +88,16 @@ def _few_frames(tmp, _w, d):
     (tmp / "frames").mkdir()
     for f in sorted((d.parent / "val" / "images").glob("*.png"))[:5]:
         shutil.copy(f, tmp / "frames" / f.name)
-    return {"data": None, "images": str(tmp / "frames")}
+    return {"data": None, "image_dir": str(tmp / "frames")}
+
+
+def _other_model_report(tmp, _w, _d):
+    """A report of other weights at another imgsz."""
+    import json
+
+    (tmp / "other.json").write_text(json.dumps({"weights_sha256": "0123456789abcdef", "imgsz": 640, "baseline": "onnx-fp32",
+                                                "rows": [{"variant": "onnx-fp32", "map50_95": 50.0}]}))
+    return {"compare_to": str(tmp / "other.json")}
 
 
 def _thresholds(text):
@@ -107,7 +116,7 @@ def _a_file(option):
 
 def _empty_fidelity(tmp, _w, _d):
     (tmp / "none").mkdir()
-    return {"fidelity_images": str(tmp / "none")}
+    return {"fidelity_image_dir": str(tmp / "none")}
 
 
 def _read_only_cache(tmp, _w, _d, monkeypatch=None):
@@ -132,10 +141,13 @@ CATALOGUE = {
     "calib-folder-empty": (_calib_empty, r"image folder '.*empty' has no images"),
     "calib-image-unreadable": (_calib_unreadable,
                                r"1 unreadable image\(s\): .*zz-broken\.png \(fix or remove them, or pass --skip-bad-images\)"),
-    "images-too-few": (_few_frames, r"--images '.*frames' has 5 images; label-free mode needs at least 20 \(4 to "
+    "images-too-few": (_few_frames, r"--image-dir '.*frames' has 5 images; label-free mode needs at least 20 \(4 to "
                                     r"calibrate with --calib-images, 16 to score on\)"),
-    "images-and-data": (lambda t, w, d: {"images": str(t)}, r"--images \(unlabeled images\) and --data \(a labelled "
-                                                             r"data YAML\) exclude each other"),
+    "images-and-data": (lambda t, w, d: {"image_dir": str(t)}, r"--image-dir \(unlabeled images\) and --data \(a "
+                                                                r"labelled data YAML\) exclude each other"),
+    "imgsz-outside-the-supported-range": (lambda t, w, d: {"imgsz": 4000, "allow_imgsz": False},
+                                          r"imgsz 4000 is outside 320-1280, the sizes the suite supports .* pass "
+                                          r"--allow-imgsz to run it anyway"),
     "imgsz-not-multiple-of-32": (lambda t, w, d: {"imgsz": 100}, r"imgsz 100 must be a positive multiple of 32"),
     "imgsz-negative": (lambda t, w, d: {"imgsz": -32}, r"imgsz -32 must be a positive multiple of 32"),
     "calib-images-zero": (lambda t, w, d: {"calib_images": 0}, r"--calib-images must be at least 1, got 0"),
@@ -144,12 +156,20 @@ CATALOGUE = {
     "thresholds-unknown-key": (_thresholds("[defaults]\nmax_drop = 1\n"), r"unknown key 'max_drop' in \[defaults\]"),
     "thresholds-bad-value": (_thresholds("[defaults]\nmax_drop_points = 'x'\n"),
                              r"'max_drop_points' in \[defaults\] must be a non-negative number"),
+    "thresholds-floor-as-a-fraction": (_thresholds("[defaults]\nmin_map50_95 = 0.45\n"),
+                                       r"'min_map50_95' in \[defaults\] is 0\.45, a fraction; accuracy limits are "
+                                       r"points \(0-100\): write 45"),
+    "thresholds-section-matches-no-variant": (_thresholds('[variants."onnx-int8-percentil"]\nmax_drop_points = 1\n'),
+                                              r'\[variants\."onnx-int8-percentil"\] matches no variant; did you mean '
+                                              r"'onnx-int8-percentile'\?"),
     "device-profile-unknown": (lambda t, w, d: {"device_profile": "nope"}, r"device profile 'nope' is not in thresholds file"),
     "fidelity-images-empty": (_empty_fidelity, r"image folder '.*none' has no images"),
     "cache-dir-is-a-file": (_a_file("cache_dir"), r"cache directory '.*afile' is a file, not a directory"),
     "cache-dir-read-only": (_read_only_cache, r"cache directory '.*ro-cache' is not writable \(Permission denied\)"),
     "report-dir-is-a-file": (_a_file("report_dir"), r"--report-dir '.*afile' is a file, not a directory"),
     "compare-to-missing": (lambda t, w, d: {"compare_to": str(t / "old.json")}, r"old\.json"),
+    "compare-to-another-model": (_other_model_report, r"runs measured different models \(weights 0123456789ab in "
+                                                      r".*other\.json, [0-9a-f]{12} in this run\).* --compare-force"),
     "latency-rounds-zero": (lambda t, w, d: {"latency_rounds": 0}, r"--latency-rounds and --latency-calls must be at least 1"),
     "threads-zero": (lambda t, w, d: {"threads": 0}, r"--threads must be at least 1, got 0"),
     "build-timeout-zero": (lambda t, w, d: {"build_timeout": 0.0}, r"--build-timeout must be positive, got 0"),
@@ -165,7 +185,7 @@ CATALOGUE = {
 def test_catalogue_case_is_one_line_before_any_work(case, tmp_path, tiny_weights, tiny_data, monkeypatch):
     setup, message = CATALOGUE[case]
     kwargs = {"monkeypatch": monkeypatch} if setup is _read_only_cache else {}
-    options = {"weights": str(tiny_weights), "data": str(tiny_data), "imgsz": 96, "calib_images": 4,
+    options = {"weights": str(tiny_weights), "data": str(tiny_data), "imgsz": 96, "allow_imgsz": True, "calib_images": 4,
                "cache_dir": str(tmp_path / "cache"), "report_dir": str(tmp_path / "report")}
     options.update(setup(tmp_path, tiny_weights, tiny_data, **kwargs))
     with pytest.raises(QuantError) as e:
@@ -177,16 +197,16 @@ def test_catalogue_case_is_one_line_before_any_work(case, tmp_path, tiny_weights
     assert not (cache / "artifacts").exists() and not (cache / "results").exists()  # nothing built or cached
 
 
-def test_every_catalogue_case_is_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## What is checked", 1)[1].split("\n## ", 1)[0]
+def test_every_catalogue_case_is_in_the_docs():
+    design = (ROOT / "docs" / "design.md").read_text()
+    section = design.split("## What is checked", 1)[1].split("\n## ", 1)[0]
     missing = [case for case in CATALOGUE if f"`{case}`" not in section]
-    assert not missing, f"README 'What is checked' lacks {missing}"
+    assert not missing, f"docs/design.md 'What is checked' lacks {missing}"
 
 
 def test_skip_bad_images_leaves_them_out_and_says_so(tmp_path, tiny_weights, tiny_data):
     options = _calib_unreadable(tmp_path, tiny_weights, tiny_data)
-    s = open_session(defaults(weights=str(tiny_weights), imgsz=96, calib_images=4, cache_dir=str(tmp_path / "c"),
+    s = open_session(defaults(weights=str(tiny_weights), imgsz=96, allow_imgsz=True, calib_images=4, cache_dir=str(tmp_path / "c"),
                               report_dir=str(tmp_path / "r"), skip_bad_images=True, **options))
     assert [p.name for p in s.suite.inputs.skip_images] == ["zz-broken.png"]
     assert all(f.name != "zz-broken.png" for f in s.suite.inputs.images(s.suite.inputs.data.calib))
@@ -195,7 +215,7 @@ def test_skip_bad_images_leaves_them_out_and_says_so(tmp_path, tiny_weights, tin
 
 
 def test_calibration_shortfall_is_stated(tmp_path, tiny_weights, tiny_data):
-    s = open_session(defaults(weights=str(tiny_weights), data=str(tiny_data), imgsz=96, calib_images=50,
+    s = open_session(defaults(weights=str(tiny_weights), data=str(tiny_data), imgsz=96, allow_imgsz=True, calib_images=50,
                               cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r")))
     assert any("fewer than --calib-images 50: calibrating on 6" in n for n in s.suite.inputs.notes), s.suite.inputs.notes
 

@@ -126,7 +126,7 @@ def test_fidelity_floor_is_fp32_on_its_images_with_the_lowest_bit_flipped(suite)
     assert 0 < floor.map50_95 <= fp32.map50_95 + 1e-9
     assert (floor.precision, floor.recall) != (fp32.precision, fp32.recall)  # the change reached the model
     assert suite.evaluations.fidelity_floor() == floor and suite.evaluations.status[("fidelity-floor", "onnx-fp32")] == "cached"
-    row = Row("onnx-fp32", fidelity_floor=0.961, fidelity_map50_95=0.995)
+    row = Row("onnx-fp32", fidelity_floor=96.1, fidelity_map50_95=99.5)
     assert floor_lines([row]) == ["fidelity floor: onnx-fp32 on the same images with every input pixel value's lowest "
                                   "bit flipped (a change of 1 in 255) scores fidelity 96.1 (-3.40); a variant's "
                                   "fidelity loss within that is within what an imperceptible change of these images "
@@ -136,9 +136,9 @@ def test_fidelity_floor_is_fp32_on_its_images_with_the_lowest_bit_flipped(suite)
 
 
 def test_fidelity_floor_gate():
-    base = _row("onnx-fp32", 0.9, 0.7, 10.0, 0.98)
-    msgs = check(_row("x", 0.9, 0.7, 10.0, 0.80), {"min_fidelity_map50_95": 0.85}, base)
-    assert msgs == ["x: fidelity mAP50-95 0.8000 < floor 0.8500"]
+    base = _row("onnx-fp32", 90.0, 70.0, 10.0, 98.0)
+    msgs = check(_row("x", 90.0, 70.0, 10.0, 80.0), {"min_fidelity_map50_95": 85.0}, base)
+    assert msgs == ["x: fidelity mAP50-95 80.00 < floor 85.00"]
 
 
 def test_data_yaml_keeps_awkward_class_names(tmp_path):

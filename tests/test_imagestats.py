@@ -131,7 +131,7 @@ def test_bench_rows_carry_the_interval_and_the_table_shows_it(suite):
     delta = 100 * (suite.evaluations.accuracy("onnx-int8-minmax").map50_95 - suite.evaluations.accuracy("onnx-fp32").map50_95)
     lo, hi = bench.delta_interval("onnx-int8-minmax")  # after the evaluation, as BenchSession.measure does
     assert lo <= hi and lo - 1 < delta < hi + 1
-    rows = [Row("onnx-fp32", map50_95=0.5, delta_points=0.0), Row("onnx-int8-minmax", map50_95=0.47, delta_points=-3.0,
+    rows = [Row("onnx-fp32", map50_95=50.0, delta_points=0.0), Row("onnx-int8-minmax", map50_95=47.0, delta_points=-3.0,
                                                                    delta_ci=[-8.04, 1.21])]
     assert "-3.00 [-8.0, +1.2]" in table(rows) and "Δ mAP50-95 [95 % CI]" in table(rows)
     assert interval_lines(rows) and not interval_lines(rows[:1])

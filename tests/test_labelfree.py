@@ -1,4 +1,4 @@
-"""Label-free mode (--images): deterministic splits, accuracy = fidelity against FP32, one-line bad input."""
+"""Label-free mode (--image-dir): deterministic splits, accuracy = fidelity against FP32, one-line bad input."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def test_too_few_images_non_images_and_both_inputs_are_one_line(frames, tmp_path
     (tmp_path / "docs" / "notes.txt").write_text("not an image")
     with pytest.raises(QuantError, match="has no images"):
         split_images(tmp_path / "docs", calib=4, search=0)
-    with pytest.raises(QuantError, match="--images .* and --data .* exclude each other"):
-        open_session(defaults(weights=str(tiny_weights), data=str(tiny_data), images=str(frames)))
+    with pytest.raises(QuantError, match="--image-dir .* and --data .* exclude each other"):
+        open_session(defaults(weights=str(tiny_weights), data=str(tiny_data), image_dir=str(frames)))
 
 
 @pytest.mark.slow
@@ -51,7 +51,7 @@ def test_a_label_free_run_scores_against_fp32s_own_detections(tmp_path, tiny_wei
 
     data = shapes.generate(tmp_path / "shapes", {"val": (26, 11)})
     frames = data.parent / "val" / "images"  # 26 images, their labels elsewhere and unused
-    s = open_session(defaults(weights=str(tiny_weights), images=str(frames), imgsz=96, calib_images=4,
+    s = open_session(defaults(weights=str(tiny_weights), image_dir=str(frames), imgsz=96, allow_imgsz=True, calib_images=4,
                               auto_images=2, cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r")))
     assert s.suite.inputs.label_free and not s.embedded
     assert len(s.suite.inputs.calibration_files()) == 4 and not set(s.suite.inputs.calibration_files()) & set(

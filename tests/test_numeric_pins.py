@@ -238,8 +238,8 @@ def test_a_class_share_is_its_ap_change_over_the_number_of_classes():
 def test_the_fidelity_floor_loss_is_the_baselines_drop_on_perturbed_images():
     from quant.measure.row import Row
 
-    assert Row("onnx-fp32", fidelity_map50_95=0.995, fidelity_floor=0.9586).floor_loss_points == pytest.approx(3.64)
-    assert Row("onnx-fp32", fidelity_map50_95=0.995).floor_loss_points is None
+    assert Row("onnx-fp32", fidelity_map50_95=99.5, fidelity_floor=95.86).floor_loss_points == pytest.approx(3.64)
+    assert Row("onnx-fp32", fidelity_map50_95=99.5).floor_loss_points is None
 
 
 def test_a_label_free_split_of_101_images():

@@ -16,11 +16,11 @@ def test_ov_names_map_from_onnx_nodes():
 
 def test_best_peer_is_shown_next_to_our_int8_rows():
     rows = [
-        {"variant": "onnx-fp32", "precision": "fp32", "map50_95": 0.70, "latency_ms": 20.0},
-        {"variant": "onnx-int8-minmax", "precision": "int8", "map50_95": 0.69, "latency_ms": 12.0},
-        {"variant": "ov-int8", "precision": "int8", "map50_95": 0.60, "latency_ms": 9.0},
-        {"variant": "ul-onnx-int8", "precision": "int8", "map50_95": 0.50, "latency_ms": 40.0, "peer": True},
-        {"variant": "ul-openvino-int8", "precision": "int8", "map50_95": 0.65, "latency_ms": 10.0, "peer": True},
+        {"variant": "onnx-fp32", "precision": "fp32", "map50_95": 70.0, "latency_ms": 20.0},
+        {"variant": "onnx-int8-minmax", "precision": "int8", "map50_95": 69.0, "latency_ms": 12.0},
+        {"variant": "ov-int8", "precision": "int8", "map50_95": 60.0, "latency_ms": 9.0},
+        {"variant": "ul-onnx-int8", "precision": "int8", "map50_95": 50.0, "latency_ms": 40.0, "peer": True},
+        {"variant": "ul-openvino-int8", "precision": "int8", "map50_95": 65.0, "latency_ms": 10.0, "peer": True},
     ]
     rows = [Row.from_dict(r) for r in rows]
     out = {r.variant: r.vs_peer for r in with_peer_comparison(rows)}
@@ -29,7 +29,7 @@ def test_best_peer_is_shown_next_to_our_int8_rows():
     assert out["onnx-int8-minmax"]["delta_points"] == pytest.approx(4.0)
     assert out["onnx-int8-minmax"]["ahead"] is False  # more accurate but slower: not ahead on both
     assert out["ov-int8"]["ahead"] is False and out["ov-int8"]["latency_ratio"] == pytest.approx(0.9)
-    rows[2].map50_95 = 0.66
+    rows[2].map50_95 = 66.0
     assert {r.variant: r.vs_peer for r in with_peer_comparison(rows)}["ov-int8"]["ahead"] is True
 
 
@@ -92,9 +92,9 @@ def test_ultralytics_peer_exports_build_offline(suite):
 def test_deltas_and_ratios_on_hand_made_rows():
     from quant.report.tables import with_deltas
 
-    rows = [{"variant": "onnx-fp32", "map50_95": 0.5, "latency_ms": 20.0, "latency_ratio": 1.0},
-            {"variant": "a", "map50_95": 0.4375, "latency_ms": 10.0, "latency_ratio": 0.625},
-            {"variant": "b", "map50_95": 0.5625, "latency_ms": 30.0}]  # an unpaired row: ratio of medians
+    rows = [{"variant": "onnx-fp32", "map50_95": 50.0, "latency_ms": 20.0, "latency_ratio": 1.0},
+            {"variant": "a", "map50_95": 43.75, "latency_ms": 10.0, "latency_ratio": 0.625},
+            {"variant": "b", "map50_95": 56.25, "latency_ms": 30.0}]  # an unpaired row: ratio of medians
     out = {r.variant: r for r in with_deltas([Row.from_dict(r) for r in rows], "onnx-fp32")}
     assert out["onnx-fp32"].delta_points == 0.0
     assert out["a"].delta_points == -6.25 and out["a"].latency_ratio == 0.625

@@ -50,7 +50,7 @@ def calls(tiny_onnx):
 
 
 def _row(p) -> Row:
-    return Row("onnx-int8-minmax", map50_95=0.5, fidelity_map50_95=0.9, latency_ms=p.variant_ms, latency_ratio=p.ratio,
+    return Row("onnx-int8-minmax", map50_95=50.0, fidelity_map50_95=90.0, latency_ms=p.variant_ms, latency_ratio=p.ratio,
                latency_ratio_ci=list(p.ci), latency_ratio_rounds=list(p.ratios))
 
 
@@ -60,8 +60,8 @@ def _run(p, source) -> dict:
 
 
 def _gate_fails(p) -> bool:
-    r = _gated("onnx-int8-minmax", 0.5, 0.5, p.variant_ms, latency_ratio=p.ratio)
-    return bool(check(r, LIMITS, _gated("onnx-fp32", 0.5, 0.5, p.baseline_ms)))
+    r = _gated("onnx-int8-minmax", 50.0, 50.0, p.variant_ms, latency_ratio=p.ratio)
+    return bool(check(r, LIMITS, _gated("onnx-fp32", 50.0, 50.0, p.baseline_ms)))
 
 
 def _flagged(variant_now, base, var, x, aa_guard: bool = False) -> tuple[int, int]:
@@ -98,10 +98,10 @@ def test_an_accuracy_loss_inside_the_same_run_ceiling_is_caught_by_the_compariso
     base, var, _, x = calls
     p = paired(var, base, x)
     ref, now = _run(p, "ref"), _run(p, "now")
-    now["rows"]["onnx-int8-minmax"].map50_95 = 0.495  # -0.5 points
+    now["rows"]["onnx-int8-minmax"].map50_95 = 49.5  # -0.5 points
     # the same-run gate of the embedded default allows a 4-point drop vs FP32: this passes it ...
-    assert not check(_gated("onnx-int8-minmax", 0.5, 0.495, 1.0), {"max_drop_points": 4.0},
-                     _gated("onnx-fp32", 0.5, 0.526, 1.0))
+    assert not check(_gated("onnx-int8-minmax", 50.0, 49.5, 1.0), {"max_drop_points": 4.0},
+                     _gated("onnx-fp32", 50.0, 52.6, 1.0))
     # ... and the history comparison catches it
     regressions = compare(ref, now).regressions
     assert len(regressions) == 1 and "mAP50-95 fell 0.50 points" in regressions[0]

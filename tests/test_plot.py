@@ -11,7 +11,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _row(variant, ratio, map50_95, fidelity=None, ci=None, peer=False, **more):
-    return Row(variant, peer=peer, map50_95=map50_95, fidelity_map50_95=fidelity, latency_ratio=ratio,
+    """A row; accuracies given as fractions for brevity, held in points as every row holds them."""
+    points = lambda v: None if v is None else 100 * v  # noqa: E731
+    return Row(variant, peer=peer, map50_95=points(map50_95), fidelity_map50_95=points(fidelity), latency_ratio=ratio,
                latency_ratio_ci=ci, latency_ms=None if ratio is None else 18.0 * ratio, **more)
 
 

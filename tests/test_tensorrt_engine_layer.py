@@ -208,7 +208,7 @@ def test_a_gpu_machine_asked_for_engines_fails_instead_of_reporting_cpu_numbers(
 def test_engines_are_required_when_gpu_tests_are_selected(markexpr, required, tiny_weights, tiny_data, tmp_path):
     from quant.run.options import defaults, open_session
 
-    o = defaults(weights=str(tiny_weights), data=str(tiny_data), imgsz=96, calib_images=4,
+    o = defaults(weights=str(tiny_weights), data=str(tiny_data), imgsz=96, allow_imgsz=True, calib_images=4,
                  cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r"))
     o.markexpr = markexpr
     assert open_session(o).suite.builder.require_engines is required

@@ -1,4 +1,4 @@
-"""PPQ (0.6.6) INT8: the reference report's tool, run in a worker process with its compatibility
+"""PPQ (0.6.6) INT8 (a tool of the report this suite grew from), run in a worker process with its compatibility
 fixes (:mod:`quant.build.ppq_compat`), exported as an ONNX Runtime Q/DQ model that the suite scores.
 
 Each build also saves PPQ's error analysis: graphwise (each quantized op's output error with the

@@ -1,5 +1,5 @@
-"""TensorRT <= 10's implicit INT8 (the reference report's path): the FP32 ONNX built with builder flags and
-one of TensorRT's own calibrators (``IInt8MinMaxCalibrator``, ``IInt8EntropyCalibrator2``,
+"""TensorRT <= 10's implicit INT8 (the path of the YOLOv8n COCO128 report this suite grew from): the FP32 ONNX
+built with builder flags and one of TensorRT's own calibrators (``IInt8MinMaxCalibrator``, ``IInt8EntropyCalibrator2``,
 ``IInt8EntropyCalibrator``, ``IInt8LegacyCalibrator``), fed by the suite's calibration reader; the box decode
 pinned to FP32 as in every variant. There is no CPU stage: these variants skip without an engine.
 """

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from quant.gate.thresholds import LatencyRise, MaxDrop, latency_change
-from quant.measure.row import Row
+from quant.gate.thresholds import HISTORY_DEFAULTS, LatencyRise, MaxDrop, latency_change
+from quant.measure.row import ACCURACY_UNIT, Row
 from quant.registry import BASELINE
 from quant.util.errors import QuantError
 from quant.util.hardware import cpu_label
 
-DEFAULT_LIMITS = {"max_map_regression_points": 0.1, "max_latency_regression": 0.10}
 ACCURACY_METRICS = (("map50_95", "mAP50-95"), ("fidelity_map50_95", "fidelity mAP50-95"))
 
 
@@ -68,7 +67,7 @@ def _rows_from_history(data: dict) -> tuple[list[dict], dict | None]:
         variant = _variant_of(bench)
         if variant is None:
             continue
-        rows.append({**extra, "variant": variant})
+        rows.append({**extra, "variant": variant})  # accuracy_unit travels with each entry
         if machine is None and isinstance(extra.get("machine"), dict):
             machine = extra["machine"]
     return rows, machine
@@ -77,7 +76,8 @@ def _rows_from_history(data: dict) -> tuple[list[dict], dict | None]:
 def _run_from_data(data, source: str) -> dict:
     """Normalise a parsed report.json or pytest-benchmark history into ``{machine, rows, source, ...}``."""
     if isinstance(data, dict) and isinstance(data.get("rows"), list):
-        rows, machine = data["rows"], data.get("machine")
+        rows, machine = [{"accuracy_unit": data.get("accuracy_unit"), **r} for r in data["rows"]
+                         if isinstance(r, dict)], data.get("machine")
         baseline = data.get("baseline") or BASELINE
     elif isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
         rows, machine = _rows_from_history(data)
@@ -85,11 +85,13 @@ def _run_from_data(data, source: str) -> dict:
     else:
         raise QuantError(f"run '{source}' is neither a report.json (no 'rows' list) "
                          f"nor a pytest-benchmark history (no 'benchmarks' list)")
-    by_variant = {r["variant"]: Row.from_dict(r) for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)}
+    by_variant = {r["variant"]: Row.from_dict(r, fractions=r.get("accuracy_unit") != ACCURACY_UNIT)
+                  for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)}
     if not by_variant:
         raise QuantError(f"run '{source}' has no benchmark rows (no row names a variant)")
     return {"machine": machine if isinstance(machine, dict) else None, "rows": by_variant,
-            "source": source, "baseline": baseline, "date": data.get("date") or data.get("datetime")}
+            "source": source, "baseline": baseline, "date": data.get("date") or data.get("datetime"),
+            "weights_sha256": data.get("weights_sha256"), "imgsz": data.get("imgsz")}
 
 
 def _find_run_id(ref: str, storage: Path) -> Path:
@@ -176,8 +178,8 @@ class Comparison:
 
 def _limits(variant: str, limits_for: Callable[[str], dict] | None) -> tuple[float, float]:
     """(max mAP drop in points, max relative latency rise) for a variant, defaults where unset."""
-    limits = {**DEFAULT_LIMITS, **{k: v for k, v in (limits_for(variant) if limits_for else {}).items()
-                                   if k in DEFAULT_LIMITS and v is not None}}
+    limits = {**HISTORY_DEFAULTS, **{k: v for k, v in (limits_for(variant) if limits_for else {}).items()
+                                     if k in HISTORY_DEFAULTS and v is not None}}
     return float(limits["max_map_regression_points"]), float(limits["max_latency_regression"])
 
 
@@ -243,19 +245,40 @@ def _change(variant: str, old_row: Row, new_row: Row, baseline: str, limits: tup
 
 
 def _rows(run: dict) -> dict[str, Row]:
-    """A run's rows by variant, as :class:`Row` values (a run put together by hand may hold records)."""
-    return {v: r if isinstance(r, Row) else Row.from_dict({**r, "variant": v}) for v, r in run["rows"].items()}
+    """A run's rows by variant, as :class:`Row` values. A run put together by hand may hold records instead, in
+    its ``accuracy_unit`` (absent: fractions, as in a report of a version before points)."""
+    fractions = run.get("accuracy_unit") != ACCURACY_UNIT
+    return {v: r if isinstance(r, Row) else Row.from_dict({**r, "variant": v}, fractions=fractions)
+            for v, r in run["rows"].items()}
+
+
+def models_differ(old: dict, new: dict) -> str | None:
+    """Why two runs measured different models (other weights, or another input size), in one line; None when
+    they measured the same or did not record it."""
+    for key, what in (("weights_sha256", "weights"), ("imgsz", "imgsz")):
+        a, b = old.get(key), new.get(key)
+        if a is not None and b is not None and a != b:
+            shown = (a[:12], b[:12]) if key == "weights_sha256" else (a, b)
+            return (f"runs measured different models ({what} {shown[0]} in {old.get('source', 'the old run')}, "
+                    f"{shown[1]} in {new.get('source', 'the new run')}): comparing them would report every change "
+                    "as a regression; use --compare-force to compare anyway")
+    return None
 
 
 def compare(old: dict, new: dict, limits_for: Callable[[str], dict] | None = None,
-            force_latency: bool = False) -> Comparison:
+            force_latency: bool = False, force_models: bool = False) -> Comparison:
     """Compare two runs from :func:`load_run` (the old one is the reference).
 
-    ``limits_for(variant) -> dict`` supplies ``max_map_regression_points`` (default 0.1 points, used for
-    mAP50-95 and fidelity) and ``max_latency_regression`` (default 0.10 = 10 %). Accuracy is compared
+    ``limits_for(variant) -> dict`` supplies ``max_map_regression_points`` (points, used for mAP50-95 and
+    fidelity) and ``max_latency_regression`` (a fraction); unset, their defaults are
+    :data:`quant.gate.thresholds.HISTORY_DEFAULTS`. Accuracy is compared
     always; latency only when both runs were recorded on the same CPU model and ISA flags, or when
-    ``force_latency``. The baseline variant is never compared on latency (its ratio is 1 by definition).
+    ``force_latency``. Runs of other weights or another imgsz are refused (QuantError) unless
+    ``force_models``. The baseline variant is never compared on latency (its ratio is 1 by definition).
     """
+    why = None if force_models else models_differ(old, new)
+    if why:
+        raise QuantError(why)
     refused = None if force_latency else machine_mismatch(old.get("machine"), new.get("machine"))
     baseline = new.get("baseline") or old.get("baseline") or BASELINE
     since = old.get("source", "old run")

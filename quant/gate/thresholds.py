@@ -1,15 +1,17 @@
-"""Accuracy floors and latency ceilings, read from a TOML thresholds file.
+"""Accuracy floors and latency ceilings, read from a TOML thresholds file. Every accuracy is in points
+(0-100), as the table prints it; :data:`LIMITS` names each key with its unit and, where it has one, its
+default (the only place a default is written: the plugin, ``python -m quant compare`` and the docs read it).
 
     [defaults]                       # every variant, any model
-    max_drop_points = 1.0            # mAP50-95 points (0-100) below onnx-fp32 of the same run
-    max_latency_ratio = 2.0          # ms/img divided by onnx-fp32's ms/img of the same run
+    max_drop_points = 1.0            # mAP50-95 points below onnx-fp32 of the same run
+    max_latency_ratio = 2.0          # ms/img divided by onnx-fp32's ms/img of the same run (paired)
 
     [variants."onnx-int8-*"]         # fnmatch pattern or exact name; the most specific match wins
     max_drop_points = 5.0
-    min_map50_95 = 0.40              # absolute floor (0-1, like Ultralytics), any model
+    min_map50_95 = 40.0              # absolute floor in points, any model
 
     [embedded.variants."onnx-fp32"]  # absolute floors that hold only for the embedded default model
-    min_map50_95 = 0.55
+    min_map50_95 = 55.0
 
     [profiles.cpu-2core.variants."onnx-fp32"]   # absolute ceilings, active with --device-profile
     max_latency_ms = 60.0
@@ -17,6 +19,7 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import math
 import os
@@ -27,14 +30,31 @@ from pathlib import Path
 from quant.measure.row import Row
 from quant.util.errors import QuantError
 
-KEYS = {"min_map50_95": "absolute mAP50-95 floor (0-1)", "min_map50": "absolute mAP50 floor (0-1)",
-        "max_drop_points": "max mAP50-95 drop vs the baseline, in points",
-        "max_latency_ratio": "max ms/img relative to the baseline", "max_latency_ms": "max ms/img",
-        "min_fidelity_map50_95": "floor of mAP50-95 against the FP32 model's own detections (0-1)",
-        "max_map_regression_points": "history comparison (--compare-to): max mAP50-95 / fidelity fall since the "
-                                     "reference run, in points (default 0.1)",
-        "max_latency_regression": "history comparison (--compare-to): max rise of the latency ratio since the "
-                                  "reference run, as a fraction (default 0.10 = 10 %)"}
+
+@dataclass(frozen=True)
+class Limit:
+    """One key of a thresholds file: its unit, what it bounds, and its default where one applies unset."""
+
+    unit: str
+    meaning: str
+    default: float | None = None
+
+
+LIMITS = {
+    "min_map50_95": Limit("points", "absolute mAP50-95 floor"),
+    "min_map50": Limit("points", "absolute mAP50 floor"),
+    "min_fidelity_map50_95": Limit("points", "floor of mAP50-95 against the FP32 model's own detections"),
+    "max_drop_points": Limit("points", "largest mAP50-95 drop below onnx-fp32 in the same run"),
+    "max_latency_ratio": Limit("× onnx-fp32", "largest paired latency ratio against onnx-fp32 in the same run"),
+    "max_latency_ms": Limit("ms", "largest ms/img (absolute; with --device-profile)"),
+    "max_map_regression_points": Limit("points", "history comparison: largest fall of mAP50-95 or fidelity since "
+                                                 "the reference run", 0.1),
+    "max_latency_regression": Limit("fraction", "history comparison: largest significant rise of the paired latency "
+                                                "ratio since the reference run (0.25 = 25 %)", 0.25),
+}
+# What the history comparison applies where no thresholds file sets a value. The latency default is what
+# identical reruns need on a shared 2-core machine: their INT8/FP32 ratios moved by up to 1.20x between runs.
+HISTORY_DEFAULTS = {k: lim.default for k, lim in LIMITS.items() if lim.default is not None}
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -54,7 +74,7 @@ def finite_number(v) -> float | None:
 
 @dataclass(frozen=True)
 class Floor:
-    """``current[field]`` must not be under ``limit`` (absolute, 0-1)."""
+    """``current[field]`` must not be under ``limit`` (absolute, points)."""
 
     field: str
     limit: float
@@ -63,7 +83,7 @@ class Floor:
     def fails(self, current: Row, reference: Row | None = None, where: str = "") -> str | None:
         x = finite_number(getattr(current, self.field))
         if x is not None and x < self.limit:
-            return f"{current.variant}: {self.label} {x:.4f} < floor {self.limit:.4f}"
+            return f"{current.variant}: {self.label} {x:.2f} < floor {self.limit:.2f}"
         return None
 
 
@@ -95,11 +115,11 @@ class MaxDrop:
         """current - reference in points, None when either lacks the value."""
         new = finite_number(getattr(current, self.field))
         old = finite_number(getattr(reference, self.field)) if reference is not None else None
-        return None if new is None or old is None else 100.0 * (new - old)
+        return None if new is None or old is None else new - old
 
     def _says(self, verb: str, current: Row, reference: Row, where: str) -> str:
         d = self.delta(current, reference)
-        old, new = 100 * getattr(reference, self.field), 100 * getattr(current, self.field)
+        old, new = getattr(reference, self.field), getattr(current, self.field)
         return f"{current.variant}: {self.label} {verb} {abs(d):.2f} points {where} ({old:.2f} -> {new:.2f})"
 
     def fails(self, current: Row, reference: Row | None, where: str = "") -> str | None:
@@ -169,7 +189,7 @@ def latency_change(old_row: Row, new_row: Row) -> tuple[float | None, tuple[floa
 
 @dataclass(frozen=True)
 class LatencyRise:
-    """Between runs: the latency ratio vs ``baseline`` may rise by at most ``limit`` (0.10 = 10 %), judged
+    """Between runs: the latency ratio vs ``baseline`` may rise by at most ``limit`` (0.25 = 25 %), judged
     as a ratio of ratios; a rise counts when over ``1 + limit`` and significant (interval entirely
     above 1). Without an interval the point alone decides, and the message says so."""
 
@@ -199,10 +219,13 @@ def _check_table(table, where: str, path) -> dict:
     if not isinstance(table, dict):
         raise QuantError(f"thresholds file '{path}': [{where}] must be a table")
     for k, v in table.items():
-        if k not in KEYS:
-            raise QuantError(f"thresholds file '{path}': unknown key '{k}' in [{where}] (known: {', '.join(KEYS)})")
+        if k not in LIMITS:
+            raise QuantError(f"thresholds file '{path}': unknown key '{k}' in [{where}] (known: {', '.join(LIMITS)})")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise QuantError(f"thresholds file '{path}': '{k}' in [{where}] must be a non-negative number, got {v!r}")
+        if k.startswith("min_") and 0 < v <= 1:
+            raise QuantError(f"thresholds file '{path}': '{k}' in [{where}] is {v:g}, a fraction; accuracy limits are "
+                             f"points (0-100): write {100 * v:g}")
     return table
 
 
@@ -246,6 +269,20 @@ class Thresholds:
             embedded=_variant_tables(embedded.get("variants"), "embedded.variants", p),
             profiles={n: _variant_tables(t.get("variants"), f"profiles.{n}.variants", p) for n, t in profiles.items()},
             path=str(p))
+
+    def unmatched(self, names) -> str | None:
+        """One line naming the first table whose variant pattern matches none of ``names``, with the closest name
+        (a misspelt section would otherwise judge that variant by the defaults, silently); None when all match."""
+        names = list(names)
+        sections = [("variants", self.variants), ("embedded.variants", self.embedded),
+                    *((f"profiles.{p}.variants", t) for p, t in self.profiles.items())]
+        for where, tables in sections:
+            for pattern in tables:
+                if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                    close = difflib.get_close_matches(pattern, names, n=1, cutoff=0.0)
+                    hint = f"; did you mean '{close[0]}'?" if close else ""
+                    return f"thresholds file '{self.path}': [{where}.\"{pattern}\"] matches no variant{hint}"
+        return None
 
     def for_variant(self, name: str, embedded: bool = False, profile: str | None = None) -> dict:
         """Merged limits for one variant: defaults < patterns (least to most specific) < exact name."""

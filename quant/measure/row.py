@@ -5,8 +5,8 @@ FP32 model's own detections), its paired latency, its build, the gate's verdict,
 beside the baseline. A row stays a :class:`Row` until it is written: ``to_dict()`` is the record in
 report.json (its keys are the field names), ``Row.from_dict`` reads one back, from this version or an
 older one (fields it lacks are None). ``box_precision`` is the detection precision P; ``precision`` the
-numeric precision (fp32, int8, ...). Accuracy fields are fractions (0-1), as Ultralytics reports them;
-Δ and drops are in points (0-100).
+numeric precision (fp32, int8, ...). Every accuracy is in points (0-100), as the table prints it: P, R,
+mAP50, mAP50-95, fidelity and Δ alike (Ultralytics' validator reports fractions; the row multiplies).
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ FIDELITY_LABELS = "validator detections, conf 0.25"
 # How predicted boxes are scored (quant.measure.evaluate.clip_to_image). Recorded with every row, so that runs
 # scored another way (a row recorded before it was kept scored unclipped boxes) are not compared on accuracy.
 SCORING = "boxes clipped to the image"
+# The unit of every accuracy in a row, recorded in report.json's header and each history entry; records
+# without it are from a version that kept fractions (0-1) and are read back in points.
+ACCURACY_UNIT = "points"
+ACCURACY_FIELDS = ("box_precision", "recall", "map50", "map50_95", "fidelity_map50", "fidelity_map50_95",
+                   "fidelity_floor")
 
 
 @dataclass
@@ -33,7 +38,7 @@ class Row:
     precision: str | None = None  # numeric: fp32 | fp16 | bf16 | int8
     peer: bool = False
     config: dict = field(default_factory=dict)
-    # accuracy (0-1), against the val labels (label-free mode: against FP32's detections)
+    # accuracy in points (0-100), against the val labels (label-free mode: against FP32's detections)
     box_precision: float | None = None
     recall: float | None = None
     map50: float | None = None
@@ -76,7 +81,7 @@ class Row:
     limits: dict = field(default_factory=dict)
     failures: list = field(default_factory=list)
     # what the accuracy was measured against
-    label_free: bool = False  # --images: mAP50-95 etc. are against FP32's own detections too
+    label_free: bool = False  # --image-dir: mAP50-95 etc. are against FP32's own detections too
     fidelity_labels: str | None = None  # FIDELITY_LABELS where a figure is against FP32's detections
     scoring: str | None = SCORING  # how predicted boxes were scored
     fidelity_floor: float | None = None  # the baseline's row: its fidelity on its images perturbed imperceptibly
@@ -98,15 +103,19 @@ class Row:
         where it has none."""
         floor, ceiling = self.fidelity_floor, self.fidelity_map50_95
         numbers = all(isinstance(x, (int, float)) and math.isfinite(x) for x in (floor, ceiling))
-        return 100 * (ceiling - floor) if numbers else None
+        return ceiling - floor if numbers else None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Row":
+    def from_dict(cls, d: dict, fractions: bool = False) -> "Row":
         """A row from a record (report.json, a history's extra_info, an older version's row): its known fields;
         what it lacks keeps its default, what this version does not know is left out. Scoring and fidelity
-        labels are taken as recorded (absent: None), so that records made another way are not compared on them."""
+        labels are taken as recorded (absent: None), so that records made another way are not compared on them.
+        ``fractions``: the record keeps accuracy as fractions (0-1), as versions before points did."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{"scoring": None, **{k: v for k, v in d.items() if k in known}})
+        values = {"scoring": None, **{k: v for k, v in d.items() if k in known}}
+        if fractions:
+            values.update({k: 100 * values[k] for k in ACCURACY_FIELDS if isinstance(values.get(k), (int, float))})
+        return cls(**values)

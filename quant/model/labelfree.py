@@ -25,7 +25,7 @@ def split_images(folder: str | os.PathLike, calib: int, search: int, min_val: in
     ``search``) search images."""
     files = list_images(folder)  # missing, unreadable or empty: one line
     if len(files) < calib + min_val:
-        raise QuantError(f"--images '{folder}' has {len(files)} images; label-free mode needs at least "
+        raise QuantError(f"--image-dir '{folder}' has {len(files)} images; label-free mode needs at least "
                          f"{calib + min_val} ({calib} to calibrate with --calib-images, {min_val} to score on): "
                          "add images or lower --calib-images")
     order = sorted(files, key=lambda p: (hashlib.sha256(p.name.encode()).hexdigest(), p.name))

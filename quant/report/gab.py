@@ -50,7 +50,7 @@ def _bigger(row: Row) -> list[dict]:
     for key, label in (("map50_95", "mAP50-95"), ("fidelity_map50_95", "fidelity mAP50-95")):
         v = finite_number(getattr(row, key))
         if v is not None:
-            out.append({"name": f"{variant} {label}", "unit": "%", "value": round(100 * v, 4), "extra": extra})
+            out.append({"name": f"{variant} {label}", "unit": "%", "value": round(v, 4), "extra": extra})
     return out
 
 

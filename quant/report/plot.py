@@ -68,7 +68,7 @@ def _xerr(rows: list[Row]) -> list[list[float]]:
 def _label_offsets(rows: list[Row], metric: str) -> dict[str, tuple[int, int]]:
     """Label offsets (points) that stack the names of nearby variants instead of overprinting them."""
     xs = [r.latency_ratio for r in rows]
-    ys = [100 * getattr(r, metric) for r in rows]
+    ys = [getattr(r, metric) for r in rows]
     dx, dy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
     placed: list[tuple[float, float]] = []
     out = {}
@@ -87,10 +87,10 @@ def _draw_points(ax, rows: list[Row], metric: str) -> None:
     for group, marker, color, label in groups:
         if not group:
             continue
-        ax.errorbar([r.latency_ratio for r in group], [100 * getattr(r, metric) for r in group], xerr=_xerr(group),
+        ax.errorbar([r.latency_ratio for r in group], [getattr(r, metric) for r in group], xerr=_xerr(group),
                     fmt=marker, color=color, ms=6, capsize=3, elinewidth=1, label=label)
         for r in group:
-            ax.annotate(r.variant, (r.latency_ratio, 100 * getattr(r, metric)), xytext=offsets[r.variant],
+            ax.annotate(r.variant, (r.latency_ratio, getattr(r, metric)), xytext=offsets[r.variant],
                         textcoords="offset points", fontsize=7)
 
 
@@ -99,7 +99,7 @@ def _draw_front(ax, rows: list[Row], metric: str) -> None:
     by_name = {r.variant: r for r in rows}
     front = pareto_front([(r.variant, r.latency_ratio, getattr(r, metric)) for r in rows if on_target(r)])
     xs = [by_name[n].latency_ratio for n in front]
-    ys = [100 * getattr(by_name[n], metric) for n in front]
+    ys = [getattr(by_name[n], metric) for n in front]
     ax.step(xs, ys, where="post", color="C2", lw=1.2, alpha=0.8, label="Pareto front")
 
 

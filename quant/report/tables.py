@@ -31,7 +31,7 @@ def _fmt(key: str, v):
     if key in ("latency_ms", "preprocess_ms", "postprocess_ms", "size_mb"):
         return f"{v:.1f}" if key != "size_mb" else f"{v:.2f}"
     if key in ("box_precision", "recall", "map50", "map50_95", "fidelity_map50_95"):
-        return f"{100 * v:.1f}"
+        return f"{v:.1f}"
     if key == "delta_points":
         return f"{v:+.2f}"
     if key == "latency_ratio":
@@ -52,7 +52,7 @@ def with_deltas(rows: list[Row], baseline: str = BASELINE) -> list[Row]:
     out = []
     for r in rows:
         if base is not None and r.map50_95 is not None:
-            r = replace(r, delta_points=round(100 * (r.map50_95 - base.map50_95), 3))
+            r = replace(r, delta_points=round(r.map50_95 - base.map50_95, 3))
             if r.latency_ratio is None:  # unpaired rows (older reports): ratio of medians
                 r = replace(r, latency_ratio=round(r.latency_ms / base.latency_ms, 3) if r.latency_ms else None)
         out.append(r)
@@ -69,7 +69,7 @@ def with_peer_comparison(rows: list[Row]) -> list[Row]:
     out = []
     for r in rows:
         if not r.peer and r.precision == "int8" and r.map50_95 is not None:
-            d = 100 * (r.map50_95 - best.map50_95)
+            d = r.map50_95 - best.map50_95
             ratio = (r.latency_ratio / best.latency_ratio if r.latency_ratio and best.latency_ratio
                      else r.latency_ms / best.latency_ms)  # both paired against the same baseline
             r = replace(r, vs_peer={"peer": best.variant, "peer_map50_95": best.map50_95,
@@ -156,7 +156,7 @@ def floor_lines(rows: list[Row], baseline: str = BASELINE) -> list[str]:
     if loss is None:
         return []
     return [f"fidelity floor: {baseline} on the same images with {PERTURBATION} scores fidelity "
-            f"{100 * base.fidelity_floor:.1f} ({-loss:+.2f}); a variant's fidelity loss within "
+            f"{base.fidelity_floor:.1f} ({-loss:+.2f}); a variant's fidelity loss within "
             "that is within what an imperceptible change of these images costs FP32 itself"]
 
 
@@ -223,7 +223,7 @@ def front_lines(rows: list[Row]) -> list[str]:
 def _front_line(r: Row) -> str:
     ci = r.latency_ratio_ci
     text = (f"{r.variant}{' (Ultralytics)' if r.peer else ''}: {r.latency_ratio:.2f}×"
-            + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + f", mAP50-95 {100 * r.map50_95:.1f}")
+            + (f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else "") + f", mAP50-95 {r.map50_95:.1f}")
     if r.delta_points is not None:
         text += f" (Δ {_cell('delta_points', r)})"
     if r.int8_share:

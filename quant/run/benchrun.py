@@ -45,7 +45,7 @@ class BenchRun:
     def open(self) -> None:
         """Offline switches, the network guard, progress lines past output capture, then the session:
         ``pytest.UsageError`` (one line) on the first bad input, before any work."""
-        from quant.run.options import open_session
+        from quant.run.options import deprecated, open_session
 
         offline.configure()  # Ultralytics' offline switches, before anything imports it
         # PyTorch's OpenMP threads, like ONNX Runtime's (quant.measure.latency.ort_session_options), do not
@@ -57,6 +57,8 @@ class BenchRun:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:  # long builds (the recipe search) report progress past output capture
             progress.set_sink(lambda line: terminal.write_line(line))
+        for line in deprecated(self.config.invocation_params.args):
+            progress.say(line)
         try:
             self.bench = open_session(self.config.option, _storage(self.config))
         except QuantError as e:
@@ -124,7 +126,7 @@ class BenchRun:
         bench = self.bench
         cmp = compare(load_run(self.config.option.compare_to, _storage(self.config)), load_run(out / "report.json"),
                       limits_for=lambda v: bench.thresholds.for_variant(v, embedded=bench.embedded),
-                      force_latency=self.config.option.compare_force)
+                      force_latency=self.config.option.compare_force, force_models=self.config.option.compare_force)
         self.comparison = (cmp, format_comparison(cmp))
         (out / "comparison.md").write_text(markdown_summary(cmp) + tables.breach_section(rows))
         if cmp.regressions and session.exitstatus == 0:
@@ -144,7 +146,7 @@ class BenchRun:
                       "own detections (label-free), ms/img = median model call at batch 1, × FP32 = paired median "
                       "ratio vs onnx-fp32 with its 95 % interval")
         if inputs.label_free:
-            tr.write_line("label-free (--images): P, R, mAP50 and mAP50-95 score each variant against onnx-fp32's own "
+            tr.write_line("label-free (--image-dir): P, R, mAP50 and mAP50-95 score each variant against onnx-fp32's own "
                           "detections on the val images, as fidelity does; the gates judge those", yellow=True)
         tr.write_line(tables.table(rows))
         for line in (tables.interval_lines(rows) + tables.floor_lines(rows) + tables.auto_lines(rows)

@@ -20,7 +20,7 @@ import re
 import statistics
 from pathlib import Path
 
-from quant.measure.row import Row
+from quant.measure.row import ACCURACY_UNIT, Row
 
 GROUP = "batch-1 model call (paired rounds)"
 EXTRA = ("variant", "peer", "precision", "box_precision", "recall", "map50", "map50_95", "delta_ci",
@@ -64,7 +64,8 @@ def save(storage: Path, name: str | None, rows: list[Row], machine: dict, times:
     data = {"machine_info": machine, "commit_info": {}, "datetime": now.isoformat(), "version": "quant-bench",
             "benchmarks": [{"group": GROUP, "name": f"test_variant[{r.variant}]",
                             "fullname": f"test_variant[{r.variant}]", "params": {"variant": r.variant},
-                            "param": r.variant, "extra_info": {**{k: getattr(r, k) for k in EXTRA}, "machine": machine},
+                            "param": r.variant, "extra_info": {**{k: getattr(r, k) for k in EXTRA}, "machine": machine,
+                                           "accuracy_unit": ACCURACY_UNIT},
                             "options": {"timer": "perf_counter", "mode": "paired rounds (quant.measure.latency.paired)"},
                             "stats": stats(times.get(r.variant, ()))} for r in rows]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -26,7 +26,7 @@ class RunInputs:
     calib_images: int = 64
     skip_images: frozenset = frozenset()  # unreadable images left out (--skip-bad-images)
     notes: tuple[str, ...] = ()  # what the data checks found (shortfalls, skipped images)
-    label_free: bool = False  # --images: no labels; accuracy is the fidelity against FP32's own detections
+    label_free: bool = False  # --image-dir: no labels; accuracy is the fidelity against FP32's own detections
     fidelity_images: Path | None = None  # label-free fidelity on these images (default: the val images)
     _digests: dict = field(default_factory=dict, repr=False, compare=False)  # memo of digest()
 

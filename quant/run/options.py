@@ -1,8 +1,11 @@
 """A benchmark run's options and its checks: everything ``pytest benchmarks/`` verifies before any work.
 
-``OPTIONS`` are the plugin's command-line options (benchmarks/conftest.py adds them); ``open_session``
+``OPTIONS`` are the plugin's command-line options (:mod:`quant.run.plugin` adds them); ``open_session``
 turns parsed options into a :class:`quant.run.session.BenchSession` or raises one QuantError line naming the
 first problem. Tests call it in-process with ``defaults(**overrides)``.
+
+Names: an option that takes a folder ends in ``-dir``; one that ends in ``-images`` is a count of images.
+The older ``--images`` and ``--fidelity-images`` (folders) are still accepted, with a deprecation line.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WEIGHTS = ROOT / "fixtures" / "yolov8n-shapes.pt"
 DEFAULT_THRESHOLDS = ROOT / "thresholds.toml"
 SEARCH = SearchConfig()  # the defaults of the --auto-* options
+IMGSZ_RANGE = (320, 1280)  # input sizes the suite supports without --allow-imgsz
+DEPRECATED = {"--images": "--image-dir", "--fidelity-images": "--fidelity-image-dir"}  # old name -> new
 AUTO_OPTIONS = {  # SearchConfig fields set by --auto-<field>, with their help texts
     "target_drop": "largest mAP50-95 drop (points vs FP32) the searched recipe may lose",
     "margin": "aim this many points under the target on the search images",
@@ -38,10 +43,14 @@ def _flag(help_text: str) -> dict:
 OPTIONS: dict[str, dict] = {
     "--weights": {"default": None, "help": "Ultralytics detection .pt (default: the embedded default model)"},
     "--data": {"default": None, "help": "data YAML; val split for accuracy, 'calib' (else 'train') for calibration"},
-    "--images": {"default": None, "help": "label-free mode: a folder of unlabeled images in place of --data, split "
-                                          "into calibration, search and validation images; accuracy = fidelity"},
-    "--imgsz": {"type": int, "default": None, "help": "input size, a multiple of the model's largest stride (32; 64 "
-                                                      "for P6 models) (default: the weights' training size)"},
+    "--image-dir": {"default": None, "aliases": ("--images",),
+                    "help": "label-free mode: a folder of unlabeled images in place of --data, split into calibration, "
+                            "search and validation images; accuracy = fidelity (--images: the older name)"},
+    "--imgsz": {"type": int, "default": None, "help": f"input size, a multiple of the model's largest stride (32; 64 "
+                                                      f"for P6 models), {IMGSZ_RANGE[0]}-{IMGSZ_RANGE[1]} (default: the "
+                                                      "weights' training size)"},
+    "--allow-imgsz": {"action": "store_true", "default": False,
+                      "help": f"accept an --imgsz outside {IMGSZ_RANGE[0]}-{IMGSZ_RANGE[1]}"},
     "--calib-images": {"type": int, "default": 64, "help": "number of calibration images (default 64)"},
     "--skip-bad-images": _flag("skip unreadable images (counted in the report header) instead of failing"),
     "--cache-dir": {"default": None, "help": f"artifact cache (default $YQB_CACHE_DIR or {default_cache_dir()})"},
@@ -59,10 +68,11 @@ OPTIONS: dict[str, dict] = {
     "--latency-warmup": {"type": int, "default": 3, "help": "untimed warm-up calls of each model (default 3)"},
     "--compare-to": {"default": None, "help": "reference run to compare with: a report.json, a pytest-benchmark "
                                               "JSON or a history id (e.g. 0003)"},
-    "--compare-force": _flag("compare latency even when the machines differ"),
+    "--compare-force": _flag("compare latency even when the machines differ, and runs of other weights or imgsz"),
     "--allow-network": _flag("do not block network access (it is blocked by default)"),
-    "--fidelity-images": {"default": None, "help": "image folder (no labels needed) for the label-free fidelity "
-                                                   "score (default: the val images)"},
+    "--fidelity-image-dir": {"default": None, "aliases": ("--fidelity-images",),
+                             "help": "image folder (no labels needed) for the label-free fidelity score (default: the "
+                                     "val images; --fidelity-images: the older name)"},
     "--no-fidelity": _flag("skip the label-free fidelity score"),
     "--ppq-platform": {"default": "ONNXRUNTIME", "help": "PPQ target platform: ONNXRUNTIME, OPENVINO_INT8, TRT_INT8 "
                                                          "or PPL_CUDA_INT8 (all scored as ONNX Q/DQ)"},
@@ -75,9 +85,20 @@ OPTIONS: dict[str, dict] = {
 }
 
 
+def dest(flag: str) -> str:
+    """The attribute an option is parsed into (``--image-dir`` -> ``image_dir``)."""
+    return flag[2:].replace("-", "_")
+
+
+def deprecated(args) -> list[str]:
+    """One line for each older option name among the command-line ``args``."""
+    given = {a.split("=", 1)[0] for a in args if isinstance(a, str)}
+    return [f"quant-bench: {old} is deprecated; use {new}" for old, new in DEPRECATED.items() if old in given]
+
+
 def defaults(**overrides) -> argparse.Namespace:
     """Options as parsed with nothing on the command line, then ``overrides`` (python names)."""
-    d = {flag[2:].replace("-", "_"): spec["default"] for flag, spec in OPTIONS.items()}
+    d = {dest(flag): spec["default"] for flag, spec in OPTIONS.items()}
     unknown = set(overrides) - set(d)
     if unknown:
         raise TypeError(f"unknown options: {sorted(unknown)}")
@@ -94,12 +115,12 @@ def default_data(cache: Path) -> Path:
 
 
 def label_free_data(o, weights: Path, cache: Path) -> Path:
-    """The data YAML of a label-free run: the --images folder split deterministically (quant.model.labelfree)."""
+    """The data YAML of a label-free run: the --image-dir folder split deterministically (quant.model.labelfree)."""
     from quant.model.labelfree import write_data
     from quant.model.weights import load_weights
 
     names = load_weights(weights).model.names  # bad weights: one line, before the images are read
-    return write_data(o.images, names, o.calib_images, o.auto_images, cache / "data")
+    return write_data(o.image_dir, names, o.calib_images, o.auto_images, cache / "data")
 
 
 def weights_imgsz(weights) -> int:
@@ -122,8 +143,8 @@ def check_options(o) -> None:
         raise QuantError("--latency-rounds and --latency-calls must be at least 1, --latency-warmup at least 0")
     if o.calib_images < 1:
         raise QuantError(f"--calib-images must be at least 1, got {o.calib_images}")
-    if o.images and o.data:
-        raise QuantError("--images (unlabeled images) and --data (a labelled data YAML) exclude each other")
+    if o.image_dir and o.data:
+        raise QuantError("--image-dir (unlabeled images) and --data (a labelled data YAML) exclude each other")
     if o.threads is not None and o.threads < 1:
         raise QuantError(f"--threads must be at least 1, got {o.threads}")
     if o.build_timeout <= 0:
@@ -161,14 +182,30 @@ def _suite(o, cache: Path, variants: dict):
     from quant.util.hardware import physical_cores
 
     weights = Path(o.weights) if o.weights else DEFAULT_WEIGHTS
-    data = Path(o.data) if o.data else label_free_data(o, weights, cache) if o.images else default_data(cache)
+    imgsz = o.imgsz or weights_imgsz(weights)
+    if not IMGSZ_RANGE[0] <= imgsz <= IMGSZ_RANGE[1] and not o.allow_imgsz:
+        raise QuantError(f"imgsz {imgsz} is outside {IMGSZ_RANGE[0]}-{IMGSZ_RANGE[1]}, the sizes the suite supports "
+                         "(every variant is built and searched at it); pass --allow-imgsz to run it anyway")
+    data = Path(o.data) if o.data else label_free_data(o, weights, cache) if o.image_dir else default_data(cache)
     marks = getattr(o, "markexpr", "") or ""
-    return Suite.create(weights, data, o.imgsz or weights_imgsz(weights), cache, o.calib_images,
+    return Suite.create(weights, data, imgsz, cache, o.calib_images,
                         verify_cache=o.verify_cache, revalidate=o.revalidate, variants=variants,
                         build_timeout=o.build_timeout, threads=o.threads or physical_cores(),
                         require_engines="gpu" in marks and "not gpu" not in marks,
-                        check_search_images=o.auto_images, skip_bad=o.skip_bad_images, label_free=bool(o.images),
-                        fidelity_images=o.fidelity_images)
+                        check_search_images=o.auto_images, skip_bad=o.skip_bad_images, label_free=bool(o.image_dir),
+                        fidelity_images=o.fidelity_image_dir)
+
+
+def _check_reference(o, storage, inputs) -> None:
+    """The --compare-to run: it loads, and it measured this model at this size (unless --compare-force): one line,
+    before any work."""
+    from quant.gate.compare import load_run, models_differ
+
+    reference = load_run(o.compare_to, storage)
+    why = None if o.compare_force else models_differ(
+        reference, {"weights_sha256": inputs.weights_sha256, "imgsz": inputs.imgsz, "source": "this run"})
+    if why:
+        raise QuantError(why)
 
 
 def open_session(o, storage: Path | None = None):
@@ -181,13 +218,14 @@ def open_session(o, storage: Path | None = None):
     thresholds = _thresholds(o)
     cache = check_writable_dir(Path(o.cache_dir) if o.cache_dir else default_cache_dir(), "cache directory")
     variants = variants_of(o)  # a bad --ppq-platform: one line, now
+    unmatched = thresholds.unmatched(variants)
+    if unmatched:
+        raise QuantError(unmatched)
     suite = _suite(o, cache, variants)
     suite.builder.cache.sweep()  # temp folders of killed builds
     if o.compare_to:
-        from quant.gate.compare import load_run
-
-        load_run(o.compare_to, storage)  # a bad reference: one line, before any work
-    embedded = o.weights is None and o.data is None and o.images is None
+        _check_reference(o, storage, suite.inputs)
+    embedded = o.weights is None and o.data is None and o.image_dir is None
     return BenchSession.create(suite, thresholds, embedded, rounds=o.latency_rounds, calls=o.latency_calls,
                                warmup=o.latency_warmup, timing_lock=cache / "timing.lock", profile=o.device_profile,
                                fidelity=not o.no_fidelity)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from quant.run.options import OPTIONS
+from quant.run.options import DEPRECATED, OPTIONS, dest
 
 MARKERS = {"gpu": "needs an NVIDIA GPU with CUDA", "tensorrt": "builds or runs a TensorRT engine",
            "slow": "end-to-end runs (minutes)"}
@@ -25,14 +25,15 @@ _KEY = pytest.StashKey()  # the BenchRun of a config
 def pytest_addoption(parser):
     group = parser.getgroup("quant-bench", "quant-bench: YOLO quantization benchmarks")
     for flag, spec in OPTIONS.items():
-        group.addoption(flag, **spec)
+        spec = dict(spec)
+        group.addoption(flag, *spec.pop("aliases", ()), dest=dest(flag), **spec)
 
 
 def requested(config) -> bool:
     """Whether this pytest run is the benchmark's: a loaded conftest says ``quant_bench = True``, or one of the
     plugin's options is on the command line."""
     flags = {a.split("=", 1)[0] for a in config.invocation_params.args if isinstance(a, str)}
-    return bool(flags & set(OPTIONS)) or any(getattr(p, "quant_bench", False) is True
+    return bool(flags & (set(OPTIONS) | set(DEPRECATED))) or any(getattr(p, "quant_bench", False) is True
                                              for p in config.pluginmanager.get_plugins())
 
 

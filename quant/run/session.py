@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from quant.gate.thresholds import Thresholds, check_row
 from quant.measure.latency import Paired
-from quant.measure.row import FIDELITY_LABELS, Row
+from quant.measure.row import ACCURACY_UNIT, FIDELITY_LABELS, Row
 from quant.registry import BASELINE
 from quant.run.cache import artifact_size, library_versions
 from quant.run.suite import Suite
@@ -103,9 +103,10 @@ class BenchSession:
         row = Row(
             variant=name, backend=v.backend.name, format="onnx" if path.suffix == ".onnx" else v.format.value,
             precision=v.precision.value, peer=v.peer, config=v.config(),
-            box_precision=acc.precision, recall=acc.recall, map50=acc.map50, map50_95=acc.map50_95,
-            fidelity_map50=fid.map50 if fid else None, fidelity_map50_95=fid.map50_95 if fid else None,
-            fidelity_floor=floor.map50_95 if floor else None, delta_ci=delta_ci, class_losses=class_losses,
+            box_precision=100 * acc.precision, recall=100 * acc.recall, map50=100 * acc.map50,
+            map50_95=100 * acc.map50_95, fidelity_map50=100 * fid.map50 if fid else None,
+            fidelity_map50_95=100 * fid.map50_95 if fid else None,
+            fidelity_floor=100 * floor.map50_95 if floor else None, delta_ci=delta_ci, class_losses=class_losses,
             evaluation=self.suite.evaluations.status.get(("accuracy", name)), preprocess_ms=acc.preprocess_ms,
             postprocess_ms=acc.postprocess_ms, val_inference_ms=acc.inference_ms,
             latency_ms=lat.variant_ms, baseline_ms=lat.baseline_ms, latency_ratio=lat.ratio,
@@ -162,6 +163,7 @@ class BenchSession:
         return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 "weights": str(inputs.weights), "data": str(inputs.data.yaml), "imgsz": inputs.imgsz,
                 "calibration_images": inputs.calib_images, "baseline": BASELINE, "thresholds": self.thresholds.path,
+                "accuracy_unit": ACCURACY_UNIT, "weights_sha256": inputs.weights_sha256,
                 "device_profile": self.profile, "machine": self.machine(),
                 "accuracy": ("label-free: mAP against onnx-fp32's own detections on the val images (= fidelity)"
                              if inputs.label_free else "mAP against the val labels"),
