@@ -3,7 +3,7 @@
 mAP50-95 is the mean over the classes present in the val labels of each class's AP50-95, so a
 variant's Δ is exactly the sum of one share per class: (its AP of that class - the baseline's) / the
 number of classes. A class with a few labels weighs as much as one with thousands, so a handful of
-rare boxes can carry most of a loss (measured: README, the 147-class model on molecule drawings).
+rare boxes can carry most of a loss (measured: docs/results/147-class-model.md, on molecule drawings).
 Computed from the per-image statistics both evaluations keep (:class:`quant.measure.imagestats.ImageStats`),
 with Ultralytics' own AP.
 """

@@ -3,7 +3,7 @@
 The searched recipe (:mod:`quant.search.recipe`) chooses its float set on ONNX Runtime's Q/DQ models.
 Another tool reusing it (NNCF for OpenVINO) places its quantizers and corrects its biases around
 what it leaves float, so the set best for one is not always best for the other, and more float is
-not always closer to FP32 (measured on two real models: README, "the trade-off"). Here the target
+not always closer to FP32 (measured on two real models: docs/results/real-models-record.md, "the trade-off"). Here the target
 builds a few candidates itself — the reused set, and prefixes of the same sensitivity ranking that
 keep at least the search's share of the convolution compute in INT8, and a little more — and keeps
 the one whose raw output is closest to FP32's on the search images (box and class-score

@@ -11,7 +11,7 @@ count the benchmark times with. A layer that INT8 does not speed up can stay flo
 
 Opt-in (``--auto-profile-runs 12``): on the two real models measured it did not help — the layers it
 frees are ~2 % of the latency, and the searched recipes came out no faster and no more accurate than
-with MACs (numbers in the README).
+with MACs (numbers in docs/guide/int8-auto.md).
 
 ONNX Runtime renames what it fuses: a Q/DQ conv becomes ``<conv name>_token_<n>`` (QLinearConv), an
 FP32 conv in the blocked layout ``<output name>_nchwc``. A profiled kernel belongs to the convolution
