@@ -93,8 +93,8 @@ MUTANTS = [
     Mutant("compare-other-machine", "quant/gate/compare.py", "refused = None if force_latency else machine_mismatch(",
            "refused = None if True else machine_mismatch(", ("tests/test_compare.py",)),
     # the report's headline numbers
-    Mutant("report-delta-against-itself", "quant/report/tables.py", "round(100 * (r.map50_95 - base.map50_95), 3)",
-           "round(100 * (r.map50_95 - r.map50_95), 3)", ("tests/test_openvino_and_peers.py",)),
+    Mutant("report-delta-against-itself", "quant/report/tables.py", "round(r.map50_95 - base.map50_95, 3)",
+           "round(r.map50_95 - r.map50_95, 3)", ("tests/test_openvino_and_peers.py",)),
     # offline guard
     Mutant("guard-connect-allowed", "quant/util/offline.py", 'raise guard._blocked(f"connect {address!r}")',
            'guard._blocked(f"connect {address!r}")', ("tests/test_offline.py",)),
@@ -165,8 +165,8 @@ MUTANTS = [
     Mutant("class-share-over-one-class-less", "quant/measure/classloss.py",
            "shares = {c: 100 * (a[c][0] - b[c][0]) / len(b) for c in b}",
            "shares = {c: 100 * (a[c][0] - b[c][0]) / max(len(b) - 1, 1) for c in b}", (NUMERIC,)),
-    Mutant("floor-loss-sign", "quant/measure/row.py", "return 100 * (ceiling - floor) if numbers else None",
-           "return 100 * (floor - ceiling) if numbers else None", (NUMERIC,)),
+    Mutant("floor-loss-sign", "quant/measure/row.py", "return ceiling - floor if numbers else None",
+           "return floor - ceiling if numbers else None", (NUMERIC,)),
     Mutant("labelfree-val-rounded-down", "quant/model/labelfree.py", "n_val = max(min_val, (len(rest) + 1) // 2)",
            "n_val = max(min_val, len(rest) // 2)", (NUMERIC,)),
 ]
