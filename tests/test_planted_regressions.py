@@ -23,6 +23,12 @@ TRIALS = 10
 LIMITS = {"max_latency_ratio": 1.10}  # the same graph times 1.00x: a 10 % ceiling
 
 
+def TEN(variant) -> dict:
+    """Between runs, a 10 % latency limit: the same graph's ratio is stable from run to run (the product's default,
+    0.25, is set by how far INT8 rows drift between runs on a shared machine)."""
+    return {"max_latency_regression": 0.10}
+
+
 @pytest.fixture(scope="module")
 def calls(tiny_onnx):
     """Two sessions of the tiny model; the 'variant' can be slowed by 25 % of the model call's time."""
@@ -74,7 +80,7 @@ def _flagged(variant_now, base, var, x, aa_guard: bool = False) -> tuple[int, in
         aa_holds = not aa_guard or paired(var, base, x, seed=200 + seed).aa_noise() is None
         now = paired(variant_now, base, x, seed=100 + seed)
         gate_hits += aa_holds and _gate_fails(now)
-        cmp_hits += bool(compare(_run(ref, "ref"), _run(now, "now")).regressions)
+        cmp_hits += bool(compare(_run(ref, "ref"), _run(now, "now"), limits_for=TEN).regressions)
     return gate_hits, cmp_hits
 
 
