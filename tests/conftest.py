@@ -27,7 +27,7 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    from fixtures import shapes
+    from quant.embedded import shapes
 
     root = tmp_path_factory.mktemp("data") / "shapes-mini"
     return shapes.generate(root, {"val": (6, 11), "calib": (6, 12)})
@@ -50,7 +50,7 @@ def untrained_weights(path: Path, yaml: str, imgsz: int) -> Path:
     return path
 
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
+EMBEDDED = Path(__file__).resolve().parents[1] / "quant" / "embedded" / "yolov8n-shapes.pt"
 
 
 @pytest.fixture(scope="session")

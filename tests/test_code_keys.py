@@ -25,7 +25,7 @@ CALIBRATED = {"onnx-int8-minmax", "onnx-int8-entropy", "onnx-int8-percentile", "
 
 @pytest.fixture()
 def copy(tmp_path) -> Path:
-    for pkg in ("quant", "fixtures"):
+    for pkg in ("quant",):
         shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
     return tmp_path
 

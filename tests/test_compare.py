@@ -422,10 +422,10 @@ def test_cli_with_the_repository_thresholds_file(two_reports):
 
     old, new, report = two_reports
     new.write_text(json.dumps(report))
-    assert cli.main(["compare", str(old), str(new), "--thresholds", str(ROOT / "thresholds.toml")]) == 0
+    assert cli.main(["compare", str(old), str(new), "--thresholds", str(ROOT / "quant" / "gate" / "thresholds.toml")]) == 0
     report["rows"][1]["map50_95"] = 0.5209
     new.write_text(json.dumps(report))
-    assert cli.main(["compare", str(old), str(new), "--thresholds", str(ROOT / "thresholds.toml")]) == 1
+    assert cli.main(["compare", str(old), str(new), "--thresholds", str(ROOT / "quant" / "gate" / "thresholds.toml")]) == 1
 
 
 def test_a_peer_that_got_worse_is_reported_not_failed():

@@ -27,7 +27,7 @@ def _docs_limits() -> dict[str, tuple[str, str]]:
 
 def test_max_latency_regression_has_one_default_in_code_file_cli_and_docs():
     code = HISTORY_DEFAULTS["max_latency_regression"]
-    in_file = tomllib.loads((ROOT / "thresholds.toml").read_text())["defaults"]["max_latency_regression"]
+    in_file = tomllib.loads((ROOT / "quant" / "gate" / "thresholds.toml").read_text())["defaults"]["max_latency_regression"]
     helptext = subprocess.run([sys.executable, "-m", "quant", "compare", "--help"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout
     in_help = float(re.search(r"max_latency_regression = ([0-9.]+)", " ".join(helptext.split())).group(1))

@@ -14,13 +14,13 @@ def _row(variant, map50, map50_95, latency_ms, fidelity_map50_95=None, latency_r
     return Row(variant, map50=map50, map50_95=map50_95, latency_ms=latency_ms, fidelity_map50_95=fidelity_map50_95,
                latency_ratio=latency_ratio)
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
+EMBEDDED = Path(__file__).resolve().parents[1] / "quant" / "embedded" / "yolov8n-shapes.pt"
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     """The embedded default model (it detects shapes) on a few generated val images."""
-    from fixtures import shapes
+    from quant.embedded import shapes
 
     data = shapes.generate(tmp_path_factory.mktemp("d") / "s", {"val": (4, 2000), "calib": (4, 3000)})
     return Suite.create(EMBEDDED, data, 320, tmp_path_factory.mktemp("cache"), calib_images=4)
@@ -49,7 +49,7 @@ def test_fp32_reproduces_its_own_labels_on_images_of_another_size(tmp_path):
     Labels from ``predict()`` (another resize, one class per box) scored the same model 0.836 here."""
     from PIL import Image
 
-    from fixtures import shapes
+    from quant.embedded import shapes
     from quant.measure.evaluate import validate
     from quant.measure.fidelity import pseudo_dataset
 
@@ -73,7 +73,7 @@ def test_fp32_reaches_the_ceiling_where_its_boxes_cross_the_image_edge(tmp_path,
     ceiling. Planted: scoring the unclipped boxes misses it."""
     from PIL import Image
 
-    from fixtures import shapes
+    from quant.embedded import shapes
     from quant.measure import evaluate
     from quant.measure.fidelity import pseudo_dataset
 

@@ -84,7 +84,7 @@ def test_check_names_variant_metric_value_and_threshold():
 def test_repository_thresholds_file_is_valid():
     from pathlib import Path
 
-    t = Thresholds.load(Path(__file__).resolve().parents[1] / "thresholds.toml")
+    t = Thresholds.load(Path(__file__).resolve().parents[1] / "quant" / "gate" / "thresholds.toml")
     assert t.for_variant("onnx-int8-minmax")["max_latency_ratio"] <= 1.2  # INT8 must not be slower than FP32
 
 

@@ -9,7 +9,7 @@ from quant.measure.imagestats import ImageStats, delta_interval
 from quant.report.tables import interval_lines, table
 from quant.measure.row import Row
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "fixtures" / "yolov8n-shapes.pt"
+EMBEDDED = Path(__file__).resolve().parents[1] / "quant" / "embedded" / "yolov8n-shapes.pt"
 
 
 def _random_images(rng, images=12, classes=7, preds=40, labels=6) -> list[dict]:
@@ -106,7 +106,7 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     """The embedded default model (it detects shapes) on a few generated val images."""
-    from fixtures import shapes
+    from quant.embedded import shapes
     from quant.run.suite import Suite
 
     data = shapes.generate(tmp_path_factory.mktemp("d") / "s", {"val": (6, 2000), "calib": (4, 3000)})

@@ -47,7 +47,7 @@ def test_too_few_images_non_images_and_both_inputs_are_one_line(frames, tmp_path
 
 @pytest.mark.slow
 def test_a_label_free_run_scores_against_fp32s_own_detections(tmp_path, tiny_weights):
-    from fixtures import shapes
+    from quant.embedded import shapes
 
     data = shapes.generate(tmp_path / "shapes", {"val": (26, 11)})
     frames = data.parent / "val" / "images"  # 26 images, their labels elsewhere and unused

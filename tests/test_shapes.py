@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fixtures import shapes
+from quant.embedded import shapes
 
 
 def test_generation_is_deterministic(tmp_path):

@@ -3,7 +3,7 @@
 A cached artifact is only as trustworthy as its key: if the key ignored the code, a change to a
 calibration method would be served the old, cached model. Each artifact's key therefore holds the
 SHA-256 of every project module in the *import closure* of the modules that build it: every
-``import quant.x`` / ``from quant.x import y`` / ``from fixtures import z`` anywhere in a module,
+``import quant.x`` / ``from quant.x import y`` anywhere in a module,
 at module level or inside a function (and ``importlib.import_module("quant.x")`` with a literal
 name), followed transitively. Imports under ``if TYPE_CHECKING:`` never run and are not followed.
 
@@ -21,8 +21,8 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `quant` and `fixtures` packages
-PACKAGES = ("quant", "fixtures")
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `quant` package
+PACKAGES = ("quant",)
 
 
 def module_path(name: str, root: Path = ROOT) -> Path | None:

@@ -18,8 +18,8 @@ from quant.util.errors import QuantError
 from quant.util.paths import default_cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WEIGHTS = ROOT / "fixtures" / "yolov8n-shapes.pt"
-DEFAULT_THRESHOLDS = ROOT / "thresholds.toml"
+DEFAULT_WEIGHTS = ROOT / "quant" / "embedded" / "yolov8n-shapes.pt"
+DEFAULT_THRESHOLDS = ROOT / "quant" / "gate" / "thresholds.toml"  # package data: the defaults of an installed package
 SEARCH = SearchConfig()  # the defaults of the --auto-* options
 IMGSZ_RANGE = (320, 1280)  # input sizes the suite supports without --allow-imgsz
 DEPRECATED = {"--images": "--image-dir", "--fidelity-images": "--fidelity-image-dir"}  # old name -> new
@@ -107,10 +107,10 @@ def defaults(**overrides) -> argparse.Namespace:
 
 def default_data(cache: Path) -> Path:
     """The embedded shapes data set, generated on first use (its folder changes with the generator's code)."""
-    from fixtures import shapes
+    from quant.embedded import shapes
     from quant.run import codehash
 
-    code = codehash.combined(codehash.digests(["fixtures.shapes"]))[:8]
+    code = codehash.combined(codehash.digests(["quant.embedded.shapes"]))[:8]
     return shapes.generate(cache / "data" / f"shapes-v{shapes.VERSION}-{code}")
 
 
