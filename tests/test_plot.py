@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from quant.report.plot import pareto_front, write_plot
+import pytest
+
+from quant.report.plot import LABEL_GID, chart, pareto_front, place_labels, write_plot
 from quant.measure.row import Row
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -86,3 +88,95 @@ def test_report_lists_the_front_fastest_first_without_engineless_tensorrt_rows()
     assert lines[2].endswith("fails a gate") and not lines[3].endswith("fails a gate")
     assert lines[3] == "ov-int8-auto: 0.47× [0.45-0.48], mAP50-95 52.5 (Δ -0.10), INT8 convs 49/63"
     assert "## Trade-offs" in front_section(rows) and front_section([_row("x", None, 0.5)]) == ""
+
+
+# The embedded default's cold run (2-core AMD EPYC): (variant, × FP32, its interval, mAP50-95, peer, engine built)
+REAL = [("pt-fp32", 2.321, (2.153, 2.425), 53.29, False, True),
+        ("onnx-fp32", 1.036, (1.019, 1.050), 53.29, False, True),
+        ("onnx-int8-minmax", 0.846, (0.837, 0.866), 51.16, False, True),
+        ("onnx-int8-entropy", 0.737, (0.710, 0.759), 50.18, False, True),
+        ("onnx-int8-percentile", 0.807, (0.758, 0.834), 51.90, False, True),
+        ("onnx-int8-minmax-headfloat", 0.932, (0.883, 0.945), 51.37, False, True),
+        ("ov-fp32", 0.849, (0.804, 0.894), 53.29, False, True),
+        ("ov-int8", 0.526, (0.487, 0.592), 50.30, False, True),
+        ("ov-int8-headfloat", 0.928, (0.823, 1.082), 50.42, False, True),
+        ("ul-onnx", 0.972, (0.908, 1.041), 53.29, True, True),
+        ("ul-onnx-int8", 1.704, (1.601, 1.740), 51.26, True, True),
+        ("ul-openvino-int8", 0.591, (0.570, 0.614), 50.10, True, True),
+        ("trt-fp32", 1.056, (0.873, 1.121), 53.29, False, False),
+        ("trt-fp16", 1.033, (0.992, 1.065), 53.23, False, False),
+        ("trt-int8-minmax", 1.567, (1.489, 1.643), 51.86, False, False),
+        ("trt-int8-entropy", 1.492, (1.303, 1.593), 47.47, False, False),
+        ("trt-int8-percentile", 1.434, (1.390, 1.610), 51.53, False, False),
+        ("trt-int8-headfloat", 1.434, (1.324, 1.548), 52.02, False, False),
+        ("ppq-int8", 1.390, (1.338, 1.473), 51.87, False, True),
+        ("ppq-int8-headfloat", 1.457, (1.408, 1.482), 51.91, False, True),
+        ("onnx-int8-auto", 0.829, (0.809, 0.867), 53.08, False, True),
+        ("trt-int8-auto", 1.412, (1.333, 1.515), 53.02, False, False),
+        ("trt-int8-nncf", 1.533, (1.188, 1.718), 53.15, False, False),
+        ("ov-int8-auto", 0.783, (0.689, 0.913), 53.08, False, True),
+        ("ppq-int8-auto", 1.277, (1.236, 1.440), 53.14, False, True)]
+
+
+def crowded_rows(squeeze: bool = False) -> list[Row]:
+    """The real run's 25 rows; ``squeeze``: their latencies squeezed into 0.4-1.0x (every name in one crowd)."""
+    lo, hi = min(x for _, x, *_ in REAL), max(x for _, x, *_ in REAL)
+    move = (lambda v: 0.4 + 0.6 * (v - lo) / (hi - lo)) if squeeze else (lambda v: v)  # noqa: E731
+    no_engine = {"built": False, "reason": "TensorRT is not installed"}
+    return [Row(n, peer=peer, map50_95=m, latency_ratio=move(x), latency_ratio_ci=[move(ci[0]), move(ci[1])],
+                latency_ms=25.0 * x, engine=None if built else no_engine) for n, x, ci, m, peer, built in REAL]
+
+
+def _overlapping(named_boxes) -> list[tuple[str, str]]:
+    """Every pair of (name, (x0, y0, x1, y1)) whose boxes share area."""
+    return [(a, b) for i, (a, p) in enumerate(named_boxes) for b, q in named_boxes[i + 1:]
+            if p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]]
+
+
+@pytest.mark.parametrize("squeeze", [False, True], ids=["real", "squeezed"])
+def test_no_two_names_overlap_on_a_crowded_chart(tmp_path, squeeze):
+    """25 rows, most between 0.4x and 1.0x: on the figure as rendered, no two texts of the axes (the names and the
+    baseline's) overlap, no name covers a point's marker, every name stays inside the axes, and the Pareto line is
+    drawn above the points."""
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    rows = crowded_rows(squeeze)
+    fig = chart(rows)
+    try:
+        fig.canvas.draw()
+        renderer, ax = fig.canvas.get_renderer(), fig.axes[0]
+        texts = [t for t in ax.texts if t.get_text()]
+        labels = [t for t in texts if t.get_gid() == LABEL_GID]
+        assert sorted(t.get_text() for t in labels) == sorted(r.variant for r in rows)
+        extents = [(t.get_text(), tuple(Text.get_window_extent(t, renderer).extents)) for t in texts]  # no leader
+        assert _overlapping(extents) == []
+        markers = [(f"marker {r.variant}", (x - 6, y - 6, x + 6, y + 6)) for r in rows
+                   for x, y in [ax.transData.transform((r.latency_ratio, r.map50_95))]]
+        assert [(a, b) for a, b in _overlapping(extents + markers) if not a.startswith("marker ") and b.startswith("marker ")] == []
+        inside = ax.get_window_extent(renderer)
+        assert all(inside.x0 <= e[0] and e[2] <= inside.x1 and inside.y0 <= e[1] and e[3] <= inside.y1
+                   for _, e in extents)
+        front = [ln for ln in ax.lines if ln.get_label() == "Pareto front"]
+        assert len(front) == 1 and front[0].get_zorder() > max(c.lines[0].get_zorder() for c in ax.containers)
+    finally:
+        plt.close(fig)
+    assert _is_png(write_plot(rows, tmp_path / "crowded.png"))
+
+
+def test_place_labels_keeps_every_name_apart_even_on_one_spot():
+    """Thirty names of one point: none overlaps another, the point's marker or an obstacle; each placed name stays
+    in the bounds; the same input places them the same way; and with no room left inside, names go to a column
+    right of the bounds, still apart."""
+    anchors, sizes = [(200.0, 150.0)] * 30, [(60.0 + 3 * i, 12.0) for i in range(30)]
+    marker, blocked = (194.0, 144.0, 206.0, 156.0), (210.0, 140.0, 300.0, 160.0)
+    places = place_labels(anchors, sizes, (0, 0, 400, 300), [marker] * 30, [blocked])
+    boxes = [(f"n{i}", p.box) for i, p in enumerate(places)]
+    assert _overlapping(boxes + [("marker", marker), ("blocked", blocked)]) == []
+    assert all(0 <= b[0] and b[2] <= 400 and 0 <= b[1] and b[3] <= 300 for _, b in boxes)
+    assert all(abs((b[2] - b[0]) - w) < 1e-9 and abs((b[3] - b[1]) - h) < 1e-9 for (_, b), (w, h) in zip(boxes, sizes))
+    assert places[0].box[2] <= 194 and not places[0].leader and any(p.leader for p in places)  # right: blocked
+    assert place_labels(anchors, sizes, (0, 0, 400, 300), [marker] * 30, [blocked]) == places
+    cramped = place_labels(anchors[:6], sizes[:6], (150, 120, 260, 180), [marker] * 6)
+    assert _overlapping([(str(i), p.box) for i, p in enumerate(cramped)]) == []
+    assert any(p.box[0] > 260 for p in cramped)
