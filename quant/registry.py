@@ -10,7 +10,7 @@ May import: quant.backends, quant.build, quant.model, quant.search, quant.util.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 from quant.backends.onnxruntime import ONNXRUNTIME
@@ -26,7 +26,7 @@ from quant.build.variant import Device, Format, Implicit, Method, Precision, Pro
 from quant.model.graph import FloatScope
 from quant.search.settings import SearchConfig
 from quant.util.errors import QuantError
-from quant.util.hardware import x86_without_vnni
+from quant.util.hardware import cuda_device, x86_without_vnni
 
 BASELINE = "onnx-fp32"  # gates compare against this variant, measured in the same run
 REGISTRY: dict[str, Variant] = {}
@@ -137,6 +137,14 @@ SEARCH = SearchConfig()
 register(Variant("onnx-int8-auto", ONNXRUNTIME, INT8, Format.ONNX, build=auto_qdq.build, search=SEARCH,
                  float_scope=DECODE, qdq=replace(ORT_INT8, **LEVERS), source=BASELINE,
                  description="ONNX Runtime Q/DQ INT8, searched method and float set (target drop 0.3 points)"))
+# the quick preset's accuracy-preserving row: the same search on fewer search images, within 12 evaluations and
+# 120 s, without weight rounding (the costliest lever: about 30 s per candidate on 2 cores); its own row, so
+# onnx-int8-auto stays as it is
+QUICK_SEARCH = replace(SEARCH, images=64, max_evals=12, budget_s=120.0)
+register(Variant("onnx-int8-auto-quick", ONNXRUNTIME, INT8, Format.ONNX, build=auto_qdq.build, search=QUICK_SEARCH,
+                 float_scope=DECODE, qdq=replace(ORT_INT8, **{**LEVERS, "weight_rounding": 0}), source=BASELINE,
+                 description="onnx-int8-auto's search made light for the quick preset (64 search images, at most 12 "
+                 "evaluations in 120 s, no weight rounding)"))
 register(Variant("trt-int8-auto", TENSORRT, INT8, Format.ENGINE, build=auto_qdq.build, then=TRT_MIXED, search=SEARCH,
                  float_scope=DECODE, qdq=replace(TRT_INT8, **LEVERS), source=BASELINE, markers=GPU,
                  description="TensorRT explicit Q/DQ INT8, searched method and float set (run in FP16)"))
@@ -166,15 +174,50 @@ register(Variant("ov-int8-auto-bf16", OPENVINO, INT8, Format.OPENVINO, build=exp
                  description="ov-int8-auto's IR with what stays float run in BF16"))
 
 
-def configured(variants: Mapping[str, Variant] | None = None, search: SearchConfig | None = None,
+@dataclass(frozen=True)
+class Preset:
+    """A named selection of the registry (``--preset``): what it is for and which variants it runs. ``variants``
+    None: every variant. ``on_target``: rows that need a GPU (``gpu`` marker) are left out on a machine without
+    CUDA, instead of being skipped or measured on their CPU stand-in."""
+
+    name: str
+    purpose: str
+    variants: tuple[str, ...] | None = None
+    on_target: bool = False
+    excludes: tuple[str, ...] = ()  # left out of ``variants`` None (every variant)
+
+    def select(self, variants: Mapping[str, Variant], gpu: bool | None = None) -> list[str]:
+        """The names of ``variants`` this preset runs, in their order (``gpu``: whether CUDA is here; default:
+        looked up)."""
+        names = [n for n in variants if (n in self.variants if self.variants is not None else n not in self.excludes)]
+        if self.on_target and not (cuda_device() is not None if gpu is None else gpu):
+            names = [n for n in names if "gpu" not in variants[n].markers]
+        return names
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("quick", "a first look in minutes: the FP32 baseline, the fastest full-INT8 row of each runtime and one "
+           "accuracy-preserving INT8 row (a lighter search)", (BASELINE, "onnx-int8-percentile", "ov-int8",
+                                                              "trt-int8-percentile", "onnx-int8-auto-quick"),
+           on_target=True),
+    Preset("standard", "a CI gate: each runtime's float row, its fastest full-INT8 row and its accuracy-preserving "
+           "INT8 row", ("pt-fp32", BASELINE, "onnx-int8-percentile", "onnx-int8-auto", "ov-fp32", "ov-int8",
+                        "ov-int8-auto", "ov-bf16", "ov-int8-auto-bf16", "pt-fp16", "ort-cuda-fp32", "trt-fp16",
+                        "trt-int8-percentile", "trt-int8-auto"), on_target=True),
+    Preset("full", "every variant (but quick's lighter search): other calibration methods, PPQ, Ultralytics' own "
+           "exports, TensorRT's CPU stand-ins; the default of pytest benchmarks/", excludes=("onnx-int8-auto-quick",)),
+)}
+
+
+def configured(variants: Mapping[str, Variant] | None = None, search: dict | None = None,
                ppq: dict | None = None) -> dict[str, Variant]:
-    """A run's variants: ``variants`` (default: the registry) with ``search`` in place of every searched
-    variant's settings and ``ppq`` (PpqConfig fields, e.g. from the ``--ppq-*`` options) over every PPQ
-    variant's. The registry itself is not changed."""
+    """A run's variants: ``variants`` (default: the registry) with ``search`` (SearchConfig fields, e.g. from the
+    ``--auto-*`` options) over every searched variant's settings and ``ppq`` (PpqConfig fields, from the
+    ``--ppq-*`` options) over every PPQ variant's. The registry itself is not changed."""
     out = dict(REGISTRY if variants is None else variants)
     for name, v in out.items():
-        if search is not None and v.search is not None:
-            out[name] = v = replace(v, search=search)
+        if search and v.search is not None:
+            out[name] = v = replace(v, search=replace(v.search, **search))
         if ppq and v.ppq is not None:
             out[name] = replace(v, ppq=replace(v.ppq, **ppq))
     return out

@@ -11,7 +11,7 @@ import pytest
 
 from quant.util.hardware import describe
 from quant.measure.row import FIDELITY_LABELS, SCORING
-from quant.registry import REGISTRY
+from quant.registry import PRESETS, REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 PERMISSIVE = """
@@ -45,11 +45,12 @@ def test_full_run_then_cached_rerun_with_history(common):
     tmp, args = common
     first = _run([*args, "--report-dir", str(tmp / "r1"), "--benchmark-autosave"])
     assert first.returncode == 0, first.stdout[-3000:]
-    assert "YOLO quantization benchmark" in first.stdout and "Δ mAP50-95" in first.stdout
+    assert "YOLO quantization benchmark" in first.stdout and "Δ [95 % CI]" in first.stdout
     report = json.loads((tmp / "r1" / "report.json").read_text())
-    runnable = [n for n, v in REGISTRY.items() if not v.unavailable()]
+    full = PRESETS["full"].select(REGISTRY)  # the default preset
+    runnable = [n for n in full if not REGISTRY[n].unavailable()]
     assert [r["variant"] for r in report["rows"]] == runnable
-    skipped = len(REGISTRY) - len(runnable)
+    skipped = len(full) - len(runnable)
     assert (f"{skipped} skipped" in first.stdout) if skipped else "skipped" not in first.stdout
     assert report["network_attempts"] == []
     assert all(r["status"].startswith(("pass", "peer")) and r["latency_ms"] > 0 for r in report["rows"])

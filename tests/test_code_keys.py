@@ -20,7 +20,7 @@ CALIBRATED = {"onnx-int8-minmax", "onnx-int8-entropy", "onnx-int8-percentile", "
               "ov-int8", "ov-int8-headfloat", "trt-int8-minmax", "trt-int8-entropy", "trt-int8-percentile",
               "trt-int8-headfloat", "ort-cuda-int8", "trt10-int8-minmax-implicit", "trt10-int8-entropy2-implicit",
               "trt10-int8-entropy-implicit", "trt10-int8-legacy-implicit", "ppq-int8", "ppq-int8-headfloat",
-              "onnx-int8-auto", "trt-int8-auto", "trt-int8-nncf", "ov-int8-auto", "ppq-int8-auto"}
+              "onnx-int8-auto", "onnx-int8-auto-quick", "trt-int8-auto", "trt-int8-nncf", "ov-int8-auto", "ppq-int8-auto"}
 
 
 @pytest.fixture()

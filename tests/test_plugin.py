@@ -56,3 +56,19 @@ def test_a_conftest_that_asks_for_it_turns_it_on(tmp_path):
     assert out.returncode == 4 and "ERROR: --calib-images must be at least 1, got 0" in out.stderr, out.stderr[-2000:]
     out = _pytest(["-q", "--calib-images", "0"], tmp_path.parent)  # an option alone turns it on too
     assert out.returncode == 4 and "--calib-images must be at least 1" in out.stderr
+
+
+def test_progress_from_inside_a_test_reaches_the_terminal_past_output_capture(tmp_path):
+    """A build runs inside a fixture, where pytest captures output: its progress lines (the recipe search's trials)
+    must still reach the terminal, as the run's own lines."""
+    (tmp_path / "test_build.py").write_text(
+        "from quant.run.benchrun import BenchRun\n"
+        "from quant.util import progress\n\n"
+        "def test_x(pytestconfig):\n"
+        "    progress.set_sink(BenchRun(pytestconfig).write_line)\n"
+        "    progress.say('onnx-int8-auto search: 1/3 percentile screened')\n"
+        "    print('this stays captured')\n"
+        "    progress.set_sink(None)\n")
+    out = _pytest(["-q", "-p", "no:cacheprovider"], tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:]
+    assert "onnx-int8-auto search: 1/3 percentile screened" in out.stdout and "this stays captured" not in out.stdout

@@ -48,3 +48,49 @@ def test_a_step_file_is_written_at_most_once_a_second_until_a_step_ends(tmp_path
     steps.advance(2)  # the step ends: written now
     assert progress.describe(path) == "Collecting 3/3, ~0s left"
     assert progress.describe(tmp_path / "absent.json") is None
+
+
+def _overall(total, now, lines, bar_file=None):
+    return progress.Overall(total, lines.append, bar_file=bar_file, clock=lambda: now[0])
+
+
+def test_the_overall_line_counts_variants_names_the_stage_and_estimates_what_is_left():
+    now, lines = [0.0], []
+    o = _overall(3, now, lines)
+    o.begin("onnx-fp32")
+    o.stage("validating")
+    o.stage("validating")  # the same stage again: no new line
+    now[0] = 60.0
+    o.end("done")
+    o.begin("ov-int8")
+    now[0] = 90.0
+    o.stage("timing")  # 30 s into a variant: what is left counts them as spent
+    assert lines == ["[1/3] onnx-fp32: building", "[1/3] onnx-fp32: validating", "[1/3] onnx-fp32: done · ~2m00s left",
+                     "[2/3] ov-int8: building · ~2m00s left", "[2/3] ov-int8: timing · ~1m30s left"]
+
+
+def test_inner_progress_is_the_bar_s_detail_on_a_terminal_and_its_own_line_elsewhere():
+    import io
+
+    now, lines, screen = [0.0], [], io.StringIO()
+    bar = _overall(2, now, lines, bar_file=screen)
+    progress.start_overall(bar)
+    try:
+        bar.begin("onnx-int8-auto")
+        progress.say("onnx-int8-auto search: 4/12 minmax, 2 layers float [1m elapsed, at most ~2m left]")
+        progress.stage("timing")
+    finally:
+        progress.start_overall(None)
+        bar.close()
+    text = screen.getvalue()
+    assert "[1/2] onnx-int8-auto: building, search: 4/12 minmax" in text and "[1/2] onnx-int8-auto: timing" in text
+    assert lines == []  # a bar writes no lines
+    printed = []
+    progress.set_sink(printed.append)
+    try:
+        progress.start_overall(_overall(2, now, lines))
+        progress.say("onnx-int8-auto search: 4/12 minmax")
+    finally:
+        progress.start_overall(None)
+        progress.set_sink(None)
+    assert printed == ["onnx-int8-auto search: 4/12 minmax"]

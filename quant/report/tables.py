@@ -23,6 +23,9 @@ COLUMNS = [  # (key in a row, header)
     ("int8_share", "INT8 convs"), ("vs_peer", "vs best UL INT8"), ("engine", "engine"), ("built_because", "built"),
     ("status", "status"),
 ]
+# the terminal's table (``--wide``: COLUMNS): what a reader decides on, about 110 characters wide
+COMPACT = [("variant", "variant"), ("precision", "prec"), ("latency_ms", "ms"), ("latency_ratio", "× FP32 [95 % CI]"),
+           ("map50_95", "mAP50-95"), ("delta_points", "Δ [95 % CI]"), ("int8_share", "INT8"), ("status", "status")]
 
 
 def _fmt(key: str, v):
@@ -96,9 +99,11 @@ def _cell(key: str, r: Row) -> str:
     return text
 
 
-def table(rows: list[Row], fmt: str = "simple") -> str:
-    body = [[_cell(k, r) for k, _ in COLUMNS] for r in rows]
-    return tabulate(body, headers=[h for _, h in COLUMNS], tablefmt=fmt, disable_numparse=True)
+def table(rows: list[Row], fmt: str = "simple", wide: bool = True) -> str:
+    """The table of ``rows``: every column (``wide``, as in report.md) or the compact :data:`COMPACT` ones."""
+    columns = COLUMNS if wide else COMPACT
+    body = [[_cell(k, r) for k, _ in columns] for r in rows]
+    return tabulate(body, headers=[h for _, h in columns], tablefmt=fmt, disable_numparse=True)
 
 
 def auto_lines(rows: list[Row]) -> list[str]:

@@ -9,6 +9,7 @@ The plugin (:mod:`quant.run.plugin`) makes one :class:`BenchRun` per pytest proc
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,27 @@ def _storage(config) -> Path:
     return Path(s.removeprefix("file://"))
 
 
+def _variant_of(nodeid: str) -> str:
+    """``benchmarks/test_variants.py::test_variant[ov-int8]`` -> ``ov-int8``."""
+    return nodeid.rsplit("[", 1)[-1].rstrip("]") if nodeid.endswith("]") else nodeid.rsplit("::", 1)[-1]
+
+
+class _TerminalFile:
+    """pytest's terminal writer as the file tqdm draws on (past output capture)."""
+
+    def __init__(self, tw, uncaptured) -> None:
+        self.tw, self.uncaptured = tw, uncaptured
+
+    def write(self, text: str) -> None:
+        with self.uncaptured():
+            self.tw.write(text)
+            self.tw.flush()
+
+    def flush(self) -> None:
+        with self.uncaptured():
+            self.tw.flush()
+
+
 class BenchRun:
     def __init__(self, config) -> None:
         self.config = config
@@ -37,6 +59,8 @@ class BenchRun:
         self.paths: dict[str, Path] | None = None
         self.report_error: str | None = None
         self.comparison = None  # (Comparison, its text)
+        self.selected: list[str] = []  # the variants of --preset, in the registry's order
+        self.overall: progress.Overall | None = None
 
     @property
     def worker(self) -> bool:
@@ -54,25 +78,70 @@ class BenchRun:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads its OpenMP runtime
         if not self.config.option.allow_network:
             self.guard = offline.NetworkGuard().__enter__()
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:  # long builds (the recipe search) report progress past output capture
-            progress.set_sink(lambda line: terminal.write_line(line))
+        progress.set_sink(self.write_line)  # long builds (the recipe search) report progress past output capture
         for line in deprecated(self.config.invocation_params.args):
             progress.say(line)
         try:
             self.bench = open_session(self.config.option, _storage(self.config))
         except QuantError as e:
             raise pytest.UsageError(str(e)) from None
+        from quant.registry import PRESETS
+
+        self.selected = PRESETS[self.config.option.preset].select(self.bench.suite.builder.variants)
+
+    # ---- the overall progress line ------------------------------------------------------------------
+    def start_progress(self, items: int) -> None:
+        """One overall line for the ``items`` tests to run (--progress): a tqdm bar on a terminal, one line per
+        step elsewhere; not in a pytest-xdist worker, nor with -v (pytest's own lines say it there)."""
+        mode = self.config.option.progress
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.worker or mode == "off" or terminal is None or self.config.option.verbose > 0 or not items:
+            return
+        if mode == "auto":
+            mode = "bar" if terminal.isatty else "lines"
+        bar_file = _TerminalFile(terminal._tw, self.uncaptured) if mode == "bar" else None
+        self.overall = progress.Overall(items, self.write_line, bar_file=bar_file)
+        progress.start_overall(self.overall)
+
+    def uncaptured(self):
+        """A context in which writes reach the terminal while a test's output is captured."""
+        import contextlib
+
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        return capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+
+    def write_line(self, line: str) -> None:
+        """One line on the terminal, also from inside a test or fixture (a build, a search)."""
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")  # looked up now: registered after us
+        with self.uncaptured():
+            if terminal is None:
+                print(line, file=sys.stderr, flush=True)
+            else:
+                terminal.write_line(line)
+
+    def stop_progress(self) -> None:
+        if self.overall is not None:
+            self.overall.close()
+            progress.start_overall(None)
+            self.overall = None
 
     def close(self) -> None:
+        self.stop_progress()
         if self.guard is not None:
             self.guard.__exit__(None, None, None)
             self.guard = None
         progress.set_sink(None)
 
     # ---- rows from the tests (this process's, and with -n the workers') ---------------------------
+    def pytest_runtest_logstart(self, nodeid, location) -> None:
+        if self.overall is not None:
+            self.overall.begin(_variant_of(nodeid))
+
     def pytest_runtest_logreport(self, report) -> None:
         """Collect the rows tests attach to their reports: a measured row wins over a "baseline only" one."""
+        ends = report.when == "call" or (report.when == "setup" and not report.passed)
+        if self.overall is not None and ends:
+            self.overall.end({"passed": "done", "skipped": "skipped"}.get(report.outcome, "FAILED"))
         for key, value in report.user_properties:
             if key == ROW:
                 have = self.rows.get(value["variant"])
@@ -111,7 +180,7 @@ class BenchRun:
             return
         self._save_history(rows, header["machine"])
         if self.config.option.compare_to:
-            self._compare(session, rows, out)
+            self._compare(session, rows, out, header)
 
     def _save_history(self, rows: list[Row], machine: dict) -> None:
         name, auto = self.config.getoption("benchmark_save", None), self.config.getoption("benchmark_autosave", False)
@@ -120,15 +189,18 @@ class BenchRun:
 
             self.paths["history"] = save(_storage(self.config), name, rows, machine, self.times)
 
-    def _compare(self, session, rows: list[Row], out: Path) -> None:
+    def _compare(self, session, rows: list[Row], out: Path, header: dict) -> None:
         from quant.gate.compare import compare, format_comparison, load_run, markdown_summary
+        from quant.report.html import write_html
 
         bench = self.bench
         cmp = compare(load_run(self.config.option.compare_to, _storage(self.config)), load_run(out / "report.json"),
                       limits_for=lambda v: bench.thresholds.for_variant(v, embedded=bench.embedded),
                       force_latency=self.config.option.compare_force, force_models=self.config.option.compare_force)
         self.comparison = (cmp, format_comparison(cmp))
-        (out / "comparison.md").write_text(markdown_summary(cmp) + tables.breach_section(rows))
+        summary = markdown_summary(cmp) + tables.breach_section(rows)
+        (out / "comparison.md").write_text(summary)
+        write_html(rows, out / "report.html", header, summary)  # the page again, with its comparison
         if cmp.regressions and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -138,6 +210,7 @@ class BenchRun:
 
         if self.worker or not self.rows:
             return
+        self.stop_progress()
         inputs, rows = self.bench.suite.inputs, self.table()
         tr.section("YOLO quantization benchmark")
         tr.write_line(f"weights {inputs.weights}  imgsz {inputs.imgsz}  data {inputs.data.yaml}")
@@ -148,7 +221,7 @@ class BenchRun:
         if inputs.label_free:
             tr.write_line("label-free (--image-dir): P, R, mAP50 and mAP50-95 score each variant against onnx-fp32's own "
                           "detections on the val images, as fidelity does; the gates judge those", yellow=True)
-        tr.write_line(tables.table(rows))
+        tr.write_line(tables.table(rows, wide=self.config.option.wide))
         for line in (tables.interval_lines(rows) + tables.floor_lines(rows) + tables.auto_lines(rows)
                      + [f"trade-off (Pareto front): {ln}" for ln in tables.front_lines(rows)]
                      + tables.build_lines(rows) + tables.latency_lines(rows)):

@@ -41,6 +41,13 @@ def _flag(help_text: str) -> dict:
 
 
 OPTIONS: dict[str, dict] = {
+    "--preset": {"default": "full", "choices": ("quick", "standard", "full"),
+                 "help": "which variants run: quick (a first look in minutes), standard (a CI gate), full (every "
+                         "variant; default). -k selects within it. `quant-bench list` shows each preset's rows"},
+    "--wide": _flag("print every column of the table (report.md always has them), not the compact ones"),
+    "--progress": {"default": "auto", "choices": ("auto", "bar", "lines", "off"),
+                   "help": "the overall progress line: a bar on a terminal and one line per step elsewhere (auto), "
+                           "either of them, or none"},
     "--weights": {"default": None, "help": "Ultralytics detection .pt (default: the embedded default model)"},
     "--data": {"default": None, "help": "data YAML; val split for accuracy, 'calib' (else 'train') for calibration"},
     "--image-dir": {"default": None, "aliases": ("--images",),
@@ -172,7 +179,9 @@ def variants_of(o) -> dict:
     """The run's variants: the registry with the ``--auto-*`` and ``--ppq-*`` settings applied."""
     from quant.registry import configured
 
-    search = SearchConfig(**{k: getattr(o, f"auto_{k}") for k in AUTO_OPTIONS})
+    # an --auto-* option set away from its default sets it for every searched variant; the others keep each
+    # variant's own (onnx-int8-auto-quick's lighter search)
+    search = {k: getattr(o, f"auto_{k}") for k in AUTO_OPTIONS if getattr(o, f"auto_{k}") != getattr(SEARCH, k)}
     return configured(search=search, ppq=dict(platform=o.ppq_platform, calib_steps=o.ppq_calib_steps,
                                               lsq_steps=o.ppq_lsq_steps, analysis_images=o.ppq_analysis_images))
 

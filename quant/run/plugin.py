@@ -67,9 +67,27 @@ def pytest_generate_tests(metafunc):
     if "variant" not in metafunc.fixturenames or run is None:
         return
     variants = run.bench.suite.builder.variants
-    order = sorted(variants, key=lambda n: n != run.bench.timing.baseline)  # every other gate compares with it
+    order = sorted(run.selected, key=lambda n: n != run.bench.timing.baseline)  # every other gate compares with it
     metafunc.parametrize("variant", [pytest.param(n, marks=[getattr(pytest.mark, m) for m in variants[n].markers])
                                      for n in order], scope="session")
+
+
+def pytest_collection_finish(session):
+    run = session.config.stash.get(_KEY, None)
+    if run is not None:
+        run.start_progress(len(session.items))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report, config):
+    """With the overall progress line on, pytest's per-test letters are left out (the line counts the tests)."""
+    run = config.stash.get(_KEY, None)
+    if run is not None and run.overall is not None and report.nodeid.split("::")[-1].startswith("test_variant"):
+        outcome = report.outcome  # the categories pytest's own hooks give (a passed setup or teardown: none)
+        if report.when in ("setup", "teardown"):
+            outcome = "error" if report.failed else "skipped" if report.skipped else ""
+        return outcome, "", ""
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from quant.registry import BASELINE
 from quant.run.cache import artifact_size, library_versions
 from quant.run.suite import Suite
 from quant.run.timing import Timing
+from quant.util import progress
 from quant.util.hardware import machine_info
 
 
@@ -56,15 +57,19 @@ class BenchSession:
         m = builder.manifest(name)
         seconds["build"] = round(time.monotonic() - t0 if m.cached else m.build_seconds, 2)
         t0 = time.monotonic()
+        progress.stage("validating", name)
         acc = evals.accuracy(name)
         pair = self._stats_pair(name)  # loaded once for both
         delta_ci, class_losses = _interval(pair), self._class_losses(pair)
         seconds["validate"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
+        if self.fidelity:
+            progress.stage("fidelity", name)
         fid = evals.fidelity(name) if self.fidelity else None
         floor = evals.fidelity_floor() if fid and name == BASELINE else None
         seconds["fidelity"] = round(time.monotonic() - t0, 2)
         t0 = time.monotonic()
+        progress.stage("timing", name)
         lat, timing = self.timing.time(name)
         seconds["time"] = round(time.monotonic() - t0, 2)
         return self._row(name, acc, fid, lat, timing, seconds, delta_ci, floor, class_losses)

@@ -25,6 +25,9 @@ def set_sink(write: Callable[[str], None] | None) -> None:
 
 
 def say(line: str) -> None:
+    if _overall is not None and _overall.bar is not None:  # a terminal's bar: the line becomes its detail
+        _overall.inner(line.removeprefix(f"{_overall.variant} "))
+        return
     if _sink is not None:
         _sink(line)
     else:
@@ -130,3 +133,91 @@ def describe(path: Path) -> str | None:
         return None
     parts = [_phrase(state[k]) for k in ("outer", "step") if k in state]
     return "; ".join(parts) or None
+
+
+# ---- the run's one overall line ------------------------------------------------------------------
+_overall: "Overall | None" = None
+
+
+class Overall:
+    """The run's one progress line, e.g. ``[7/27] ov-int8-auto: building, search 4/12 ... · ~6m00s left``.
+
+    ``bar``: a tqdm line rewritten in place (a terminal); inner progress (:func:`say`) becomes its detail.
+    ``lines``: one line per variant and stage (CI logs), inner progress printed as it comes. What is left is
+    the mean time of the finished variants times those to go (tqdm's estimate in ``bar`` mode).
+    """
+
+    def __init__(self, total: int, write_line: Callable[[str], None], bar_file=None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.total, self.write_line, self.clock = total, write_line, clock
+        self.done, self.index, self.variant, self.what, self.detail = 0, 0, "", "", ""
+        self.start = self.began = clock()
+        self.bar = None
+        if bar_file is not None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=bar_file, dynamic_ncols=True, leave=False, mininterval=0.5,
+                            bar_format="{desc} {bar:12} {elapsed}<{remaining}")
+
+    def left(self) -> str:
+        """About how long the variants to go take: the finished ones' mean time each, less what the one under way
+        has taken so far ('' before the first has finished)."""
+        if not self.done:
+            return ""
+        now = self.clock()
+        mean = (self.began - self.start if self.index > self.done else now - self.start) / self.done
+        current = now - self.began if self.index > self.done else 0.0  # the variant under way, so far
+        return f"~{_clock(max(mean * (self.total - self.done) - current, 0.0))} left"
+
+    def line(self) -> str:
+        parts = [p for p in (self.what, self.detail) if p]
+        text = f"[{self.index}/{self.total}] {self.variant}: {', '.join(parts)}"
+        left = self.left()
+        return f"{text} · {left}" if left else text
+
+    def _show(self, new_line: bool = True) -> None:
+        if self.bar is not None:
+            detail = ", ".join(p for p in (self.what, self.detail) if p)
+            self.bar.set_description_str(f"[{self.index}/{self.total}] {self.variant}: {detail}", refresh=True)
+        elif new_line:
+            self.write_line(self.line())
+
+    def begin(self, variant: str, what: str = "building") -> None:
+        self.index, self.began = min(self.done + 1, self.total), self.clock()
+        self.variant, self.what, self.detail = variant, what, ""
+        self._show()
+
+    def stage(self, what: str) -> None:
+        if what != self.what:
+            self.what, self.detail = what, ""
+            self._show()
+
+    def inner(self, text: str) -> None:
+        """Progress inside a stage (a search trial, a PPQ step): the bar's detail; in ``lines`` mode the caller
+        prints the line itself."""
+        self.detail = text
+        self._show(new_line=False)
+
+    def end(self, outcome: str) -> None:
+        self.done += 1
+        self.what, self.detail = outcome, ""
+        if self.bar is not None:
+            self.bar.update(1)
+        self._show()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def start_overall(overall: Overall | None) -> None:
+    """Make ``overall`` the run's progress line (None: none)."""
+    global _overall
+    _overall = overall
+
+
+def stage(what: str, variant: str | None = None) -> None:
+    """The current variant's stage (validating, fidelity, timing), on the overall line if there is one; ``variant``:
+    the one the stage is for, where it is another (the baseline, measured within a variant's test)."""
+    if _overall is not None:
+        _overall.stage(what if variant in (None, _overall.variant) else f"{variant} {what}")
