@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import yaml
@@ -59,26 +58,27 @@ def test_write_gab_files_are_json_lists(tmp_path):
         _check(data)
 
 
-def _readme_main_command() -> str:
-    """The line with `pytest benchmarks/` in README.md's first ```bash block."""
-    block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
-    return next(ln.strip() for ln in block.splitlines() if "pytest benchmarks/" in ln)
-
-
-def test_workflow_parses_and_runs_the_readme_command():
+def test_workflow_charts_the_files_write_gab_writes(tmp_path):
+    """benchmarks.yml calls the reusable workflow (quant-bench.yml, whose `quant-bench run` writes the report folder
+    with gab-*.json) and, on pushes to main only, feeds those files to github-action-benchmark; the security rules
+    of the workflows are in test_workflows.py."""
     text = WORKFLOW.read_text()
     wf = yaml.safe_load(text)
-    assert isinstance(wf, dict) and "benchmarks" in wf["jobs"]
     triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as True
     assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
-    command = _readme_main_command()
-    assert command.startswith("python3 -m venv") and command in text
-    for needle in ("--compare-to", "actions/cache", "upload-artifact", "GITHUB_STEP_SUMMARY",
-                   "github-action-benchmark", "customSmallerIsBetter", "customBiggerIsBetter",
-                   "gab-smaller.json", "gab-bigger.json", "bench-report-main-", "main-report/",
-                   "hashFiles('quant/**', 'fixtures/**', 'pyproject.toml')", "~/.cache/yolo-quant-bench"):
-        assert needle in text, needle
-    steps = wf["jobs"]["benchmarks"]["steps"]
-    gab = [s for s in steps if "github-action-benchmark" in s.get("uses", "")]
+    assert wf["jobs"]["benchmarks"]["uses"] == "./.github/workflows/quant-bench.yml"
+    reusable = (ROOT / ".github" / "workflows" / "quant-bench.yml").read_text()
+    assert 'quant-bench "${args[@]}"' in reusable and "--report-dir quant-bench-ci/report" in reusable
+    assert "path: quant-bench-ci/report/" in reusable  # the report artifact holds the whole folder
+
+    charts = wf["jobs"]["charts"]
+    assert "github.event_name == 'push'" in charts["if"] and "refs/heads/main" in charts["if"]
+    download = next(s for s in charts["steps"] if "download-artifact" in s.get("uses", ""))
+    assert download["with"]["name"] == "${{ needs.benchmarks.outputs.report-artifact }}"
+    gab = [s for s in charts["steps"] if "github-action-benchmark" in s.get("uses", "")]
     assert len(gab) == 2 and all(s["with"]["fail-on-alert"] is False for s in gab)
-    assert all("refs/heads/main" in str(s["with"]["auto-push"]) for s in gab)
+    assert all(s["with"]["auto-push"] is True for s in gab)  # the job itself runs on pushes to main only
+    smaller, bigger = write_gab(ROWS, tmp_path)
+    files = {s["with"]["tool"]: s["with"]["output-file-path"] for s in gab}
+    assert files == {"customSmallerIsBetter": f"{download['with']['path']}/{smaller.name}",
+                     "customBiggerIsBetter": f"{download['with']['path']}/{bigger.name}"}
