@@ -50,6 +50,21 @@ def untrained_weights(path: Path, yaml: str, imgsz: int) -> Path:
     return path
 
 
+def checkout_copy(dst: Path) -> Path:
+    """This checkout's files as a clone has them (tracked and new, not ignored), copied to ``dst``."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=root, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for f in filter(None, files):
+        if (root / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / f, dst / f)
+    return dst
+
+
 EMBEDDED = Path(__file__).resolve().parents[1] / "quant" / "embedded" / "yolov8n-shapes.pt"
 
 

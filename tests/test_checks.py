@@ -128,6 +128,12 @@ def _read_only_cache(tmp, _w, _d, monkeypatch=None):
 
 
 # id -> (setup(tmp, weights, data) -> option overrides, the message (regex) the user sees after "ERROR: ")
+def _broken_checkout(tmp, _w, _d):
+    (tmp / "broken" / "quant").mkdir(parents=True)
+    (tmp / "broken" / "quant" / "__init__.py").write_text("import no_such_module_xyz\n")
+    return {"compare_to": str(tmp / "broken")}
+
+
 CATALOGUE = {
     "weights-missing": (lambda t, w, d: {"weights": str(t / "missing.pt")}, r"weights '.*missing\.pt' not found"),
     "weights-not-a-checkpoint": (_weights_text, r"weights '.*' is not an Ultralytics YOLO checkpoint \("),
@@ -170,6 +176,10 @@ CATALOGUE = {
     "compare-to-missing": (lambda t, w, d: {"compare_to": str(t / "old.json")}, r"old\.json"),
     "compare-to-another-model": (_other_model_report, r"runs measured different models \(weights 0123456789ab in "
                                                       r".*other\.json, [0-9a-f]{12} in this run\).* --compare-force"),
+    "compare-to-unknown-ref": (lambda t, w, d: {"compare_to": "no-such-branch-xyz"},
+                               r"--compare-to no-such-branch-xyz: not a report file, a history id or a git ref"),
+    "compare-to-broken-checkout": (_broken_checkout, r"--compare-to .*broken: its quant package cannot be imported for "
+                                                     r"A/B timing \(.*no_such_module_xyz"),
     "latency-rounds-zero": (lambda t, w, d: {"latency_rounds": 0}, r"--latency-rounds and --latency-calls must be at least 1"),
     "threads-zero": (lambda t, w, d: {"threads": 0}, r"--threads must be at least 1, got 0"),
     "build-timeout-zero": (lambda t, w, d: {"build_timeout": 0.0}, r"--build-timeout must be positive, got 0"),

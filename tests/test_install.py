@@ -17,21 +17,11 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from conftest import checkout_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--imgsz", "96", "--allow-imgsz", "--calib-images", "8", "--auto-images", "8", "--auto-max-evals", "4",
         "--auto-sensitivity-images", "2", "--latency-rounds", "5", "--latency-calls", "1", "--latency-warmup", "1"]
-
-
-def _clone(dst: Path) -> Path:
-    """The checkout's files as a clone has them (tracked and new, not ignored)."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for f in filter(None, files):
-        if (ROOT / f).is_file():
-            (dst / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dst / f)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +30,7 @@ def installed(tmp_path_factory) -> Path:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and a git checkout to make a clone from")
     tmp = tmp_path_factory.mktemp("install")
-    clone = _clone(tmp / "clone")
+    clone = checkout_copy(tmp / "clone")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = Path(subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],

@@ -40,7 +40,10 @@ OTHER_INPUTS = {"name": "QB_NAME: ${{ inputs.name }}", "runs-on": "fromJSON(inpu
                 "package": "QB_PACKAGE: ${{ inputs.package }}", "extras": "QB_EXTRAS: ${{ inputs.extras }}",
                 "extra-packages": "QB_EXTRA_PACKAGES: ${{ inputs.extra-packages }}",
                 "lfs": "lfs: ${{ inputs.lfs }}", "new-baseline": "NEW_BASELINE: ${{ inputs.new-baseline }}",
-                "skip-fork-prs": "!inputs.skip-fork-prs"}
+                "skip-fork-prs": "!inputs.skip-fork-prs", "ab": "QB_AB: ${{ inputs.ab }}"}
+# `ab` reaches the run line in two hops: the step that chooses the comparison reads it (env), and hands the run step
+# the merge base to time against as its output ab-base, which the run step passes as --compare-to "$VAR".
+AB_CHOOSER, AB_OUTPUT = "reference", "ab-base"
 PR_EVENTS = {"pull_request", "pull_request_target"}
 EXPR = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 
@@ -212,6 +215,26 @@ def check_reusable_inputs(wf: dict, text: str) -> list[str]:
     definitions = text.split("\n    outputs:\n", 1)[-1]  # after the inputs' own definitions
     problems += [f"input {name} is not used as {use!r}" for name, use in OTHER_INPUTS.items()
                  if name in declared and use not in definitions]
+    if "ab" in declared:
+        problems += _ab_problems(wf, env, script)
+    return problems
+
+
+def _ab_problems(wf: dict, env: dict, script: str) -> list[str]:
+    """`ab`: the step with id AB_CHOOSER reads `${{ inputs.ab }}` from its env; the run step reads that step's
+    output AB_OUTPUT from its env and passes it as `--compare-to "$VAR"`."""
+    chooser = next((s for _, s in steps(wf) if s.get("id") == AB_CHOOSER), None)
+    if chooser is None:
+        return [f"no step with id {AB_CHOOSER} chooses the comparison"]
+    problems = []
+    if not any(re.fullmatch(r"\$\{\{\s*inputs\.ab\s*\}\}", str(v)) for v in (chooser.get("env") or {}).values()):
+        problems.append(f"input ab is not in the env of step {AB_CHOOSER}")
+    output = r"\$\{\{\s*steps\." + AB_CHOOSER + r"\.outputs\." + re.escape(AB_OUTPUT) + r"\s*\}\}"
+    var = next((k for k, v in env.items() if re.fullmatch(output, str(v))), None)
+    if var is None:
+        problems.append(f"steps.{AB_CHOOSER}.outputs.{AB_OUTPUT} (the merge base, for ab) is not in the run step's env")
+    elif not re.search(r'--compare-to "\$\{?' + var + r'\}?"', script):
+        problems.append(f"input ab: {var} does not reach the run line as --compare-to \"${var}\"")
     return problems
 
 
@@ -254,6 +277,7 @@ def test_the_reusable_workflow_does_what_it_says():
     call = triggers(wf)["workflow_call"]
     assert call["inputs"]["preset"]["default"] == "standard" and call["inputs"]["new-baseline"]["type"] == "boolean"
     assert call["inputs"]["runs-on"]["default"] == "ubuntu-latest"
+    assert call["inputs"]["ab"]["type"] == "boolean" and call["inputs"]["ab"]["default"] is False
     assert set(call["outputs"]) == {"name", "report-artifact", "compared"}
     uses = [s.get("uses", "") for _, s in steps(wf)]
     for action in ("actions/checkout@", "actions/setup-python@", "actions/cache/restore@", "actions/cache/save@",
@@ -261,6 +285,16 @@ def test_the_reusable_workflow_does_what_it_says():
         assert any(u.startswith(action) for u in uses), action
     checkout = next(s for _, s in steps(wf) if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["persist-credentials"] is False
+    # A/B needs the merge base's commit: the whole history then ('0', a string: the number 0 is falsy in `&& ||`)
+    assert checkout["with"]["fetch-depth"] == ("${{ inputs.ab && github.event_name == 'pull_request' && '0' "
+                                               "|| '1' }}")
+    merge_base = next(s for _, s in steps(wf) if s.get("id") == "merge-base")
+    assert merge_base["if"] == "inputs.ab && steps.config.outputs.role == 'pr'"
+    assert merge_base["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert merge_base["env"]["HEAD_SHA"] == "${{ github.event.pull_request.head.sha }}"
+    order = [s.get("id") for _, s in steps(wf)]
+    assert order.index("artifacts") < order.index("merge-base") < order.index("reference") < order.index("run")
+    assert _step("Check the reference")["env"]["ARTIFACTS_KEY"] == "${{ steps.artifacts.outputs.cache-matched-key }}"
     for needle in ("--compare-to quant-bench-ci/reference/report.json", "::error::", "new-baseline: true",
                    "::notice::", "GITHUB_STEP_SUMMARY", "comparison.md", "report.md", "<!-- quant-bench: $NAME -->",
                    "pr-number", "quant-bench-comment-${{ steps.config.outputs.name }}",
@@ -282,6 +316,7 @@ def test_the_repositorys_own_workflow_calls_the_reusable_one():
     assert bench["uses"] == "./.github/workflows/quant-bench.yml"
     assert bench["permissions"] == {"contents": "read"}
     assert bench["with"]["package"] == ".[openvino,ppq]"  # the pull request's own code, not a released one
+    assert bench["with"]["ab"] is True  # its pull requests are timed A/B against their merge base
     charts = wf["jobs"]["charts"]
     assert charts["permissions"] == {"contents": "write"} and _kept_from_pull_requests(charts)
     assert "github.event_name == 'push'" in charts["if"] and "refs/heads/main" in charts["if"]
@@ -399,6 +434,31 @@ def test_an_input_that_does_not_reach_the_run_line_is_caught():
         "input lfs is not used as 'lfs: ${{ inputs.lfs }}'"]
 
 
+def test_the_ab_input_spliced_into_a_script_or_cut_off_the_run_line_is_caught():
+    spliced = _planted(REUSABLE, 'if [ "$QB_AB" = true ] && [ "$ROLE" = pr ]; then',
+                       'if [ "${{ inputs.ab }}" = true ] && [ "$ROLE" = pr ]; then')
+    assert check_no_expressions_in_scripts(spliced) == [
+        "job quant-bench, step 'Check the reference': an input inside the script: ${{ inputs.ab }}"]
+    base = _planted(REUSABLE, 'if base=$(git merge-base "$BASE_SHA" "$HEAD_SHA" 2> /dev/null)',
+                    'if base=$(git merge-base "${{ github.event.pull_request.base.sha }}" "$HEAD_SHA" 2> /dev/null)')
+    assert check_no_expressions_in_scripts(base) == [
+        "job quant-bench, step 'Find the merge base': an event field inside the script: "
+        "${{ github.event.pull_request.base.sha }}"]
+    text = REUSABLE.read_text()
+
+    def planted(old: str, new: str) -> list[str]:
+        assert text.count(old) == 1, old
+        changed = text.replace(old, new)
+        return check_reusable_inputs(yaml.safe_load(changed), changed)
+
+    assert planted("          QB_AB: ${{ inputs.ab }}\n", "") == [
+        "input ab is not used as 'QB_AB: ${{ inputs.ab }}'", "input ab is not in the env of step reference"]
+    assert planted("          QB_AB_BASE: ${{ steps.reference.outputs.ab-base }}\n", "") == [
+        "steps.reference.outputs.ab-base (the merge base, for ab) is not in the run step's env"]
+    assert planted('args+=(--compare-to "$QB_AB_BASE")', 'args+=(--compare-to quant-bench-ci/reference/report.json)'
+                   ) == ['input ab: QB_AB_BASE does not reach the run line as --compare-to "$QB_AB_BASE"']
+
+
 def test_a_poster_that_checks_out_or_writes_more_is_caught():
     checkout = _planted(POSTER, "    steps:\n", "    steps:\n      - uses: actions/checkout@v4\n")
     assert check_poster(checkout) == ["job comment checks out code"]
@@ -446,7 +506,7 @@ def test_the_run_step_passes_every_input_verbatim(tmp_path):
     values = {"QB_WEIGHTS": "models/my best.pt", "QB_DATA": "data/$(touch pwned).yaml", "QB_IMAGES": "",
               "QB_IMGSZ": "640", "QB_PRESET": "standard", "QB_SELECT": "int8 and not headfloat",
               "QB_MARKERS": "gpu", "QB_THRESHOLDS": "ci/`id`.toml", "QB_ARGS": "--calib-images 128  -x",
-              "QB_COMPARE": "true"}
+              "QB_COMPARE": "true", "QB_AB_BASE": ""}
     assert set(values) == set(step["env"])
     r = _bash(step["run"], tmp_path, {**values, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert r.returncode == 1 and _outputs(tmp_path) == {"exit": "1"}, r.stderr
@@ -461,6 +521,12 @@ def test_the_run_step_passes_every_input_verbatim(tmp_path):
                                       "QB_COMPARE": "false", "PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert json.loads((tmp_path / "argv.json").read_text()) == ["run", "--preset", "quick", "--report-dir",
                                                                 "quant-bench-ci/report"]
+    # A/B: the merge base chosen by the step before, in place of main's report
+    r = _bash(step["run"], tmp_path, {**{k: "" for k in values}, "QB_IMGSZ": "0", "QB_PRESET": "quick",
+                                      "QB_COMPARE": "true", "QB_AB_BASE": "0" * 40,
+                                      "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert json.loads((tmp_path / "argv.json").read_text()) == ["run", "--preset", "quick", "--report-dir",
+                                                                "quant-bench-ci/report", "--compare-to", "0" * 40]
 
 
 @needs_bash
@@ -469,21 +535,23 @@ def test_the_run_step_passes_every_input_verbatim(tmp_path):
     ("other", "false", 0, "::notice::")])
 def test_a_missing_reference(tmp_path, role, new_baseline, code, annotation):
     step = _step("Check the reference")
+    no_ab = {"QB_AB": "false", "MERGE_BASE": "", "MERGE_BASE_WHY": "", "ARTIFACTS_KEY": "quant-bench-artifacts-x"}
     r = _bash(step["run"], tmp_path, {"ROLE": role, "NAME": "det-cpu", "NEW_BASELINE": new_baseline,
-                                      "MATCHED_KEY": "", "DEFAULT_BRANCH": "main"})
+                                      "MATCHED_KEY": "", "DEFAULT_BRANCH": "main", **no_ab})
     assert r.returncode == code, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(annotation), lines
     out = _outputs(tmp_path)
-    assert out["compare"] == "false" and out["reason"]
+    assert out["compare"] == "false" and out["reason"] and out["ab-base"] == "" and out["how"] == ""
     if annotation == "::error::":
         assert "Run this workflow on main first" in lines[0] and "new-baseline: true" in lines[0]
     (tmp_path / "quant-bench-ci" / "reference").mkdir(parents=True)
     (tmp_path / "quant-bench-ci" / "reference" / "report.json").write_text("{}")
     (tmp_path / "output").unlink()
     r = _bash(step["run"], tmp_path, {"ROLE": role, "NAME": "det-cpu", "NEW_BASELINE": new_baseline,
-                                      "MATCHED_KEY": "quant-bench-main-det-cpu-1", "DEFAULT_BRANCH": "main"})
-    assert r.returncode == 0 and _outputs(tmp_path) == {"compare": "true", "reason": ""}
+                                      "MATCHED_KEY": "quant-bench-main-det-cpu-1", "DEFAULT_BRANCH": "main", **no_ab})
+    assert r.returncode == 0 and _outputs(tmp_path) == {"compare": "true", "reason": "", "ab-base": "", "how": ""}
+    assert "::" not in r.stdout
 
 
 @needs_bash
@@ -495,7 +563,7 @@ def test_the_summary_and_the_comment(tmp_path, compare, outcome, exit_code):
     (report / "comparison.md").write_text("| variant | verdict |\n|---|---|\n| ov-int8 | REGRESSION |\n")
     (report / "report.md").write_text("| variant | status |\n|---|---|\n| ov-int8 | pass |\n")
     env = {"ROLE": "pr", "NAME": "det-cpu", "COMPARE": compare, "REASON": "" if compare == "true" else "no report",
-           "RUN_OUTCOME": outcome, "EXIT_CODE": exit_code, "PR_NUMBER": "17"}
+           "HOW": "", "RUN_OUTCOME": outcome, "EXIT_CODE": exit_code, "PR_NUMBER": "17"}
     r = _bash(_step("Write the summary and the pull-request comment")["run"], tmp_path, env)
     assert r.returncode == 0, r.stderr
     comment = (tmp_path / "quant-bench-ci" / "comment" / "comment.md").read_text()
@@ -513,6 +581,172 @@ def test_the_summary_and_the_comment(tmp_path, compare, outcome, exit_code):
     (tmp_path / "quant-bench-ci" / "comment" / "comment.md").unlink()
     r = _bash(_step("Write the summary and the pull-request comment")["run"], tmp_path, {**env, "ROLE": "main"})
     assert r.returncode == 0 and not (tmp_path / "quant-bench-ci" / "comment" / "comment.md").exists()
+
+
+# ---- ab: the merge base, the choice between A/B and cross-run, and what the run line gets ----------------------
+SHA_BASE, SHA_MERGE = "b" * 40, "a" * 40
+
+
+def _choose(tmp_path: Path, *, ab: str = "true", role: str = "pr", merge_base: str = SHA_MERGE,
+            merge_base_why: str = "", artifacts: str = "quant-bench-artifacts-Linux-X64-det-cpu-0123",
+            report: bool = True, new_baseline: str = "false") -> tuple[subprocess.CompletedProcess, dict]:
+    """The step "Check the reference" on a pull request (or ``role``), main's report in the cache or not."""
+    (tmp_path / "output").unlink(missing_ok=True)
+    reference = tmp_path / "quant-bench-ci" / "reference"
+    shutil.rmtree(reference, ignore_errors=True)
+    if report:
+        reference.mkdir(parents=True)
+        (reference / "report.json").write_text("{}")
+    r = _bash(_step("Check the reference")["run"], tmp_path, {
+        "ROLE": role, "NAME": "det-cpu", "NEW_BASELINE": new_baseline, "DEFAULT_BRANCH": "main",
+        "MATCHED_KEY": "quant-bench-main-det-cpu-1" if report else "", "QB_AB": ab, "MERGE_BASE": merge_base,
+        "MERGE_BASE_WHY": merge_base_why, "ARTIFACTS_KEY": artifacts})
+    return r, _outputs(tmp_path)
+
+
+def _run_line(tmp_path: Path, chosen: dict) -> list[str]:
+    """The step "Run quant-bench" with what the step before chose: the arguments quant-bench got."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "quant-bench"
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open('argv.json', 'w'))\n")
+    fake.chmod(0o755)
+    step = _step("Run quant-bench")
+    env = {k: "" for k in step["env"]}
+    env.update(QB_IMGSZ="0", QB_PRESET="full", QB_COMPARE=chosen["compare"], QB_AB_BASE=chosen["ab-base"],
+               PATH=f"{bin_dir}:{os.environ['PATH']}")
+    r = _bash(step["run"], tmp_path, env)
+    assert r.returncode == 0, r.stderr
+    return json.loads((tmp_path / "argv.json").read_text())
+
+
+REPORT_LINE = ["run", "--preset", "full", "--report-dir", "quant-bench-ci/report"]
+
+
+@needs_bash
+def test_ab_with_an_artifact_cache_hit_times_against_the_merge_base(tmp_path):
+    for report in (True, False):  # A/B needs no saved report: no report of main is no failure here
+        r, out = _choose(tmp_path, report=report)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.splitlines() == [
+            f"::notice::quant-bench: A/B against the merge base {SHA_MERGE}: this pull request's quant-bench code "
+            "and the merge base's, timed interleaved in this run (artifact cache entry "
+            "quant-bench-artifacts-Linux-X64-det-cpu-0123)"]
+        assert out["compare"] == "true" and out["ab-base"] == SHA_MERGE and out["reason"] == ""
+        assert out["how"].startswith(f"A/B against the merge base {SHA_MERGE}: ")
+        assert _run_line(tmp_path, out) == [*REPORT_LINE, "--compare-to", SHA_MERGE]
+
+
+@needs_bash
+def test_ab_without_an_artifact_cache_hit_falls_back_to_main_s_report(tmp_path):
+    r, out = _choose(tmp_path, artifacts="")
+    assert r.returncode == 0, r.stdout + r.stderr
+    notice = "cross-run against main's last report (less sensitive): the cache held no artifacts of main"
+    assert r.stdout.splitlines()[0] == f"::notice::quant-bench: {notice}"
+    assert [line for line in r.stdout.splitlines() if line.startswith("::")] == [f"::notice::quant-bench: {notice}"]
+    assert out == {"ab-base": "", "how": "C" + notice[1:] + ".", "compare": "true", "reason": ""}
+    assert _run_line(tmp_path, out) == [*REPORT_LINE, "--compare-to", "quant-bench-ci/reference/report.json"]
+    # no merge base either way: the same fallback, with that reason
+    r, out = _choose(tmp_path, merge_base="", merge_base_why="git found no merge base of x and y in the checkout")
+    assert r.stdout.splitlines()[0] == ("::notice::quant-bench: cross-run against main's last report (less "
+                                        "sensitive): no merge base (git found no merge base of x and y in the "
+                                        "checkout)")
+    assert out["ab-base"] == "" and out["compare"] == "true"
+    # the fallback keeps the missing-reference rule: no report of main, a pull request fails (or new-baseline)
+    r, out = _choose(tmp_path, artifacts="", report=False)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 1 and len(lines) == 2, lines
+    assert lines[0] == ("::notice::quant-bench: no A/B: the cache held no artifacts of main; falling back to the "
+                        "cross-run comparison against main's last report")
+    assert lines[1].startswith("::error::quant-bench: no reference report: ")
+    assert out["compare"] == "false" and out["how"] == "No A/B: the cache held no artifacts of main."
+    r, out = _choose(tmp_path, artifacts="", report=False, new_baseline="true")
+    assert r.returncode == 0 and r.stdout.splitlines()[1].startswith("::warning::") and out["compare"] == "false"
+    assert _run_line(tmp_path, out) == REPORT_LINE
+
+
+@needs_bash
+@pytest.mark.parametrize("ab,role", [("false", "pr"), ("true", "main"), ("true", "other")])
+def test_without_ab_on_a_pull_request_nothing_changes(tmp_path, ab, role):
+    """ab false, or not a pull request (main's runs make the reference): main's report, no notice, no sentence."""
+    r, out = _choose(tmp_path, ab=ab, role=role)
+    assert r.returncode == 0 and "::" not in r.stdout, r.stdout
+    assert out == {"ab-base": "", "how": "", "compare": "true", "reason": ""}
+    assert _run_line(tmp_path, out) == [*REPORT_LINE, "--compare-to", "quant-bench-ci/reference/report.json"]
+    r, out = _choose(tmp_path, ab=ab, role=role, report=False)
+    assert out["how"] == "" and out["compare"] == "false" and "A/B" not in r.stdout
+    if role == "pr":
+        assert r.returncode == 1 and r.stdout.startswith("::error::") and len(r.stdout.splitlines()) == 1
+
+
+@needs_bash
+def test_the_summary_says_which_comparison_ran(tmp_path):
+    report = tmp_path / "quant-bench-ci" / "report"
+    report.mkdir(parents=True)
+    (report / "comparison.md").write_text(f"## A/B against `{SHA_MERGE}` ({SHA_MERGE[:12]}): interleaved in this run\n")
+    how = f"A/B against the merge base {SHA_MERGE}: this pull request's quant-bench code and the merge base's."
+    env = {"ROLE": "pr", "NAME": "det-cpu", "COMPARE": "true", "REASON": "", "HOW": how, "RUN_OUTCOME": "success",
+           "EXIT_CODE": "0", "PR_NUMBER": "17"}
+    r = _bash(_step("Write the summary and the pull-request comment")["run"], tmp_path, env)
+    assert r.returncode == 0, r.stderr
+    lines = (tmp_path / "quant-bench-ci" / "comment" / "comment.md").read_text().splitlines()
+    assert lines[1:5] == ["### quant-bench `det-cpu`: passed", "", how, ""]
+    assert lines[5].startswith("## A/B against")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t",
+           "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+@needs_bash
+@needs_git
+def test_the_merge_base_step(tmp_path):
+    """main: A, then B (the pull request's base); the pull request's branch: A, then F (its head). Merge base: A,
+    found in a full checkout, fetched into a shallow one; a commit nobody has, or a value that is no SHA, gives a
+    reason (and so the cross-run fallback), never a failure or a command."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    _git(origin, "init", "-q", "-b", "main")
+    for name in ("a", "b"):
+        (origin / name).write_text(name)
+        _git(origin, "add", name)
+        _git(origin, "commit", "-q", "-m", name)
+        if name == "a":
+            commit_a = _git(origin, "rev-parse", "HEAD")
+            _git(origin, "branch", "feature")
+    commit_b = _git(origin, "rev-parse", "HEAD")
+    _git(origin, "checkout", "-q", "feature")
+    (origin / "f").write_text("f")
+    _git(origin, "add", "f")
+    _git(origin, "commit", "-q", "-m", "f")
+    commit_f = _git(origin, "rev-parse", "HEAD")
+    step = _step("Find the merge base")
+
+    def find(clone: Path, base: str, head: str) -> tuple[subprocess.CompletedProcess, dict]:
+        (clone / "output").unlink(missing_ok=True)
+        r = _bash(step["run"], clone, {"BASE_SHA": base, "HEAD_SHA": head, "GIT_TERMINAL_PROMPT": "0",
+                                       "GIT_CONFIG_NOSYSTEM": "1"})
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r, _outputs(clone)
+
+    _git(tmp_path, "clone", "-q", "--branch", "feature", str(origin), "full")
+    r, out = find(tmp_path / "full", commit_b, commit_f)
+    assert out == {"sha": commit_a} and "Fetching" not in r.stdout
+    _git(tmp_path, "clone", "-q", "--depth", "1", "--no-tags", "--branch", "feature", f"file://{origin}", "shallow")
+    assert _git(tmp_path / "shallow", "rev-parse", "--is-shallow-repository") == "true"
+    r, out = find(tmp_path / "shallow", commit_b, commit_f)
+    assert out == {"sha": commit_a} and "Fetching" in r.stdout
+    r, out = find(tmp_path / "full", "c" * 40, commit_f)  # a commit origin does not have
+    assert set(out) == {"reason"} and "no merge base" in out["reason"]
+    for bad in ("--upload-pack=touch pwned", "main", ""):
+        r, out = find(tmp_path / "full", bad, commit_f)
+        assert out == {"reason": "the event names no base and head commits"}
+    assert not list(tmp_path.rglob("pwned"))
 
 
 @needs_bash

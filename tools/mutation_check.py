@@ -169,6 +169,14 @@ MUTANTS = [
            "return floor - ceiling if numbers else None", (NUMERIC,)),
     Mutant("labelfree-val-rounded-down", "quant/model/labelfree.py", "n_val = max(min_val, (len(rest) + 1) // 2)",
            "n_val = max(min_val, len(rest) // 2)", (NUMERIC,)),
+    # A/B against a commit: the verdict needs the rise and its significance; rounds go in seeded random order
+    Mutant("ab-ignore-significance", "quant/run/ab.py", "if lat is not None and lat.ratio > 1 + limit and lat.ci[0] > 1:",
+           "if lat is not None and lat.ratio > 1 + limit:", ("tests/test_ab.py",)),
+    Mutant("ab-limit-doubled", "quant/run/ab.py", "if lat is not None and lat.ratio > 1 + limit and lat.ci[0] > 1:",
+           "if lat is not None and lat.ratio > 1 + 2 * limit and lat.ci[0] > 1:", ("tests/test_ab.py",)),
+    Mutant("ab-reference-always-first", "quant/measure/latency.py",
+           "            r, n = list(time_ref(calls)), list(time_new(calls))",
+           "            n, r = list(time_new(calls)), list(time_ref(calls))", ("tests/test_ab.py",)),
 ]
 
 

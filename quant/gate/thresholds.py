@@ -51,6 +51,9 @@ LIMITS = {
                                                  "the reference run", 0.1),
     "max_latency_regression": Limit("fraction", "history comparison: largest significant rise of the paired latency "
                                                 "ratio since the reference run (0.25 = 25 %)", 0.25),
+    "max_ab_latency_regression": Limit("fraction", "A/B against a commit (--compare-to REF): largest significant "
+                                                   "rise of the candidate's time over the reference build's, timed "
+                                                   "interleaved in the same run (0.10 = 10 %)", 0.10),
 }
 # What the history comparison applies where no thresholds file sets a value. The latency default is what
 # identical reruns need on a shared 2-core machine: their INT8/FP32 ratios moved by up to 1.20x between runs.

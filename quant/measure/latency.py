@@ -195,3 +195,35 @@ def ratio_of_ratios(new: Sequence[float], old: Sequence[float], confidence: floa
     boot = boot_a / boot_b
     lo, hi = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(np.median(a) / np.median(b)), (float(lo), float(hi))
+
+
+def interleaved(time_ref: Callable[[int], Sequence[float]], time_new: Callable[[int], Sequence[float]],
+                rounds: int = 15, calls: int = 2, warmup: int = 3, seed: int = 0) -> Paired:
+    """Time two builds of one variant against each other, round by round: the A/B protocol.
+
+    ``time_ref(n)`` and ``time_new(n)`` each make ``n`` calls of their model and return the seconds of each
+    (timed where the model runs, e.g. in a worker process of its own checkout, so no messaging is timed).
+    ``warmup`` untimed calls each, then ``rounds`` rounds; a seeded coin decides per round which side goes
+    first; a round's ratio is new / ref of the medians of its ``calls`` call times. As :func:`paired`: the median
+    of the per-round ratios with its :func:`median_ci` interval (``variant`` = new, ``baseline`` = ref)."""
+    if rounds < 1 or calls < 1 or warmup < 0:
+        raise ValueError(f"need rounds >= 1, calls >= 1, warmup >= 0; got {rounds}, {calls}, {warmup}")
+    rng = random.Random(seed)
+    if warmup:
+        time_ref(warmup)
+        time_new(warmup)
+    ratios, new_times, ref_times = [], [], []
+    for _ in range(rounds):
+        if rng.random() < 0.5:
+            r, n = list(time_ref(calls)), list(time_new(calls))
+        else:
+            n, r = list(time_new(calls)), list(time_ref(calls))
+        tr = statistics.median(r)
+        if tr <= 0:
+            raise ValueError("a reference round took no measurable time on this clock; give it more work")
+        ratios.append(statistics.median(n) / tr)
+        new_times += n
+        ref_times += r
+    return Paired(ratio=statistics.median(ratios), ci=median_ci(ratios), ratios=tuple(ratios),
+                  variant_ms=1000 * statistics.median(new_times), baseline_ms=1000 * statistics.median(ref_times),
+                  rounds=rounds, calls=calls, variant_times=tuple(new_times))

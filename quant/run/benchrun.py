@@ -60,6 +60,8 @@ class BenchRun:
         self.report_error: str | None = None
         self.comparison = None  # (Comparison, its text)
         self.selected: list[str] = []  # the variants of --preset, in the registry's order
+        self.ab = None  # quant.run.ab.ABResult, with --compare-to a commit
+        self.ab_error: str | None = None
         self.overall: progress.Overall | None = None
 
     @property
@@ -179,7 +181,9 @@ class BenchRun:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             return
         self._save_history(rows, header["machine"])
-        if self.config.option.compare_to:
+        if self.bench.ab_reference is not None:
+            self._ab(session, rows, out, header)
+        elif self.config.option.compare_to:
             self._compare(session, rows, out, header)
 
     def _save_history(self, rows: list[Row], machine: dict) -> None:
@@ -202,6 +206,37 @@ class BenchRun:
         (out / "comparison.md").write_text(summary)
         write_html(rows, out / "report.html", header, summary)  # the page again, with its comparison
         if cmp.regressions and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _ab(self, session, rows: list[Row], out: Path, header: dict) -> None:
+        """A/B against a commit: every measured row (not peers, not TensorRT's CPU stand-ins) timed interleaved with
+        the reference checkout's build; regressions fail the session and explain themselves."""
+        import json
+
+        from quant.calibration.readers import letterbox, read_image
+        from quant.report.html import write_html
+        from quant.run.ab import ab_markdown, explain, run_ab
+
+        bench, o = self.bench, self.config.option
+        names = [r.variant for r in rows if not r.peer and not r.engine_missing and r.latency_ms is not None]
+        try:
+            result = run_ab(o, bench.ab_reference, names, {r.variant: r.map50_95 for r in rows},
+                            lambda v: bench.thresholds.for_variant(v, embedded=bench.embedded), o.latency_rounds,
+                            o.latency_calls, o.latency_warmup, log_dir=out / "logs", say=self.write_line)
+            if result.regressions:
+                inputs = bench.suite.inputs
+                feeds = [{"images": letterbox(read_image(p), inputs.imgsz)} for p in inputs.images(inputs.data.val)[:4]]
+                explain(result, bench.suite.builder.artifact(BASELINE), feeds, bench.suite.builder.threads)
+        except QuantError as e:
+            self.ab_error = f"A/B against {bench.ab_reference.name}: {e}"
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        self.ab = result
+        summary = ab_markdown(result) + tables.breach_section(rows)
+        (out / "comparison.md").write_text(summary)
+        (out / "ab.json").write_text(json.dumps(result.to_dict(), indent=1))
+        write_html(rows, out / "report.html", header, summary)
+        if result.regressions and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def summary(self, tr) -> None:
@@ -238,9 +273,24 @@ class BenchRun:
             tr.write_line(f"ERROR: {self.report_error}", red=True)
         elif self.paths:
             tr.write_line("report: " + "  ".join(str(p) for p in self.paths.values()))
+        if self.ab_error:
+            tr.write_line(f"ERROR: {self.ab_error}", red=True)
+        if self.ab is not None:
+            from quant.run.ab import ab_table
+
+            ref = self.ab.reference
+            tr.section(f"A/B against {ref.name}" + (f" ({ref.commit[:12]})" if ref.commit else "") + ", interleaved")
+            tr.write_line(ab_table(self.ab))
+            for note in self.ab.notes:
+                tr.write_line(note, yellow=True)
+            for r in self.ab.rows:
+                for line in r.failures:
+                    tr.write_line(f"REGRESSION: {line}", red=True)
+                for line in r.explanation:
+                    tr.write_line(f"  {line}")
         if self.comparison:
             cmp, text = self.comparison
-            tr.section(f"comparison with {cmp.old_source}")
+            tr.section(f"comparison with {cmp.old_source} (cross-run, less sensitive)")
             tr.write_line(text)
             for line in cmp.regressions:
                 tr.write_line(f"REGRESSION: {line}", red=True)

@@ -73,8 +73,10 @@ OPTIONS: dict[str, dict] = {
     "--latency-rounds": {"type": int, "default": 15, "help": "paired rounds per variant (default 15)"},
     "--latency-calls": {"type": int, "default": 2, "help": "calls of each model per paired round (default 2)"},
     "--latency-warmup": {"type": int, "default": 3, "help": "untimed warm-up calls of each model (default 3)"},
-    "--compare-to": {"default": None, "help": "reference run to compare with: a report.json, a pytest-benchmark "
-                                              "JSON or a history id (e.g. 0003)"},
+    "--compare-to": {"default": None, "help": "reference to compare with: a recorded run (a report.json, a "
+                                              "pytest-benchmark JSON or a history id such as 0003: cross-run, less "
+                                              "sensitive), or a commit of quant-bench (a git ref such as origin/main, "
+                                              "or a checkout folder): timed A/B, interleaved in this run"},
     "--compare-force": _flag("compare latency even when the machines differ, and runs of other weights or imgsz"),
     "--allow-network": _flag("do not block network access (it is blocked by default)"),
     "--fidelity-image-dir": {"default": None, "aliases": ("--fidelity-images",),
@@ -230,11 +232,16 @@ def open_session(o, storage: Path | None = None):
     unmatched = thresholds.unmatched(variants)
     if unmatched:
         raise QuantError(unmatched)
+    checkout = None  # --compare-to a commit (a git ref or a checkout): A/B timing (quant.run.ab)
+    if o.compare_to and not str(o.compare_to).endswith(".json"):
+        from quant.run.reference import resolve
+
+        checkout = resolve(str(o.compare_to), cache, storage)
     suite = _suite(o, cache, variants)
     suite.builder.cache.sweep()  # temp folders of killed builds
-    if o.compare_to:
+    if o.compare_to and checkout is None:
         _check_reference(o, storage, suite.inputs)
     embedded = o.weights is None and o.data is None and o.image_dir is None
     return BenchSession.create(suite, thresholds, embedded, rounds=o.latency_rounds, calls=o.latency_calls,
                                warmup=o.latency_warmup, timing_lock=cache / "timing.lock", profile=o.device_profile,
-                               fidelity=not o.no_fidelity)
+                               fidelity=not o.no_fidelity, ab_reference=checkout)

@@ -34,6 +34,7 @@ class BenchSession:
     fidelity: bool = True
     rows: dict[str, Row] = field(default_factory=dict)
     variant_times: dict[str, tuple] = field(default_factory=dict)  # each timed call of a variant, s (its history)
+    ab_reference: object = None  # --compare-to a commit: its checkout (quant.run.reference.Checkout), timed A/B
     _baseline_stats: object = field(default=None, repr=False)  # its per-image statistics, resampled once
 
     @classmethod

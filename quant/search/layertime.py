@@ -29,9 +29,10 @@ import numpy as np
 
 
 def kernel_times(path: str | os.PathLike, feed: dict, threads: int | None = None, runs: int = 12,
-                 warmup: int = 3) -> dict[str, float]:
+                 warmup: int = 3, ops: dict | None = None) -> dict[str, float]:
     """Kernel name -> median time (microseconds) per run of the model at ``path`` on ``feed``, from ONNX
-    Runtime's profiler (CPU execution provider)."""
+    Runtime's profiler (CPU execution provider). ``ops``, if given, receives each kernel's op type
+    (``QLinearConv``, ``Conv``, ``QuantizeLinear``, ...)."""
     import onnxruntime as ort
 
     from quant.measure.latency import ort_session_options
@@ -48,6 +49,8 @@ def kernel_times(path: str | os.PathLike, feed: dict, threads: int | None = None
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             per_run.setdefault(e["name"][: -len("_kernel_time")], []).append(float(e["dur"]))
+            if ops is not None:
+                ops[e["name"][: -len("_kernel_time")]] = (e.get("args") or {}).get("op_name", "?")
     return {k: float(np.median(v[warmup:] or v)) for k, v in per_run.items()}
 
 

@@ -231,6 +231,23 @@ def analyze(fp32_path, q_path, feeds: list[dict], exclude: set[str] = frozenset(
     return result
 
 
+def layer_errors(fp32_path, q_path, feeds: list[dict]) -> dict[str, float]:
+    """Each quantized layer's output error (NSR against FP32's, on ``feeds``) inside the whole quantized model:
+    the graphwise part of :func:`analyze`, without its layer-alone runs (cheap enough to explain a comparison)."""
+    import onnx
+
+    fp32, q = onnx.load(str(fp32_path)), onnx.load(str(q_path))
+    units = quantized_layers(fp32, q)
+    node_by = {n.name: n for n in fp32.graph.node}
+    out_of = {u: node_by[nodes[-1]].output[0] for u, nodes in units.items()}
+    tensors = list(dict.fromkeys(out_of.values()))
+    if not tensors:
+        return {}
+    ref = _run(session_with_outputs(fp32, tensors), feeds, tensors)
+    got = _run(session_with_outputs(q, tensors), feeds, tensors)
+    return {u: _err([r[tensors.index(t)] for r in ref], [x[tensors.index(t)] for x in got]) for u, t in out_of.items()}
+
+
 def to_db(r: float) -> float:
     """An NSR as signal-to-quantization-noise ratio in dB, 10 log10(1 / NSR): +inf for identical tensors."""
     return math.inf if r == 0 else (-10.0 * math.log10(r) if math.isfinite(r) else -math.inf)
