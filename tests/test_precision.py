@@ -93,3 +93,73 @@ def test_machine_line_names_cpu_flags_threads_settings_and_gpu(tmp_path):
     assert describe({**m, "gpu": None, "reduce_range": True}).endswith("reduce_range on, no GPU")
     report.write([], tmp_path, {"imgsz": 320, "machine": m})
     assert f"- machine: {describe(m)}\n" in (tmp_path / "report.md").read_text()
+
+
+def test_what_ran_is_read_from_each_runtime_and_says_when_int8_asked_ran_in_float(suite):
+    """ONNX Runtime's optimized graph and OpenVINO's runtime graph say how each convolution runs. The suite's Q/DQ
+    INT8 runs as QLinearConv; PPQ-style fake quantization (Q/DQ the CPU provider cannot fuse) runs float."""
+    from quant.backends.onnxruntime import executed_graph
+
+    fp32 = suite.builder.runner("onnx-fp32").executed
+    assert fp32["convs_int8"] == 0 and fp32["convs_float"] > 50 and fp32["quantize"] == 0
+    int8 = suite.builder.runner("onnx-int8-percentile").executed
+    assert int8["convs_int8"] > 40 and int8["convs_int8"] + int8["convs_float"] == fp32["convs_float"]
+    ov = suite.builder.runner("ov-int8").executed
+    assert ov["convs_int8"] > 40 and set(ov["convs_by_precision"]) >= {"u8"} and ov["reorders"] >= 0
+    assert suite.builder.runner("ov-fp32").executed["convs_int8"] == 0
+    # a Q/DQ graph whose quantized weights are kept float-typed (fake quantization): asked INT8, runs float
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(suite.builder.artifact("onnx-fp32")))
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    scale = numpy_helper.from_array(np.array(0.05, dtype=np.float32), "fq_scale")
+    zero = numpy_helper.from_array(np.array(0, dtype=np.int8), "fq_zero")
+    m.graph.initializer.extend([scale, zero])
+    x = conv.input[0]
+    q = helper.make_node("QuantizeLinear", [x, "fq_scale", "fq_zero"], ["fq_q"])
+    dq = helper.make_node("DequantizeLinear", ["fq_q", "fq_scale", "fq_zero"], ["fq_dq"])
+    conv.input[0] = "fq_dq"
+    i = list(m.graph.node).index(conv)
+    m.graph.node.insert(i, dq)
+    m.graph.node.insert(i, q)
+    path = suite.builder.cache.root / "fake-quant.onnx"
+    onnx.save(m, str(path))
+    ran = executed_graph(path)
+    assert ran["convs_int8"] == 0 and ran["quantize"] + ran["dequantize"] >= 1  # the input Q/DQ stays: runs float
+
+
+def test_the_int8_column_shows_asked_and_ran_where_they_differ():
+    from quant.measure.row import Row
+    from quant.report.tables import int8_cell
+
+    assert int8_cell(Row("a", int8_share="47/63", executed={"convs_int8": 47, "convs_float": 16})) == "47/63"
+    assert int8_cell(Row("a", int8_share="63/63", executed={"convs_int8": 57, "convs_float": 6})) == "63→57/63"
+    assert int8_cell(Row("ppq", int8_share="64/64", executed={"convs_int8": 0, "convs_float": 64})) == "64→0/64"
+    assert int8_cell(Row("ul", executed={"convs_int8": 60, "convs_float": 4})) == "→60/64"
+    assert int8_cell(Row("fp32", executed={"convs_int8": 0, "convs_float": 64})) == "-"
+    assert int8_cell(Row("old", int8_share="63/63")) == "63/63"  # a report from before it was recorded
+    from quant.report.tables import ran_lines
+
+    assert ran_lines([Row("ppq-int8", int8_share="64/64", executed={"convs_int8": 0, "convs_float": 64, "quantize": 77,
+                                                                    "dequantize": 122})]) == [
+        "ppq-int8: the graph asks for 64 INT8 convolutions; the runtime runs 0 in INT8 and 64 in float, 122 "
+        "DequantizeLinear and 77 QuantizeLinear run as float nodes"]
+    assert ran_lines([Row("a", int8_share="47/63", executed={"convs_int8": 47, "convs_float": 16})]) == []
+
+
+def test_the_history_comparison_flags_fewer_convolutions_run_in_int8_even_inside_the_timing_noise():
+    from quant.gate.compare import compare
+    from quant.measure.row import Row
+
+    def run(ran):
+        machine = {"cpu": "AMD EPYC", "isa": ["avx2"]}
+        rows = {"onnx-fp32": Row("onnx-fp32", map50_95=50.0, latency_ratio=1.0),
+                "ov-int8": Row("ov-int8", map50_95=48.0, latency_ratio=0.55, latency_ratio_ci=[0.5, 0.6],
+                               executed={"convs_int8": ran, "convs_float": 63 - ran})}
+        return {"rows": rows, "machine": machine, "source": "x", "baseline": "onnx-fp32", "accuracy_unit": "points"}
+
+    worse = compare(run(63), run(59))
+    assert worse.regressions == ["ov-int8: the runtime runs 59 convolutions in INT8 and 4 in float, 63 and 0 since x"]
+    assert compare(run(63), run(63)).regressions == []
+    assert compare(run(59), run(63)).regressions == []  # more in INT8: an improvement, reported, not failed

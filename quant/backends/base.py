@@ -18,7 +18,9 @@ class Backend(Protocol):
     name: str
 
     def runner(self, variant, artifact: Path, ctx) -> Callable[[np.ndarray], object]:
-        """The bare model call at batch 1 (what latency is measured on); ``run.runs_as`` may say how it runs."""
+        """The bare model call at batch 1 (what latency is measured on); ``run.runs_as`` may say how it runs, and
+        ``run.executed`` what the runtime runs it as, read from the runtime: ``convs_int8`` and ``convs_float``
+        (convolutions executed in INT8 and in a float type) and the runtime's own counts."""
         ...
 
     def unavailable(self, variant) -> str | None:

@@ -87,9 +87,37 @@ class OnnxRuntime(Backend):
             precision = f"as stored, float in FP32 on the GPU (TF32 {'on' if tf32 == '1' else 'off'})"
         else:
             precision = "as stored (ONNX Runtime's CPU provider computes FP32 in FP32)"
+        if provider != Provider.CUDA:  # what runs: the CPU provider's optimized graph (read, not inferred)
+            run.executed = executed_graph(artifact, ctx.threads)
         run.runs_as = {"precision": precision, "provider": provider,
                        "intra_op_num_threads": sess.get_session_options().intra_op_num_threads}
         return run
+
+
+# kernels ONNX Runtime's CPU provider runs a convolution as, by what they compute in
+INT8_CONVS = {"QLinearConv", "ConvInteger", "DynamicQuantizeConv"}
+FLOAT_CONVS = {"Conv", "FusedConv", "NhwcFusedConv"}
+
+
+def executed_graph(artifact, threads: int | None = None) -> dict:
+    """The graph ONNX Runtime's CPU provider runs, after its fusions (a Q/DQ pair around a convolution becomes one
+    ``QLinearConv`` where it can; where it cannot, the convolution runs in float between a DequantizeLinear and a
+    QuantizeLinear: INT8 asked, float run): its convolutions by kernel, and its Q/DQ nodes."""
+    import tempfile
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    so = ort_session_options(threads)
+    so.log_severity_level = 3  # the optimized graph's "hardware specific" warning: known, it is read here only
+    with tempfile.TemporaryDirectory() as tmp:
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(artifact), so, providers=["CPUExecutionProvider"])
+        ops = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+    return {"convs_int8": sum(ops[k] for k in INT8_CONVS), "convs_float": sum(ops[k] for k in FLOAT_CONVS),
+            "quantize": ops["QuantizeLinear"], "dequantize": ops["DequantizeLinear"],
+            "kernels": dict(ops.most_common(8))}
 
 
 ONNXRUNTIME = OnnxRuntime()

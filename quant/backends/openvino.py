@@ -66,7 +66,26 @@ class OpenVino(Backend):
         request = compiled.create_infer_request()
         run = lambda x: request.infer({0: x})  # noqa: E731
         run.runs_as = {k: str(compiled.get_property(k)) for k in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS")}
+        run.executed = executed_graph(compiled)
         return run
+
+
+def executed_graph(compiled) -> dict:
+    """What the CPU plugin compiled the model into (its runtime graph: each layer's ``layerType`` and
+    ``runtimePrecision``): its convolutions by the precision they run in, and the reorders (layout or precision
+    conversions) between layers."""
+    from collections import Counter
+
+    layers = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else "?"
+        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
+        layers[(kind, precision)] += 1
+    convs = {p: n for (k, p), n in layers.items() if k == "Convolution"}
+    return {"convs_int8": sum(n for p, n in convs.items() if p in ("u8", "i8")),
+            "convs_float": sum(n for p, n in convs.items() if p not in ("u8", "i8")),
+            "convs_by_precision": convs, "reorders": sum(n for (k, _), n in layers.items() if k == "Reorder")}
 
 
 OPENVINO = OpenVino()

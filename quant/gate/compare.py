@@ -236,12 +236,30 @@ def _change(variant: str, old_row: Row, new_row: Row, baseline: str, limits: tup
               if getattr(c, "field", None) not in skip]
     regs = [m for c in checks if (m := c.fails(new_row, old_row, where))]
     imps = [m for c in checks if (m := c.improved(new_row, old_row, where))]
+    if with_latency:  # the same machine: what the runtime runs is deterministic, so any change is one
+        ran = executed_change(new_row, old_row, where)
+        (regs if ran and ran[0] else imps).extend([ran[1]] if ran else [])
     point, ci = latency_change(old_row, new_row) if any(isinstance(c, LatencyRise) for c in checks) else (None, None)
     deltas = {c.field: c.delta(new_row, old_row) for c in checks if isinstance(c, MaxDrop)}
     moved = (variant, deltas.get("map50_95"), deltas.get("fidelity_map50_95"), point, ci)
     if new_row.peer:  # not our code: its changes inform, they do not fail the run
         return Change(*moved, (), tuple(imps), tuple(regs), skip, why)
     return Change(*moved, tuple(regs), tuple(imps), (), skip, why)
+
+
+def executed_change(new_row: Row, old_row: Row, where: str) -> tuple[bool, str] | None:
+    """(worse, line) when the runtime runs the variant's convolutions in other precisions than in the reference
+    run (:attr:`Row.executed`, read from the runtime); None when they are the same or a run did not record it.
+    Fewer convolutions run in INT8 is a regression even where the timing stays inside its noise."""
+    a, b = old_row.executed, new_row.executed
+    if not a or not b:
+        return None
+    old, new = (a.get("convs_int8"), a.get("convs_float")), (b.get("convs_int8"), b.get("convs_float"))
+    if None in old or None in new or old == new:
+        return None
+    line = (f"{new_row.variant}: the runtime runs {new[0]} convolutions in INT8 and {new[1]} in float, "
+            f"{old[0]} and {old[1]} {where}")
+    return new[0] < old[0], line
 
 
 def _rows(run: dict) -> dict[str, Row]:

@@ -89,7 +89,21 @@ def table_rows(rows: list[Row], order: list[str], baseline: str = BASELINE) -> l
     return with_peer_comparison(with_deltas(rows, baseline))
 
 
+def int8_cell(r: Row) -> str:
+    """INT8 convolutions asked (the graph) and run (the runtime, :attr:`Row.executed`): ``47/63``, or ``63→57/63``
+    where the runtime runs fewer (or more) of them in INT8 than the graph asks."""
+    ran = r.executed.get("convs_int8") if r.executed else None
+    if r.int8_share is None:
+        if ran:  # a peer's own INT8 graph: only what runs is known
+            return f"→{ran}/{ran + r.executed.get('convs_float', 0)}"
+        return "-"
+    asked, _, total = r.int8_share.partition("/")
+    return r.int8_share if ran is None or str(ran) == asked else f"{asked}→{ran}/{total}"
+
+
 def _cell(key: str, r: Row) -> str:
+    if key == "int8_share":
+        return int8_cell(r)
     text = _fmt(key, getattr(r, key))
     ci = r.latency_ratio_ci
     if key == "latency_ratio" and ci and r.latency_ratio is not None:
@@ -187,6 +201,21 @@ def latency_lines(rows: list[Row], baseline: str = BASELINE) -> list[str]:
     return out
 
 
+def ran_lines(rows: list[Row]) -> list[str]:
+    """What the runtime runs, where it is not what the graph asks for (:attr:`Row.executed`): INT8 convolutions that
+    run in float, and the OpenVINO reorders around them."""
+    out = []
+    for r in rows:
+        x, asked = r.executed or {}, (r.int8_share or "").partition("/")[0]
+        if not x or not asked.isdigit() or x.get("convs_int8") == int(asked):
+            continue
+        extra = (f", {x['dequantize']} DequantizeLinear and {x['quantize']} QuantizeLinear run as float nodes"
+                 if x.get("dequantize") else "") + (f", {x['reorders']} reorders" if x.get("reorders") else "")
+        out.append(f"{r.variant}: the graph asks for {asked} INT8 convolutions; the runtime runs {x['convs_int8']} in "
+                   f"INT8 and {x['convs_float']} in float{extra}")
+    return out
+
+
 def breach_section(rows: list[Row]) -> str:
     return _section("Gate breaches", "", breach_lines(rows))
 
@@ -246,7 +275,7 @@ def write(rows: list[Row], out_dir: str | os.PathLike, header: dict) -> tuple[Pa
     """report.json (everything) and report.md (the table), written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    notes = interval_lines(rows) + floor_lines(rows)
+    notes = interval_lines(rows) + floor_lines(rows) + [f"what ran: {ln}" for ln in ran_lines(rows)]
     files = {out / "report.json": json.dumps({**header, "rows": [r.to_dict() for r in rows]}, indent=1, default=str) + "\n",
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))

@@ -258,6 +258,7 @@ class BenchRun:
                           "detections on the val images, as fidelity does; the gates judge those", yellow=True)
         tr.write_line(tables.table(rows, wide=self.config.option.wide))
         for line in (tables.interval_lines(rows) + tables.floor_lines(rows) + tables.auto_lines(rows)
+                     + [f"what ran: {ln}" for ln in tables.ran_lines(rows)]
                      + [f"trade-off (Pareto front): {ln}" for ln in tables.front_lines(rows)]
                      + tables.build_lines(rows) + tables.latency_lines(rows)):
             tr.write_line(line)

@@ -118,6 +118,7 @@ class BenchSession:
             latency_ms=lat.variant_ms, baseline_ms=lat.baseline_ms, latency_ratio=lat.ratio,
             latency_ratio_ci=list(lat.ci), latency_ratio_rounds=list(lat.ratios), latency_rounds=lat.rounds,
             latency_calls=lat.calls, timing=timing, runs_as=self.timing.runs_as.get(name), threads=builder.threads,
+            executed=self.timing.executed.get(name),
             engine_gpu_ms=self.timing.engine_gpu_ms.get(name),
             size_mb=artifact_size(path) / 1e6, artifact=str(path),
             artifact_dir=str(builder.cache.folder(name, m.key)), reports=m.reports,

@@ -35,6 +35,7 @@ class Timing:
     lock: Path | None = None  # machine-wide lock file held while timing
     baseline: str = BASELINE
     runs_as: dict[str, dict | None] = field(default_factory=dict)  # precision and threads the runtime reports
+    executed: dict[str, dict | None] = field(default_factory=dict)  # what the runtime runs (run.executed)
     engine_gpu_ms: dict[str, float] = field(default_factory=dict)  # TensorRT: median CUDA-event ms, timed calls
     _baseline_run: object = field(default=None, repr=False)
     _aa: Paired | None = field(default=None, repr=False)
@@ -66,6 +67,7 @@ class Timing:
         if self._aa is None:
             run = self.runner(self.baseline)
             self.runs_as[self.baseline] = getattr(run, "runs_as", None)
+            self.executed[self.baseline] = getattr(run, "executed", None)
             self._aa, self._aa_timing = self._paired(run, seed=0)
         return self._aa
 
@@ -81,6 +83,7 @@ class Timing:
             return self.aa_control(), self._aa_timing
         run = self.runner(name)
         self.runs_as[name] = getattr(run, "runs_as", None)
+        self.executed[name] = getattr(run, "executed", None)
         result = self._paired(run, seed=sum(map(ord, name)))
         if getattr(run, "gpu_ms", None):  # a TensorRT engine: CUDA-event time of the execution alone
             self.engine_gpu_ms[name] = statistics.median(run.gpu_ms[self.warmup:] or run.gpu_ms)  # no warm-up
