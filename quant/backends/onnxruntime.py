@@ -7,6 +7,7 @@ The FP32 ONNX (the baseline) is exported by :func:`quant.build.export.onnx_fp32`
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from pathlib import Path
 
 from quant.backends.base import Backend
@@ -78,7 +79,15 @@ class OnnxRuntime(Backend):
     def runner(self, variant, artifact: Path, ctx):
         import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(artifact), ort_session_options(ctx.threads), providers=providers(variant))
+        so, executed = ort_session_options(ctx.threads), None
+        if variant.runtime.provider == Provider.CUDA:
+            sess = ort.InferenceSession(str(artifact), so, providers=providers(variant))
+        else:  # what runs: the CPU provider's graph after its fusions, written as the session is made
+            with tempfile.TemporaryDirectory() as tmp:
+                so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+                so.log_severity_level = 3  # its "hardware specific" warning: known, the file is only read here
+                sess = ort.InferenceSession(str(artifact), so, providers=providers(variant))
+                executed = executed_graph(so.optimized_model_filepath)
         name = sess.get_inputs()[0].name
         run = lambda x: sess.run(None, {name: x})  # noqa: E731
         provider = sess.get_providers()[0]
@@ -87,8 +96,7 @@ class OnnxRuntime(Backend):
             precision = f"as stored, float in FP32 on the GPU (TF32 {'on' if tf32 == '1' else 'off'})"
         else:
             precision = "as stored (ONNX Runtime's CPU provider computes FP32 in FP32)"
-        if provider != Provider.CUDA:  # what runs: the CPU provider's optimized graph (read, not inferred)
-            run.executed = executed_graph(artifact, ctx.threads)
+        run.executed = executed
         run.runs_as = {"precision": precision, "provider": provider,
                        "intra_op_num_threads": sess.get_session_options().intra_op_num_threads}
         return run
@@ -99,22 +107,16 @@ INT8_CONVS = {"QLinearConv", "ConvInteger", "DynamicQuantizeConv"}
 FLOAT_CONVS = {"Conv", "FusedConv", "NhwcFusedConv"}
 
 
-def executed_graph(artifact, threads: int | None = None) -> dict:
-    """The graph ONNX Runtime's CPU provider runs, after its fusions (a Q/DQ pair around a convolution becomes one
+def executed_graph(optimized) -> dict:
+    """The graph ONNX Runtime's CPU provider runs (``optimized``: the file a session's
+    ``optimized_model_filepath`` wrote), after its fusions: a Q/DQ pair around a convolution becomes one
     ``QLinearConv`` where it can; where it cannot, the convolution runs in float between a DequantizeLinear and a
-    QuantizeLinear: INT8 asked, float run): its convolutions by kernel, and its Q/DQ nodes."""
-    import tempfile
+    QuantizeLinear (INT8 asked, float run). Its convolutions by kernel, and its Q/DQ nodes."""
     from collections import Counter
 
     import onnx
-    import onnxruntime as ort
 
-    so = ort_session_options(threads)
-    so.log_severity_level = 3  # the optimized graph's "hardware specific" warning: known, it is read here only
-    with tempfile.TemporaryDirectory() as tmp:
-        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(artifact), so, providers=["CPUExecutionProvider"])
-        ops = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+    ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
     return {"convs_int8": sum(ops[k] for k in INT8_CONVS), "convs_float": sum(ops[k] for k in FLOAT_CONVS),
             "quantize": ops["QuantizeLinear"], "dequantize": ops["DequantizeLinear"],
             "kernels": dict(ops.most_common(8))}
