@@ -214,3 +214,16 @@ def test_whichever_side_goes_first_in_a_round_is_decided_by_a_seeded_coin():
 
     same = interleaved(side, side, rounds=15, calls=2, warmup=1)
     assert same.ci[0] <= 1.0 <= same.ci[1] and 0.75 < same.ratio < 1.35
+
+
+def test_openvino_builds_are_profiled_layer_by_layer_with_the_kernel_each_ran(suite):
+    from quant.run.explain import latency_lines, openvino_layer_times
+
+    ir = suite.builder.artifact("ov-int8")
+    feed = {"images": suite.inputs.sample_input()}
+    ops: dict = {}
+    times = openvino_layer_times(ir, feed, threads=1, runs=2, warmup=1, ops=ops)
+    assert len(times) > 50 and all(t >= 0 for t in times.values())
+    assert any("I8" in kind or "U8" in kind.upper() for kind in ops.values()), set(ops.values())
+    lines = latency_lines(ir, ir, feed, threads=1, runs=2)
+    assert lines[-1].startswith("the model's kernels take") or lines[0].startswith("kernel ")

@@ -174,7 +174,8 @@ def run_ab(options, reference: Checkout, variants: list[str], new_maps: dict[str
             w.close()
 
 
-def explain(result: ABResult, fp32_artifact, feeds: list[dict], threads: int | None = None) -> None:
+def explain(result: ABResult, fp32_artifact, feeds: list[dict], threads: int | None = None,
+            runtime_config=lambda variant: None) -> None:
     """Each failing row's explanation (:mod:`quant.run.explain`): the layers whose quantization error grew most
     for an accuracy loss, the kernels that added the most time for a slowdown."""
     from quant.run import explain as why
@@ -183,7 +184,8 @@ def explain(result: ABResult, fp32_artifact, feeds: list[dict], threads: int | N
         if any("mAP50-95 fell" in f for f in r.failures):
             r.explanation += why.accuracy_lines(fp32_artifact, r.ref_artifact, r.new_artifact, feeds)
         if any("latency rose" in f for f in r.failures):
-            r.explanation += why.latency_lines(r.ref_artifact, r.new_artifact, feeds[0], threads)
+            r.explanation += why.latency_lines(r.ref_artifact, r.new_artifact, feeds[0], threads,
+                                               config=runtime_config(r.variant))
 
 
 def ab_table(result: ABResult, fmt: str = "simple") -> str:

@@ -226,7 +226,11 @@ class BenchRun:
             if result.regressions:
                 inputs = bench.suite.inputs
                 feeds = [{"images": letterbox(read_image(p), inputs.imgsz)} for p in inputs.images(inputs.data.val)[:4]]
-                explain(result, bench.suite.builder.artifact(BASELINE), feeds, bench.suite.builder.threads)
+                from quant.build.ir import runtime_config
+
+                builder = bench.suite.builder
+                explain(result, builder.artifact(BASELINE), feeds, builder.threads,
+                        lambda v: runtime_config(builder.variants[v], builder.threads))
         except QuantError as e:
             self.ab_error = f"A/B against {bench.ab_reference.name}: {e}"
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
