@@ -81,13 +81,21 @@ def main() -> int:
                                 "flagged": sorted(v for v, x in rows.items() if x.failures)})
                 print(json.dumps(results[-1]), flush=True)
     Path(a.out).write_text(json.dumps(results, indent=1))
-    for fraction in [0.0, *a.planted]:
-        runs = [x for x in results if x["planted"] == fraction]
-        caught = sum(SLOW in x["flagged"] for x in runs)
-        false = sum(len([v for v in x["flagged"] if v != SLOW or not fraction]) for x in runs)
-        print(f"planted {100 * fraction:.0f} %: {SLOW} flagged {caught}/{len(runs)}; other rows flagged {false} times "
-              f"(limit +{100 * limit:.0f} %)")
+    print(f"the default limit is +{100 * limit:.0f} %; the verdicts at other limits, from the same runs:")
+    for lim in (0.03, 0.04, 0.05, 0.06, 0.08, 0.10):
+        print(f"limit +{100 * lim:.0f} %: " + "; ".join(verdicts(results, fraction, lim) for fraction in [0.0, *a.planted]))
     return 0
+
+
+def verdicts(results: list[dict], fraction: float, limit: float) -> str:
+    """How the runs with ``fraction`` planted fare at ``limit``: the slowed row caught, other rows flagged."""
+    runs = [x for x in results if x["planted"] == fraction]
+    flag = lambda x, v: x["ratios"][v] > 1 + limit and x["ci"][v][0] > 1 + limit / 2  # noqa: E731  (the gate's rule)
+    caught = sum(flag(x, SLOW) for x in runs)
+    others = [(x, v) for x in runs for v in x["ratios"] if v != SLOW or not fraction]
+    false = sum(flag(x, v) for x, v in others)
+    head = f"planted {100 * fraction:.0f} %: " + (f"{SLOW} caught {caught}/{len(runs)}, " if fraction else "")
+    return head + f"false alarms {false}/{len(others)}"
 
 
 if __name__ == "__main__":
