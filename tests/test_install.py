@@ -39,8 +39,12 @@ def installed(tmp_path_factory) -> Path:
     # editable install stays out
     (site / "deps.pth").write_text("\n".join(dict.fromkeys([sysconfig.get_path("purelib"),
                                                             sysconfig.get_path("platlib")])) + "\n")
-    out = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                          "--no-index", "-q", str(clone)], capture_output=True, text=True)
+    import importlib.util
+
+    # offline where this environment has setuptools to build with; else pip fetches it (a package registry)
+    offline = ["--no-build-isolation", "--no-index"] if importlib.util.find_spec("setuptools") else []
+    out = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "--no-deps", *offline, "-q", str(clone)],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return venv / "bin"
 
@@ -71,11 +75,13 @@ def test_quick_preset_passes_from_an_empty_folder_then_init_s_thresholds_catch_a
     run = _quant_bench(installed, work, "run", "--preset", "quick", *data)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     report = json.loads((work / "bench-report" / "report.json").read_text())
-    assert report["thresholds"].endswith(os.path.join("quant", "gate", "thresholds.toml"))
+    assert report["thresholds"].endswith(os.path.join("quant", "gate", "thresholds.toml")), report["thresholds"]
     assert str(installed.parent) in report["thresholds"]  # the installed package's own file
     assert [r["variant"] for r in report["rows"]] == ["onnx-fp32", "onnx-int8-percentile", "ov-int8",
                                                      "onnx-int8-auto-quick"]
-    assert all(r["status"] == "pass" for r in report["rows"])
+    # every gate held (on a 1-2 ms model the A/A control may find the machine too noisy to judge latency: "pass
+    # (latency inconclusive)")
+    assert all(r["status"].startswith("pass") for r in report["rows"]), [r["status"] for r in report["rows"]]
     assert "[4/4] onnx-int8-auto-quick: done" in run.stdout and "× FP32 [95 % CI]" in run.stdout
     assert {p.name for p in (work / "bench-report").iterdir()} >= {"report.json", "report.md", "report.html",
                                                                    "report.png"}
