@@ -148,30 +148,12 @@ def paired(variant_fn, baseline_fn, x, rounds: int = 15, calls: int = 3, warmup:
     """
     if rounds < 1 or calls < 1 or warmup < 0:
         raise ValueError(f"need rounds >= 1, calls >= 1, warmup >= 0; got {rounds}, {calls}, {warmup}")
-    rng = random.Random(seed)
-    ratios: list[float] = []
-    var_times: list[float] = []
-    base_times: list[float] = []
     with (lock() if lock is not None else contextlib.nullcontext()):
         for _ in range(warmup):
             baseline_fn(x)
             variant_fn(x)
-        for _ in range(rounds):
-            if rng.random() < 0.5:
-                b = _timed_block(baseline_fn, x, calls, clock)
-                v = _timed_block(variant_fn, x, calls, clock)
-            else:
-                v = _timed_block(variant_fn, x, calls, clock)
-                b = _timed_block(baseline_fn, x, calls, clock)
-            tb = statistics.median(b)
-            if tb <= 0:
-                raise ValueError("a baseline round took no measurable time on this clock; give it more work")
-            ratios.append(statistics.median(v) / tb)
-            var_times += v
-            base_times += b
-    return Paired(ratio=statistics.median(ratios), ci=median_ci(ratios), ratios=tuple(ratios),
-                  variant_ms=1000 * statistics.median(var_times), baseline_ms=1000 * statistics.median(base_times),
-                  rounds=rounds, calls=calls, variant_times=tuple(var_times))
+        return interleaved(lambda n: _timed_block(baseline_fn, x, n, clock),
+                           lambda n: _timed_block(variant_fn, x, n, clock), rounds, calls, warmup=0, seed=seed)
 
 
 def ratio_of_ratios(new: Sequence[float], old: Sequence[float], confidence: float = 0.95,
@@ -220,7 +202,7 @@ def interleaved(time_ref: Callable[[int], Sequence[float]], time_new: Callable[[
             n, r = list(time_new(calls)), list(time_ref(calls))
         tr = statistics.median(r)
         if tr <= 0:
-            raise ValueError("a reference round took no measurable time on this clock; give it more work")
+            raise ValueError("a baseline (reference) round took no measurable time on this clock; give it more work")
         ratios.append(statistics.median(n) / tr)
         new_times += n
         ref_times += r
