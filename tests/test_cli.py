@@ -75,7 +75,8 @@ def _row(variant, map50_95, ratio=None, ci=None, **kw) -> Row:
 
 
 def _run(rows) -> dict:
-    return {"rows": {r.variant: r for r in rows}, "baseline": BASELINE}
+    """A run as load_run gives a report.json: its rows with their Δ against the baseline."""
+    return {"rows": {r.variant: r for r in tables.with_deltas(rows)}, "baseline": BASELINE}
 
 
 HEADER = {"weights": "/models/mine.pt", "imgsz": 640, "date": "2026-12-07T12:00:00+00:00",

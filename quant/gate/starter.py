@@ -31,10 +31,11 @@ def _variant_section(r: Row, baseline: str, drop_margin: float, latency_margin: 
 
 
 def starter_thresholds(run: dict, header: dict, drop_margin: float = 0.5, latency_margin: float = 0.25) -> str:
-    """The thresholds TOML text for the rows of ``run`` (``load_run``'s dict; ``header``: the report.json's
-    top level, for the model and machine named in the comments)."""
+    """The thresholds TOML text for the rows of ``run`` (``load_run``'s dict of a report.json, whose rows carry
+    their Δ mAP50-95 against the baseline; ``header``: the report.json's top level, for the model and machine named
+    in the comments)."""
     baseline = run["baseline"]
-    rows = [r for r in _with_deltas(list(run["rows"].values()), baseline) if not r.peer and r.status != "skipped"]
+    rows = [r for r in run["rows"].values() if not r.peer and r.status != "skipped"]
     machine = header.get("machine") or {}
     out = [f"# Starter thresholds for {header.get('weights')} at imgsz {header.get('imgsz')}, written by "
            f"`quant-bench init` from the run of {header.get('date')}",
@@ -51,12 +52,3 @@ def starter_thresholds(run: dict, header: dict, drop_margin: float = 0.5, latenc
         if lines:
             out += ["", f'[variants."{r.variant}"]', *lines]
     return "\n".join(out) + "\n"
-
-
-def _with_deltas(rows: list[Row], baseline: str) -> list[Row]:
-    from dataclasses import replace
-
-    base = next((r for r in rows if r.variant == baseline and r.map50_95 is not None), None)
-    if base is None:
-        return rows
-    return [replace(r, delta_points=r.map50_95 - base.map50_95) if r.map50_95 is not None else r for r in rows]
