@@ -186,7 +186,8 @@ def explain(result: ABResult, fp32_artifact, feeds: list[dict], threads: int | N
             r.explanation += why.accuracy_lines(fp32_artifact, r.ref_artifact, r.new_artifact, feeds)
         if any("latency rose" in f for f in r.failures):
             r.explanation += why.latency_lines(r.ref_artifact, r.new_artifact, feeds[0], threads,
-                                               config=runtime_config(r.variant))
+                                               config=runtime_config(r.variant),
+                                               added_ms=r.latency.variant_ms - r.latency.baseline_ms)
 
 
 def ab_table(result: ABResult, fmt: str = "simple") -> str:
