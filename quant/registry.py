@@ -17,7 +17,7 @@ from quant.backends.onnxruntime import ONNXRUNTIME
 from quant.backends.openvino import OPENVINO
 from quant.backends.pytorch import PYTORCH
 from quant.backends.tensorrt import TENSORRT
-from quant.build import auto_qdq, export, fp16, ir, nncf_ir, nncf_qdq, ppq, qdq, trt_engine, trt_implicit, ultralytics
+from quant.build import auto_qdq, export, fp16, ir, nncf_ac, nncf_ir, nncf_qdq, ppq, qdq, trt_engine, trt_implicit, ultralytics
 from quant.build.nncf_ir import NncfConfig
 from quant.build.ppq import PpqConfig
 from quant.build.qdq import QdqConfig
@@ -161,6 +161,11 @@ register(Variant("ov-int8-auto", OPENVINO, INT8, Format.OPENVINO, build=nncf_ir.
                  nncf=replace(NNCF, float_set_from="onnx-int8-auto", choose_float_set=True, smooth_quant_alpha=0.5),
                  description="OpenVINO NNCF INT8: onnx-int8-auto's float set or a prefix of its ranking, with or "
                  "without SmoothQuant, whichever NNCF keeps closer to FP32"))
+# the yardstick from the field: NNCF's own accuracy control on the search's images, target and bounds
+register(Variant("ov-int8-nncf-ac", OPENVINO, INT8, Format.OPENVINO, build=nncf_ac.build, tool=Tool.NNCF,
+                 float_scope=DECODE, source=BASELINE, nncf=NNCF, search=SEARCH,
+                 description="OpenVINO NNCF INT8 with NNCF's accuracy control (quantize_with_accuracy_control): the "
+                 "search's images and target drop, at most 24 layers reverted in 600 s; a yardstick for *-int8-auto"))
 register(Variant("ppq-int8-auto", ONNXRUNTIME, INT8, Format.ONNX, build=ppq.build, tool=Tool.PPQ, float_scope=DECODE,
                  ppq=replace(PPQ, float_set_from="onnx-int8-auto"), source=BASELINE,
                  description="PPQ INT8, the float set onnx-int8-auto found left float"))
