@@ -219,7 +219,8 @@ def test_whichever_side_goes_first_in_a_round_is_decided_by_a_seeded_coin():
 
 
 def test_openvino_builds_are_profiled_layer_by_layer_with_the_kernel_each_ran(suite):
-    from quant.run.explain import latency_lines, openvino_layer_times
+    from quant.measure.profile import openvino_layer_times
+    from quant.run.explain import latency_lines
 
     ir = suite.builder.artifact("ov-int8")
     feed = {"images": suite.inputs.sample_input()}

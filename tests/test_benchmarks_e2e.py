@@ -65,6 +65,10 @@ def test_full_run_then_cached_rerun_with_history(common):
     assert "| onnx-int8-minmax " in (tmp / "r1" / "report.md").read_text()
     assert f"\nmachine {describe(report['machine'])}" in first.stdout  # the CPU next to every figure
     assert f"- machine: {describe(report['machine'])}" in (tmp / "r1" / "report.md").read_text()
+    split = {r["variant"]: r["time_split"] for r in report["rows"]}  # where the time goes, from each profile
+    assert split["onnx-int8-minmax"]["us"]["conv int8"] > 0 and "conv int8" not in split["onnx-fp32"]["us"]
+    assert split["ov-int8"]["profiler"] == "OpenVINO PERF_COUNT" and split["pt-fp32"] is None
+    assert "## Where the time goes" in (tmp / "r1" / "report.md").read_text()
     pt = next(r for r in report["rows"] if r["variant"] == "pt-fp32")
     assert pt["runs_as"]["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting
 

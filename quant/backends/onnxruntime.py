@@ -97,6 +97,10 @@ class OnnxRuntime(Backend):
         else:
             precision = "as stored (ONNX Runtime's CPU provider computes FP32 in FP32)"
         run.executed = executed
+        if provider == Provider.CPU:
+            from quant.measure.profile import ort_breakdown
+
+            run.profile = lambda x: ort_breakdown(artifact, {name: x}, ctx.threads)
         run.runs_as = {"precision": precision, "provider": provider,
                        "intra_op_num_threads": sess.get_session_options().intra_op_num_threads}
         return run

@@ -61,12 +61,15 @@ class OpenVino(Backend):
     def runner(self, variant, artifact: Path, ctx):
         import openvino as ov
 
+        from quant.measure.profile import openvino_breakdown
+
         compiled = ov.Core().compile_model(str(Path(artifact) / "model.xml"), "CPU",
                                            runtime_config(variant, ctx.threads))
         request = compiled.create_infer_request()
         run = lambda x: request.infer({0: x})  # noqa: E731
         run.runs_as = {k: str(compiled.get_property(k)) for k in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS")}
         run.executed = executed_graph(compiled)
+        run.profile = lambda x: openvino_breakdown(artifact, {"x": x}, ctx.threads, runtime_config(variant, ctx.threads))
         return run
 
 

@@ -72,6 +72,7 @@ class Row:
     seconds: dict = field(default_factory=dict)
     int8_share: str | None = None  # "INT8 convolutions/convolutions" the graph asks for
     executed: dict | None = None  # what the runtime runs: convs_int8, convs_float and its own counts
+    time_split: dict | None = None  # where the time goes by precision, from the runtime's profile (measure.profile)
     float_nodes: list | None = None
     engine: dict | None = None  # TensorRT: whether an engine was built, and on what (quant.build.trt_engine)
     auto: dict | None = None  # the searched recipe (quant.search.recipe)

@@ -5,7 +5,7 @@ build and this one.
   (:func:`quant.search.sensitivity.layer_errors`), for both builds on the same images; the five layers whose
   error grew most, with their error before and after (SQNR in dB: higher is closer to FP32).
 - Latency: the runtime's per-kernel profile of both builds on the same input (ONNX Runtime's profiler,
-  :func:`quant.search.layertime.kernel_times`; OpenVINO's per-layer counters, :func:`openvino_layer_times`), the
+  :func:`quant.measure.profile.kernel_times`; OpenVINO's per-layer counters, :func:`~quant.measure.profile.openvino_layer_times`), the
   five kernels that added the most time, and the kernel types that appeared or went (an INT8 convolution that
   became a float one shows as ``QLinearConv`` gone and ``Conv`` come in ONNX Runtime, ``..._I8`` gone and
   ``..._FP32`` come in OpenVINO). Where the kernels' own added time is less than half of what the timed call rose
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+
+from quant.measure.profile import ir_xml as _ir, openvino_layer_times
 
 TOP = 5
 
@@ -41,40 +43,6 @@ def accuracy_lines(fp32_path, ref_path, new_path, feeds: list[dict], top: int = 
     return lines or ["no quantized layer's output error grew: the loss comes from elsewhere (decode, NMS, export)"]
 
 
-def _ir(path) -> Path | None:
-    """The model.xml of an OpenVINO IR artifact (a folder), or None."""
-    path = Path(path) if path is not None else None
-    if path is None or not path.is_dir():
-        return None
-    return next(iter(sorted(path.rglob("*.xml"))), None)
-
-
-def openvino_layer_times(path, feed: dict, threads: int | None = None, runs: int = 8, warmup: int = 3,
-                         ops: dict | None = None, config: dict | None = None) -> dict[str, float]:
-    """Layer name -> median time (microseconds) per run of the OpenVINO IR at ``path`` on ``feed``, from the CPU
-    plugin's own per-layer counters (``PERF_COUNT``); ``ops`` receives each layer's kernel (``exec_type``, e.g.
-    ``brgconv_avx512_amx_I8``, ``jit_avx2_FP32``), which names the precision it ran in."""
-    import numpy as np
-    import openvino as ov
-
-    cfg = {**(config or {}), "PERF_COUNT": "YES"}
-    if threads:
-        cfg["INFERENCE_NUM_THREADS"] = int(threads)
-    request = ov.Core().compile_model(str(_ir(path) or path), "CPU", cfg).create_infer_request()
-    x = next(iter(feed.values()))
-    per_run: dict[str, list[float]] = {}
-    for i in range(warmup + runs):
-        request.infer({0: x})
-        if i < warmup:
-            continue
-        for info in request.get_profiling_info():
-            if info.status == info.Status.EXECUTED:
-                per_run.setdefault(info.node_name, []).append(info.real_time.total_seconds() * 1e6)
-                if ops is not None:
-                    ops[info.node_name] = info.exec_type
-    return {k: float(np.median(v)) for k, v in per_run.items()}
-
-
 def latency_lines(ref_path, new_path, feed: dict, threads: int | None = None, top: int = TOP, runs: int = 8,
                   kernel_times=None, config: dict | None = None, added_ms: float | None = None,
                   passes: int = 3) -> list[str]:
@@ -88,7 +56,7 @@ def latency_lines(ref_path, new_path, feed: dict, threads: int | None = None, to
     elif not (_onnx(ref_path) and _onnx(new_path)):
         return ["kernel profile: only ONNX Runtime and OpenVINO builds are profiled here"]
     if kernel_times is None:
-        from quant.search.layertime import kernel_times
+        from quant.measure.profile import kernel_times
     ops_before: dict = {}
     ops_after: dict = {}
     before: dict = {}

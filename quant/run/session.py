@@ -119,6 +119,7 @@ class BenchSession:
             latency_ratio_ci=list(lat.ci), latency_ratio_rounds=list(lat.ratios), latency_rounds=lat.rounds,
             latency_calls=lat.calls, timing=timing, runs_as=self.timing.runs_as.get(name), threads=builder.threads,
             executed=self.timing.executed.get(name),
+            time_split=self.timing.time_split.get(name),
             engine_gpu_ms=self.timing.engine_gpu_ms.get(name),
             size_mb=artifact_size(path) / 1e6, artifact=str(path),
             artifact_dir=str(builder.cache.folder(name, m.key)), reports=m.reports,

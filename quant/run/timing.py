@@ -37,6 +37,7 @@ class Timing:
     runs_as: dict[str, dict | None] = field(default_factory=dict)  # precision and threads the runtime reports
     executed: dict[str, dict | None] = field(default_factory=dict)  # what the runtime runs (run.executed)
     engine_gpu_ms: dict[str, float] = field(default_factory=dict)  # TensorRT: median CUDA-event ms, timed calls
+    time_split: dict[str, dict | None] = field(default_factory=dict)  # where the time goes (run.profile)
     _baseline_run: object = field(default=None, repr=False)
     _aa: Paired | None = field(default=None, repr=False)
     _aa_timing: dict | None = field(default=None, repr=False)
@@ -69,7 +70,14 @@ class Timing:
             self.runs_as[self.baseline] = getattr(run, "runs_as", None)
             self.executed[self.baseline] = getattr(run, "executed", None)
             self._aa, self._aa_timing = self._paired(run, seed=0)
+            self.time_split[self.baseline] = self._profile(run)
         return self._aa
+
+    def _profile(self, run) -> dict | None:
+        """Where the timed model's time goes by precision (:mod:`quant.measure.profile`), where its runtime
+        profiles (``run.profile``); after its timing, so it costs the timing nothing."""
+        profile = getattr(run, "profile", None)
+        return profile(self.sample_input()) if profile else None
 
     def noisy(self) -> str | None:
         """Why latency verdicts are inconclusive in this process (None when the A/A control holds:
@@ -85,6 +93,7 @@ class Timing:
         self.runs_as[name] = getattr(run, "runs_as", None)
         self.executed[name] = getattr(run, "executed", None)
         result = self._paired(run, seed=sum(map(ord, name)))
+        self.time_split[name] = self._profile(run)
         if getattr(run, "gpu_ms", None):  # a TensorRT engine: CUDA-event time of the execution alone
             self.engine_gpu_ms[name] = statistics.median(run.gpu_ms[self.warmup:] or run.gpu_ms)  # no warm-up
         return result

@@ -20,38 +20,9 @@ whose node name, or first output's name, is the longest prefix of the kernel's n
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from pathlib import Path
 
-import numpy as np
-
-
-def kernel_times(path: str | os.PathLike, feed: dict, threads: int | None = None, runs: int = 12,
-                 warmup: int = 3, ops: dict | None = None) -> dict[str, float]:
-    """Kernel name -> median time (microseconds) per run of the model at ``path`` on ``feed``, from ONNX
-    Runtime's profiler (CPU execution provider). ``ops``, if given, receives each kernel's op type
-    (``QLinearConv``, ``Conv``, ``QuantizeLinear``, ...)."""
-    import onnxruntime as ort
-
-    from quant.measure.latency import ort_session_options
-
-    so = ort_session_options(threads)  # as the benchmark's timed sessions run
-    so.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        so.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        for _ in range(warmup + runs):
-            session.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    per_run: dict[str, list[float]] = {}
-    for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            per_run.setdefault(e["name"][: -len("_kernel_time")], []).append(float(e["dur"]))
-            if ops is not None:
-                ops[e["name"][: -len("_kernel_time")]] = (e.get("args") or {}).get("op_name", "?")
-    return {k: float(np.median(v[warmup:] or v)) for k, v in per_run.items()}
+from quant.measure.profile import kernel_times  # ONNX Runtime's per-kernel profile
 
 
 def conv_times(model, times: dict[str, float]) -> dict[str, float]:
