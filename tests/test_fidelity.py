@@ -151,3 +151,17 @@ def test_data_yaml_keeps_awkward_class_names(tmp_path):
     names = {0: "-", 1: "+", 2: ".", 3: "", 4: "a: b", 5: "Solid wedge", 6: "#x", 7: "[1]", 8: "yes"}
     path = write_data_yaml(tmp_path / "d.yaml", tmp_path, tmp_path / "list.txt", names)
     assert YAML.load(path)["names"] == names
+
+
+def test_fidelity_is_set_against_the_labelled_loss_row_by_row_and_said_to_be_fidelity_without_labels():
+    from quant.measure.row import Row
+    from quant.report.tables import scale_lines
+
+    base = Row(variant="onnx-fp32", precision="fp32", map50_95=50.0, fidelity_map50_95=99.5, delta_points=0.0)
+    int8 = Row(variant="onnx-int8-x", precision="int8", map50_95=48.5, fidelity_map50_95=89.0, delta_points=-1.5)
+    tiny = Row(variant="onnx-int8-auto", precision="int8", map50_95=49.9, fidelity_map50_95=99.0, delta_points=-0.1)
+    (line,) = scale_lines([base, int8, tiny])
+    assert "onnx-int8-x 7.0x" in line and "onnx-int8-auto" not in line  # 10.5 / 1.5; too small a loss for a ratio
+    assert scale_lines([base, tiny]) == []
+    free = [Row(variant=r.variant, precision=r.precision, label_free=True) for r in (base, int8)]
+    assert "fidelity points" in scale_lines(free)[0] and "results/label-free-scale.md" in scale_lines(free)[0]

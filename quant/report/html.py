@@ -165,11 +165,13 @@ def _sections(rows: list[Row], baseline: str) -> str:
     """report.md's notes and sections, from the same helpers."""
     from quant.measure.classloss import line
 
-    notes = tables.interval_lines(rows) + tables.floor_lines(rows, baseline) + tables.latency_lines(rows, baseline)
+    notes = (tables.interval_lines(rows) + tables.floor_lines(rows, baseline) + tables.scale_lines(rows, baseline)
+             + tables.latency_lines(rows, baseline))
     return (_section("Notes", notes) + _section("Gate breaches", tables.breach_lines(rows))
             + _section("Trade-offs", tables.front_lines(rows), "The rows no other row beats on both mAP50-95 and "
                        "paired latency against the baseline (the chart's Pareto front), fastest first. Where two "
                        "rows' intervals overlap, these images and timing rounds cannot order them.")
+            + _section("Where the time goes", tables.time_lines(rows), tables.TIME_INTRO)
             + _section("Where accuracy was lost", [ln for ln in map(line, rows) if ln])
             + _section("Searched INT8 recipes", tables.auto_lines(rows)))
 

@@ -179,6 +179,32 @@ def floor_lines(rows: list[Row], baseline: str = BASELINE) -> list[str]:
             "that is within what an imperceptible change of these images costs FP32 itself"]
 
 
+SCALE_PAGE = "results/label-free-scale.md"
+RATIO_MIN_DROP = 0.3  # labelled losses smaller than this give no ratio (one image more or less moves them as much)
+
+
+def scale_lines(rows: list[Row], baseline: str = BASELINE) -> list[str]:
+    """How fidelity points relate to labelled points, once: with labels, each INT8 row's fidelity loss over its
+    labelled loss (where the labelled loss is at least RATIO_MIN_DROP points); label-free, that the figures are
+    fidelity points and what that ratio was where labels existed."""
+    if any(r.label_free for r in rows):
+        return ["Δ is in fidelity points (against the baseline's own detections), not labelled points: where labels "
+                "existed, fidelity overstated INT8 rows' labelled loss about 4-9x; no label-free estimate on the "
+                f"labelled scale met its goal, so none is shown ({SCALE_PAGE} in the docs)"]
+    base = next((r for r in rows if r.variant == baseline and r.fidelity_map50_95 is not None), None)
+    ratios = []
+    for r in rows:
+        if base is None or r is base or r.precision != "int8" or r.fidelity_map50_95 is None:
+            continue
+        if r.delta_points is not None and r.delta_points <= -RATIO_MIN_DROP:
+            ratios.append((r.variant, (base.fidelity_map50_95 - r.fidelity_map50_95) / -r.delta_points))
+    if not ratios:
+        return []
+    return ["fidelity loss / labelled loss: " + ", ".join(f"{v} {x:.1f}x" for v, x in ratios)
+            + " (fidelity, against the baseline's own detections, overstates the labelled loss by this much: "
+            "what a label-free run's fidelity loss means on the labelled scale)"]
+
+
 def breach_lines(rows: list[Row]) -> list[str]:
     """Every breached gate of the run, one sentence each."""
     return [f for r in rows for f in r.failures or []]
@@ -214,6 +240,22 @@ def ran_lines(rows: list[Row]) -> list[str]:
         out.append(f"{r.variant}: the graph asks for {asked} INT8 convolutions; the runtime runs {x['convs_int8']} in "
                    f"INT8 and {x['convs_float']} in float{extra}")
     return out
+
+
+def time_lines(rows: list[Row]) -> list[str]:
+    """Where each row's time goes by precision (:attr:`Row.time_split`, the runtime's own profile), one line each."""
+    from quant.measure.profile import line
+
+    return [f"{r.variant}: {text}" for r in rows if (text := line(r.time_split))]
+
+
+TIME_INTRO = ("Each timed row profiled by its runtime after its timing (a few runs, the same threads): its kernels' "
+              "time summed by what they compute in. INT8 convolutions that run fast next to much time in "
+              "quantize/dequantize, reorders or float element-wise ops say where an INT8 model's speed goes.")
+
+
+def time_section(rows: list[Row]) -> str:
+    return _section("Where the time goes", TIME_INTRO, time_lines(rows))
 
 
 def breach_section(rows: list[Row]) -> str:
@@ -275,14 +317,15 @@ def write(rows: list[Row], out_dir: str | os.PathLike, header: dict) -> tuple[Pa
     """report.json (everything) and report.md (the table), written atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    notes = interval_lines(rows) + floor_lines(rows) + [f"what ran: {ln}" for ln in ran_lines(rows)]
+    notes = (interval_lines(rows) + floor_lines(rows) + scale_lines(rows)
+             + [f"what ran: {ln}" for ln in ran_lines(rows)])
     files = {out / "report.json": json.dumps({**header, "rows": [r.to_dict() for r in rows]}, indent=1, default=str) + "\n",
              out / "report.md": "# YOLO quantization benchmark\n\n"
              + "".join(f"- {k}: {v}\n" for k, v in header.items() if not isinstance(v, (dict, list)))
              + (f"- machine: {describe(header['machine'])}\n" if "machine" in header else "")
              + "\nmAP in %, Δ in mAP50-95 points vs the baseline, ms/img = median model call at batch 1.\n\n"
              + table(rows, "github") + "\n" + "".join(f"\n{ln}\n" for ln in notes)
-             + breach_section(rows) + front_section(rows) + loss_section(rows)
+             + breach_section(rows) + front_section(rows) + time_section(rows) + loss_section(rows)
              + auto_section(rows)}
     for path, text in files.items():
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -261,7 +261,8 @@ class BenchRun:
             tr.write_line("label-free (--image-dir): P, R, mAP50 and mAP50-95 score each variant against onnx-fp32's own "
                           "detections on the val images, as fidelity does; the gates judge those", yellow=True)
         tr.write_line(tables.table(rows, wide=self.config.option.wide))
-        for line in (tables.interval_lines(rows) + tables.floor_lines(rows) + tables.auto_lines(rows)
+        for line in (tables.interval_lines(rows) + tables.floor_lines(rows) + tables.scale_lines(rows)
+                     + tables.auto_lines(rows)
                      + [f"what ran: {ln}" for ln in tables.ran_lines(rows)]
                      + [f"trade-off (Pareto front): {ln}" for ln in tables.front_lines(rows)]
                      + tables.build_lines(rows) + tables.latency_lines(rows)):
