@@ -168,3 +168,22 @@ def test_the_history_comparison_flags_fewer_convolutions_run_in_int8_even_inside
     assert worse.regressions == ["ov-int8: the runtime runs 59 convolutions in INT8 and 4 in float, 63 and 0 since x"]
     assert compare(run(63), run(63)).regressions == []
     assert compare(run(59), run(63)).regressions == []  # more in INT8: an improvement, reported, not failed
+
+
+def test_the_history_comparison_flags_more_reorders_or_float_qdq_nodes_even_inside_the_timing_noise():
+    from quant.gate.compare import compare
+    from quant.measure.row import Row
+
+    def run(**counts):
+        rows = {"onnx-fp32": Row("onnx-fp32", map50_95=50.0, latency_ratio=1.0),
+                "v": Row("v", map50_95=48.0, latency_ratio=0.55, latency_ratio_ci=[0.5, 0.6],
+                         executed={"convs_int8": 60, "convs_float": 3, **counts})}
+        return {"rows": rows, "machine": {"cpu": "AMD EPYC", "isa": ["avx2"]}, "source": "x", "baseline": "onnx-fp32",
+                "accuracy_unit": "points"}
+
+    assert compare(run(reorders=4), run(reorders=9)).regressions == ["v: 9 reorders, 4 since x"]
+    assert compare(run(dequantize=2, quantize=2), run(dequantize=6, quantize=2)).regressions == [
+        "v: 6 DequantizeLinear nodes, 2 since x"]
+    fewer = compare(run(reorders=9), run(reorders=4))
+    assert fewer.regressions == [] and fewer.improvements == ["v: 4 reorders, 9 since x"]
+    assert compare(run(reorders=4), run(reorders=4)).regressions == []

@@ -247,19 +247,31 @@ def _change(variant: str, old_row: Row, new_row: Row, baseline: str, limits: tup
     return Change(*moved, tuple(regs), tuple(imps), (), skip, why)
 
 
+# what else the runtime records about a run, each a count whose rise costs time: Q/DQ nodes ONNX Runtime runs as
+# float nodes, OpenVINO's layout and precision reorders
+EXECUTED_COUNTS = {"quantize": "QuantizeLinear nodes", "dequantize": "DequantizeLinear nodes", "reorders": "reorders"}
+
+
 def executed_change(new_row: Row, old_row: Row, where: str) -> tuple[bool, str] | None:
-    """(worse, line) when the runtime runs the variant's convolutions in other precisions than in the reference
-    run (:attr:`Row.executed`, read from the runtime); None when they are the same or a run did not record it.
-    Fewer convolutions run in INT8 is a regression even where the timing stays inside its noise."""
+    """(worse, line) when the runtime runs the variant otherwise than in the reference run (:attr:`Row.executed`,
+    read from the runtime): its convolutions in other precisions, or more or fewer Q/DQ nodes or reorders; None
+    when they are the same or a run did not record it. Fewer convolutions run in INT8, or more of the other
+    counts, is a regression even where the timing stays inside its noise."""
     a, b = old_row.executed, new_row.executed
     if not a or not b:
         return None
     old, new = (a.get("convs_int8"), a.get("convs_float")), (b.get("convs_int8"), b.get("convs_float"))
-    if None in old or None in new or old == new:
+    parts, worse = [], False
+    if None not in old and None not in new and old != new:
+        parts.append(f"the runtime runs {new[0]} convolutions in INT8 and {new[1]} in float, {old[0]} and {old[1]}")
+        worse = new[0] < old[0]
+    for key, what in EXECUTED_COUNTS.items():
+        if a.get(key) is not None and b.get(key) is not None and a[key] != b[key]:
+            parts.append(f"{b[key]} {what}, {a[key]}")
+            worse = worse or b[key] > a[key]
+    if not parts:
         return None
-    line = (f"{new_row.variant}: the runtime runs {new[0]} convolutions in INT8 and {new[1]} in float, "
-            f"{old[0]} and {old[1]} {where}")
-    return new[0] < old[0], line
+    return worse, f"{new_row.variant}: " + "; ".join(parts) + f" {where}"
 
 
 def _rows(run: dict) -> dict[str, Row]:
