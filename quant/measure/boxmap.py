@@ -8,7 +8,7 @@ prediction, at the ten IoU thresholds 0.50:0.95, then :func:`ultralytics.utils.m
 the AP per class. The targets are the image's labels where it has a label file, or another model's
 detections with confidence >= ``quant.measure.fidelity.CONF`` (label-free fidelity, as the suite scores it).
 
-May import: quant.calibration, quant.model, quant.util (and numpy, torch, ultralytics).
+May import: quant.model, quant.util.
 """
 
 from __future__ import annotations

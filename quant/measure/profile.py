@@ -6,7 +6,7 @@ float convolutions, quantize/dequantize, layout and precision reorders, everythi
 "Why is my INT8 model no faster?" reads from it: a row whose convolutions run INT8 but whose time sits in
 quantize/dequantize nodes, reorders or float element-wise ops is bounded there, not by the convolutions.
 
-May import: quant.measure.latency, quant.util.
+May import: quant.util (and quant.measure.latency, its own package).
 """
 
 from __future__ import annotations
