@@ -20,7 +20,8 @@ CALIBRATED = {"onnx-int8-minmax", "onnx-int8-entropy", "onnx-int8-percentile", "
               "ov-int8", "ov-int8-headfloat", "trt-int8-minmax", "trt-int8-entropy", "trt-int8-percentile",
               "trt-int8-headfloat", "ort-cuda-int8", "trt10-int8-minmax-implicit", "trt10-int8-entropy2-implicit",
               "trt10-int8-entropy-implicit", "trt10-int8-legacy-implicit", "ppq-int8", "ppq-int8-headfloat",
-              "onnx-int8-auto", "onnx-int8-auto-quick", "trt-int8-auto", "trt-int8-nncf", "ov-int8-auto", "ppq-int8-auto"}
+              "onnx-int8-auto", "onnx-int8-auto-quick", "trt-int8-auto", "trt-int8-nncf", "ov-int8-auto", "ppq-int8-auto",
+              "ov-int8-nncf-ac"}
 
 
 @pytest.fixture()
@@ -42,7 +43,7 @@ def _edit(path: Path, old: str, new: str) -> None:
 
 # the variants whose build computes the suite's own activation ranges (NNCF, PPQ and TensorRT's implicit
 # calibrators compute theirs)
-OWN_RANGES = CALIBRATED - {"ov-int8", "ov-int8-headfloat", "ov-int8-auto", "trt-int8-nncf", "ppq-int8",
+OWN_RANGES = CALIBRATED - {"ov-int8", "ov-int8-headfloat", "ov-int8-auto", "ov-int8-nncf-ac", "trt-int8-nncf", "ppq-int8",
                            "ppq-int8-headfloat", "ppq-int8-auto", "trt10-int8-minmax-implicit",
                            "trt10-int8-entropy2-implicit", "trt10-int8-entropy-implicit", "trt10-int8-legacy-implicit"}
 
