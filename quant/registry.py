@@ -165,7 +165,7 @@ register(Variant("ov-int8-auto", OPENVINO, INT8, Format.OPENVINO, build=nncf_ir.
 register(Variant("ov-int8-nncf-ac", OPENVINO, INT8, Format.OPENVINO, build=nncf_ac.build, tool=Tool.NNCF,
                  float_scope=DECODE, source=BASELINE, nncf=NNCF, search=SEARCH,
                  description="OpenVINO NNCF INT8 with NNCF's accuracy control (quantize_with_accuracy_control): the "
-                 "search's images and target drop, at most 24 layers reverted in 600 s; a yardstick for *-int8-auto"))
+                 "search's images, target drop, evaluations and time budget; a yardstick for *-int8-auto"))
 register(Variant("ppq-int8-auto", ONNXRUNTIME, INT8, Format.ONNX, build=ppq.build, tool=Tool.PPQ, float_scope=DECODE,
                  ppq=replace(PPQ, float_set_from="onnx-int8-auto"), source=BASELINE,
                  description="PPQ INT8, the float set onnx-int8-auto found left float"))
