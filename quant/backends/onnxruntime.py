@@ -106,11 +106,6 @@ class OnnxRuntime(Backend):
         return run
 
 
-# kernels ONNX Runtime's CPU provider runs a convolution as, by what they compute in
-INT8_CONVS = {"QLinearConv", "ConvInteger", "DynamicQuantizeConv"}
-FLOAT_CONVS = {"Conv", "FusedConv", "NhwcFusedConv"}
-
-
 def executed_graph(optimized) -> dict:
     """The graph ONNX Runtime's CPU provider runs (``optimized``: the file a session's
     ``optimized_model_filepath`` wrote), after its fusions: a Q/DQ pair around a convolution becomes one
@@ -120,8 +115,10 @@ def executed_graph(optimized) -> dict:
 
     import onnx
 
+    from quant.measure.profile import ORT_FLOAT_CONVS, ORT_INT8_CONVS  # its kernels by what they compute in
+
     ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
-    return {"convs_int8": sum(ops[k] for k in INT8_CONVS), "convs_float": sum(ops[k] for k in FLOAT_CONVS),
+    return {"convs_int8": sum(ops[k] for k in ORT_INT8_CONVS), "convs_float": sum(ops[k] for k in ORT_FLOAT_CONVS),
             "quantize": ops["QuantizeLinear"], "dequantize": ops["DequantizeLinear"],
             "kernels": dict(ops.most_common(8))}
 

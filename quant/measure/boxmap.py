@@ -4,9 +4,10 @@ Ultralytics' validator a file (NNCF's accuracy control passes its validation fun
 Inputs are the letterboxed tensors of :mod:`quant.calibration.readers`; boxes are compared in those
 letterboxed pixels. Predictions go through Ultralytics' own NMS as its validator runs it (confidence
 0.001, IoU 0.7, several labels per box), and are matched to the targets greedily by IoU, one target per
-prediction, at the ten IoU thresholds 0.50:0.95, then :func:`ultralytics.utils.metrics.ap_per_class` gives
-the AP per class. The targets are the image's labels where it has a label file, or another model's
-detections with confidence >= ``quant.measure.fidelity.CONF`` (label-free fidelity, as the suite scores it).
+prediction, at the ten IoU thresholds 0.50:0.95, and scored by the suite's own per-image statistics
+(:class:`quant.measure.imagestats.ImageStats`, Ultralytics' AP). The targets are the image's labels where it
+has a label file, or another model's detections with confidence >= ``quant.measure.fidelity.CONF``
+(label-free fidelity, as the suite scores it).
 
 May import: quant.model, quant.util.
 """
@@ -83,17 +84,12 @@ def correct(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def map50_95(preds: list[np.ndarray], targets: list[np.ndarray]) -> float:
     """mAP50-95 (0-1) of per-image predictions (:func:`detections`) against per-image targets ((n, 5) class and
-    xyxy, from :func:`letterboxed_labels` or :func:`as_targets`); 0.0 when there is no target at all."""
-    from quant.util.offline import ultralytics_module
+    xyxy, from :func:`letterboxed_labels` or :func:`as_targets`), computed as the suite computes it from the
+    validator's statistics (:meth:`quant.measure.imagestats.ImageStats.map50_95`); 0.0 without any target."""
+    from quant.measure.imagestats import ImageStats
 
-    tp = [correct(p, t) for p, t in zip(preds, targets, strict=True)]
-    target_cls = np.concatenate([t[:, 0] for t in targets]) if targets else np.zeros(0)
-    if not len(target_cls):
-        return 0.0
-    conf = np.concatenate([p[:, 4] for p in preds]) if preds else np.zeros(0)
-    pred_cls = np.concatenate([p[:, 5] for p in preds]) if preds else np.zeros(0)
-    ap = ultralytics_module("utils.metrics").ap_per_class(np.concatenate(tp), conf, pred_cls, target_cls)[5]
-    return float(ap.mean()) if len(ap) else 0.0
+    return ImageStats.from_images([{"tp": correct(p, t), "conf": p[:, 4], "pred_cls": p[:, 5], "target_cls": t[:, 0]}
+                                   for p, t in zip(preds, targets, strict=True)]).map50_95()
 
 
 def as_targets(dets: np.ndarray, conf: float) -> np.ndarray:

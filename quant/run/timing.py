@@ -67,17 +67,18 @@ class Timing:
         """The baseline against a second session of the same model: its interval should contain 1.0."""
         if self._aa is None:
             run = self.runner(self.baseline)
-            self.runs_as[self.baseline] = getattr(run, "runs_as", None)
-            self.executed[self.baseline] = getattr(run, "executed", None)
             self._aa, self._aa_timing = self._paired(run, seed=0)
-            self.time_split[self.baseline] = self._profile(run)
+            self._record(self.baseline, run)
         return self._aa
 
-    def _profile(self, run) -> dict | None:
-        """Where the timed model's time goes by precision (:mod:`quant.measure.profile`), where its runtime
-        profiles (``run.profile``); after its timing, so it costs the timing nothing."""
+    def _record(self, name: str, run) -> None:
+        """What the runtime says of the timed call ``run``: how it runs, what it executes, and (after its timing,
+        so that it costs the timing nothing) where its time goes by precision (``run.profile``,
+        :mod:`quant.measure.profile`)."""
+        self.runs_as[name] = getattr(run, "runs_as", None)
+        self.executed[name] = getattr(run, "executed", None)
         profile = getattr(run, "profile", None)
-        return profile(self.sample_input()) if profile else None
+        self.time_split[name] = profile(self.sample_input()) if profile else None
 
     def noisy(self) -> str | None:
         """Why latency verdicts are inconclusive in this process (None when the A/A control holds:
@@ -90,10 +91,8 @@ class Timing:
         if name == self.baseline:
             return self.aa_control(), self._aa_timing
         run = self.runner(name)
-        self.runs_as[name] = getattr(run, "runs_as", None)
-        self.executed[name] = getattr(run, "executed", None)
         result = self._paired(run, seed=sum(map(ord, name)))
-        self.time_split[name] = self._profile(run)
+        self._record(name, run)
         if getattr(run, "gpu_ms", None):  # a TensorRT engine: CUDA-event time of the execution alone
             self.engine_gpu_ms[name] = statistics.median(run.gpu_ms[self.warmup:] or run.gpu_ms)  # no warm-up
         return result
