@@ -160,8 +160,11 @@ def test_fidelity_is_set_against_the_labelled_loss_row_by_row_and_said_to_be_fid
     base = Row(variant="onnx-fp32", precision="fp32", map50_95=50.0, fidelity_map50_95=99.5, delta_points=0.0)
     int8 = Row(variant="onnx-int8-x", precision="int8", map50_95=48.5, fidelity_map50_95=89.0, delta_points=-1.5)
     tiny = Row(variant="onnx-int8-auto", precision="int8", map50_95=49.9, fidelity_map50_95=99.0, delta_points=-0.1)
-    (line,) = scale_lines([base, int8, tiny])
+    noisy = Row(variant="ov-int8-y", precision="int8", map50_95=49.5, fidelity_map50_95=90.0, delta_points=-0.5,
+                delta_ci=[-1.3, 0.3])
+    (line,) = scale_lines([base, int8, tiny, noisy])
     assert "onnx-int8-x 7.0x" in line and "onnx-int8-auto" not in line  # 10.5 / 1.5; too small a loss for a ratio
+    assert "ov-int8-y" not in line  # its loss is inside its interval around zero: 19x of nothing is no ratio
     assert scale_lines([base, tiny]) == []
     free = [Row(variant=r.variant, precision=r.precision, label_free=True) for r in (base, int8)]
     assert "fidelity points" in scale_lines(free)[0] and "results/label-free-scale.md" in scale_lines(free)[0]

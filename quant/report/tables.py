@@ -185,24 +185,27 @@ RATIO_MIN_DROP = 0.3  # labelled losses smaller than this give no ratio (one ima
 
 def scale_lines(rows: list[Row], baseline: str = BASELINE) -> list[str]:
     """How fidelity points relate to labelled points, once: with labels, each INT8 row's fidelity loss over its
-    labelled loss (where the labelled loss is at least RATIO_MIN_DROP points); label-free, that the figures are
+    labelled loss (where the labelled loss is at least RATIO_MIN_DROP points and its paired interval excludes
+    zero: a ratio to a loss the val images cannot tell from none says nothing); label-free, that the figures are
     fidelity points and what that ratio was where labels existed."""
     if any(r.label_free for r in rows):
         return ["Δ is in fidelity points (against the baseline's own detections), not labelled points: where labels "
-                "existed, fidelity overstated INT8 rows' labelled loss about 4-9x; no label-free estimate on the "
-                f"labelled scale met its goal, so none is shown ({SCALE_PAGE} in the docs)"]
+                "existed, an INT8 row's fidelity loss was 4-7x its labelled loss on a model close to its labels and "
+                "far more on models further from theirs; no label-free estimate on the labelled scale met its goal, "
+                f"so none is shown ({SCALE_PAGE} in the docs)"]
     base = next((r for r in rows if r.variant == baseline and r.fidelity_map50_95 is not None), None)
     ratios = []
     for r in rows:
         if base is None or r is base or r.precision != "int8" or r.fidelity_map50_95 is None:
             continue
-        if r.delta_points is not None and r.delta_points <= -RATIO_MIN_DROP:
+        if (r.delta_points is not None and r.delta_points <= -RATIO_MIN_DROP
+                and (r.delta_ci is None or r.delta_ci[1] < 0)):
             ratios.append((r.variant, (base.fidelity_map50_95 - r.fidelity_map50_95) / -r.delta_points))
     if not ratios:
         return []
     return ["fidelity loss / labelled loss: " + ", ".join(f"{v} {x:.1f}x" for v, x in ratios)
-            + " (fidelity, against the baseline's own detections, overstates the labelled loss by this much: "
-            "what a label-free run's fidelity loss means on the labelled scale)"]
+            + " (how much fidelity, against the baseline's own detections, overstates this model's labelled loss on "
+            "these labels; the factor differs between models)"]
 
 
 def breach_lines(rows: list[Row]) -> list[str]:
