@@ -1,8 +1,10 @@
 """The TensorRT engine layer against a stand-in TensorRT and CUDA (no GPU needed): the runner's call order
-and synchronisation, checked return values, exact version keys, FP32 pinning of the decode."""
+and synchronisation, checked return values, exact version keys, FP32 pinning of the decode, and what the engine
+runs (its inspector's layers) and where its time goes (its per-layer profiler)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -21,22 +23,72 @@ class Log(list):
         self.append(what)
 
 
-def fake_trt(log: Log, *, engine_ok=True, address_ok=True, enqueue_ok=True):
-    """A stand-in `tensorrt` module with one input and one output tensor."""
+# An engine inspector's JSON (LayerInformationFormat.JSON, detailed verbosity) as TensorRT writes it for a
+# Q/DQ YOLO: the older long format names and the newer bare data types both occur
+def _tensor(fmt):
+    return [{"Name": "t", "Location": "Device", "Dimensions": [1, 16, 40, 40], "Format/Datatype": fmt}]
+
+
+INSPECTOR_LAYERS = [
+    {"Name": "/model.0/conv/Conv_input_QuantizeLinear", "LayerType": "Reformat", "ParameterType": "Reformat",
+     "Origin": "QDQ", "Inputs": _tensor("Row major linear FP32"), "Outputs": _tensor("Row major Int8 format")},
+    {"Name": "/model.0/conv/Conv + PWN(/model.0/act/Sigmoid, /model.0/act/Mul)", "LayerType": "CaskConvolution",
+     "ParameterType": "Convolution", "Weights": {"Type": "Int8", "Count": 432},
+     "Inputs": _tensor("Thirty-two wide channel vectorized row major Int8 format"),
+     "Outputs": _tensor("Thirty-two wide channel vectorized row major Int8 format")},
+    {"Name": "/model.2/cv1/conv/Conv", "LayerType": "CaskGemmConvolution", "ParameterType": "Convolution",
+     "Inputs": _tensor("Channel major INT8 format where channel % 16 == 0"), "Outputs": _tensor("Int8")},
+    {"Name": "/model.22/cv2.0/cv2.0.2/Conv", "LayerType": "CaskConvolution", "ParameterType": "Convolution",
+     "Weights": {"Type": "Float", "Count": 4096}, "Inputs": _tensor("Row major linear FP32"),
+     "Outputs": _tensor("Row major linear FP32")},
+    {"Name": "/model.22/cv3.0/cv3.0.2/Conv", "LayerType": "CaskConvolution", "ParameterType": "Convolution",
+     "Weights": {"Type": "Half", "Count": 1280}, "Inputs": _tensor("Half"), "Outputs": _tensor("Half")},
+    {"Name": "Reformatting CopyNode for Input Tensor 0 to /model.22/dfl/Softmax", "LayerType": "Reformat",
+     "ParameterType": "Reformat", "Origin": "REFORMAT", "Inputs": _tensor("Channel major FP16 format"),
+     "Outputs": _tensor("Row major linear FP32")},
+    {"Name": "/model.22/dfl/Softmax", "LayerType": "CaskSoftMax", "ParameterType": "SoftMax",
+     "Inputs": _tensor("Row major linear FP32"), "Outputs": _tensor("Row major linear FP32")},
+]
+
+
+def fake_trt(log: Log, *, engine_ok=True, address_ok=True, enqueue_ok=True, layers=INSPECTOR_LAYERS,
+             layer_ms=None):
+    """A stand-in `tensorrt` module with one input and one output tensor, whose engine's inspector lists
+    ``layers`` and whose profiler reports ``layer_ms`` ({layer name: milliseconds}) on every synchronous call."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = "10.16.0.4"
     trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=None: None})
     trt.TensorIOMode = types.SimpleNamespace(INPUT="in", OUTPUT="out")
+    trt.LayerInformationFormat = types.SimpleNamespace(JSON="json", ONELINE="oneline")
     trt.nptype = lambda dtype: np.float32
 
+    class IProfiler:
+        def __init__(self):
+            log("profiler")
+
+    trt.IProfiler = IProfiler
+
     class Context:
+        profiler = None
+
         def set_tensor_address(self, name, ptr):
             log(f"address {name}")
             return address_ok
 
         def execute_async_v3(self, stream_handle):
-            log(f"execute on {stream_handle}")
+            log(f"execute on {stream_handle}" + (" profiled" if self.profiler else ""))
             return enqueue_ok
+
+        def execute_v2(self, addresses):
+            log(f"execute_v2 {len(addresses)} tensors")
+            for name, ms in (layer_ms or {}).items():
+                self.profiler.report_layer_time(name, ms)
+            return True
+
+    class Inspector:
+        def get_engine_information(self, fmt):
+            assert fmt == "json"
+            return json.dumps({"Layers": layers, "Bindings": ["images", "output0"]})
 
     class Engine:
         num_io_tensors = 2
@@ -55,6 +107,9 @@ def fake_trt(log: Log, *, engine_ok=True, address_ok=True, enqueue_ok=True):
 
         def create_execution_context(self):
             return Context()
+
+        def create_engine_inspector(self):
+            return Inspector()
 
     class Runtime:
         def __init__(self, logger):
@@ -212,3 +267,67 @@ def test_engines_are_required_when_gpu_tests_are_selected(markexpr, required, ti
                  cache_dir=str(tmp_path / "c"), report_dir=str(tmp_path / "r"))
     o.markexpr = markexpr
     assert open_session(o).suite.builder.require_engines is required
+
+
+def test_the_runner_reads_what_the_engine_runs_from_its_inspector(monkeypatch, engine_file):
+    run = _runner(monkeypatch, engine_file, Log())
+    assert run.executed == {"convs_int8": 2, "convs_float": 2, "convs_by_precision": {"int8": 2, "fp32": 1, "fp16": 1},
+                            "reorders": 2, "kernels": {"CaskConvolution": 3, "Reformat": 2, "CaskGemmConvolution": 1,
+                                                       "CaskSoftMax": 1}}
+
+
+def test_an_engine_built_with_layer_names_only_records_nothing(monkeypatch, engine_file):
+    run = _runner(monkeypatch, engine_file, Log(), layers=["/model.0/conv/Conv", "/model.22/dfl/Softmax"])
+    assert run.executed is None
+
+
+def test_the_profile_runs_a_context_of_its_own_and_sums_the_layers_by_precision(monkeypatch, engine_file):
+    from quant.measure.profile import line
+
+    log = Log()
+    names = [x["Name"] for x in INSPECTOR_LAYERS]
+    ms = {names[0]: 0.05, names[1]: 0.40, names[2]: 0.20, names[3]: 0.10, names[4]: 0.08, names[5]: 0.02,
+          names[6]: 0.10, "a layer the inspector does not list": 0.05}
+    run = _runner(monkeypatch, engine_file, log, layer_ms=ms)
+    log.clear()
+    split = run.profile(np.ones((1, 3, 8, 8), np.float32))
+    assert split["profiler"] == "TensorRT IProfiler"
+    assert split["us"] == pytest.approx({"conv int8": 600.0, "conv fp32": 100.0, "other fp32": 100.0,
+                                         "conv fp16": 80.0, "quantize/dequantize": 50.0, "other ?": 50.0,
+                                         "reorder": 20.0})
+    assert list(split["us"])[0] == "conv int8"  # largest first
+    assert log.count("execute_v2 2 tensors") == 8  # 2 warm-up + 6 profiled calls, synchronous
+    assert log.index("synchronize stream-1") < log.index("execute_v2 2 tensors")  # the input is uploaded first
+    assert "conv int8 60 %" in line(split)
+    log.clear()
+    run(np.ones((1, 3, 8, 8), np.float32))
+    assert "execute on stream-1" in log  # the timed context has no profiler
+
+
+def test_engines_are_built_with_detailed_layer_information(monkeypatch, tmp_path):
+    """Without detailed profiling verbosity the inspector lists layer names only (nothing to read what ran from)."""
+    seen = {}
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            pass
+
+        def __setattr__(self, name, value):
+            seen[name] = value
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "11.0.0.1"
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level=None: None})
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
+    trt.ProfilingVerbosity = types.SimpleNamespace(DETAILED="detailed", LAYER_NAMES_ONLY="names")
+    trt.BuilderFlag = types.SimpleNamespace()
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)
+    trt.OnnxParser = lambda network, logger: types.SimpleNamespace(parse_from_file=lambda path: True)
+    trt.Builder = lambda logger: types.SimpleNamespace(create_network=lambda flags: "network",
+                                                       create_builder_config=Config,
+                                                       build_serialized_network=lambda network, config: b"plan")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr("quant.model.weights.onnx_metadata", lambda path: {"names": {0: "a"}})
+    trt_engine.build_engine(tmp_path / "model.onnx", tmp_path / "model.engine", REGISTRY["trt-int8-minmax"])
+    assert seen.get("profiling_verbosity") == "detailed"
+    assert trt_engine.read_engine(tmp_path / "model.engine")[1] == b"plan"

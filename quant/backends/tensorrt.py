@@ -5,6 +5,7 @@ Runtime on the CPU as its stand-in, for accuracy (its latency is not the engine'
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +58,9 @@ def _load_engine(trt, engine_path: Path):
     return engine, context
 
 
-def engine_runner(engine_path: Path, cuda=None):
-    """Batch-1 call of the engine. Input copy, enqueue, event records and output copies all go on one
-    stream, which is synchronized before outputs are returned or times read; every TensorRT return value
-    is checked. ``run.gpu_ms`` keeps the CUDA-event time of each execution alone (warm-up calls included:
-    callers drop the first ones)."""
-    import tensorrt as trt
-
-    cuda = cuda or TorchCuda()
-    engine, context = _load_engine(trt, engine_path)
+def _bind(trt, engine, context, cuda, engine_path: Path) -> tuple[dict, list[str], list[str]]:
+    """A device buffer for each I/O tensor of ``engine``, its address set in ``context`` (checked): (buffers by
+    name, input names, output names)."""
     buffers, inputs = {}, []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -74,7 +69,44 @@ def engine_runner(engine_path: Path, cuda=None):
             raise QuantError(f"TensorRT refused the address of tensor '{name}' of '{engine_path}'")
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
             inputs.append(name)
-    outputs = [n for n in buffers if n not in inputs]
+    return buffers, inputs, [n for n in buffers if n not in inputs]
+
+
+def engine_layers(trt, engine) -> list:
+    """The engine inspector's layers (``LayerInformationFormat.JSON``): one dict per layer with its type, weights
+    and tensor formats where the engine was built with detailed profiling verbosity
+    (:func:`quant.build.trt_engine.build_engine` does), else only names."""
+    info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    return json.loads(info).get("Layers", [])
+
+
+def executed_layers(layers: list) -> dict | None:
+    """What the engine runs, from the inspector's ``layers``: its convolutions by the precision their kernels
+    compute in, and the Reformat layers (layout and precision conversions, as OpenVINO's reorders) between
+    layers; None where the engine lists only layer names."""
+    from collections import Counter
+
+    from quant.measure.profile import trt_is_conv, trt_precision
+
+    if not layers or not all(isinstance(x, dict) for x in layers):
+        return None
+    convs = Counter(trt_precision(x) for x in layers if trt_is_conv(x))
+    kinds = Counter(x.get("LayerType", "?") for x in layers)
+    return {"convs_int8": convs["int8"], "convs_float": sum(n for p, n in convs.items() if p != "int8"),
+            "convs_by_precision": dict(convs), "reorders": kinds["Reformat"], "kernels": dict(kinds.most_common(8))}
+
+
+def engine_runner(engine_path: Path, cuda=None):
+    """Batch-1 call of the engine. Input copy, enqueue, event records and output copies all go on one
+    stream, which is synchronized before outputs are returned or times read; every TensorRT return value
+    is checked. ``run.gpu_ms`` keeps the CUDA-event time of each execution alone (warm-up calls included:
+    callers drop the first ones); ``run.executed`` what the engine runs (the inspector's layers), ``run.profile``
+    where its time goes (a second context with a per-layer profiler, so the timed one runs without it)."""
+    import tensorrt as trt
+
+    cuda = cuda or TorchCuda()
+    engine, context = _load_engine(trt, engine_path)
+    buffers, inputs, outputs = _bind(trt, engine, context, cuda, engine_path)
     stream, start, end = cuda.stream(), cuda.event(), cuda.event()
 
     def run(x):
@@ -89,8 +121,44 @@ def engine_runner(engine_path: Path, cuda=None):
         run.gpu_ms.append(start.elapsed_time(end))
         return out
 
+    layers = engine_layers(trt, engine)
     run.gpu_ms = []
+    run.executed = executed_layers(layers)
+    run.profile = lambda x: engine_profile(trt, engine, layers, x, cuda, engine_path)
     return run
+
+
+def engine_profile(trt, engine, layers: list, x: np.ndarray, cuda, engine_path: Path, runs: int | None = None,
+                   warmup: int | None = None) -> dict:
+    """Where the engine's time goes by precision (:func:`quant.measure.profile.trt_breakdown`): ``warmup + runs``
+    synchronous calls (``execute_v2``, which reports each layer's time to the context's profiler) of a context of
+    its own."""
+    from quant.measure.profile import PROFILE_RUNS, PROFILE_WARMUP, trt_breakdown
+
+    runs, warmup = runs or PROFILE_RUNS, PROFILE_WARMUP if warmup is None else warmup
+    context = engine.create_execution_context()
+    if context is None:
+        raise QuantError(f"TensorRT could not create a profiling context for '{engine_path}' (out of GPU memory?)")
+    buffers, inputs, _ = _bind(trt, engine, context, cuda, engine_path)
+    layer_ms: dict[str, list[float]] = {}
+
+    class Profiler(trt.IProfiler):
+        def __init__(self):
+            trt.IProfiler.__init__(self)
+
+        def report_layer_time(self, layer_name, ms):
+            layer_ms.setdefault(layer_name, []).append(float(ms))
+
+    context.profiler = Profiler()
+    stream = cuda.stream()
+    with cuda.on(stream):
+        cuda.upload(buffers[inputs[0]], x)
+    stream.synchronize()  # the input is on the device before the synchronous calls read it
+    addresses = [buffers[engine.get_tensor_name(i)].data_ptr() for i in range(engine.num_io_tensors)]
+    for _ in range(warmup + runs):
+        if not context.execute_v2(addresses):
+            raise QuantError(f"TensorRT failed to run '{engine_path}' for its profile (execute_v2 returned False)")
+    return trt_breakdown(layer_ms, layers, warmup)
 
 
 class TensorRT(Backend):

@@ -114,6 +114,9 @@ def build_engine(onnx_path: Path, engine_path: Path, variant, configure=None) ->
         raise QuantError(f"TensorRT cannot parse '{onnx_path}': {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
+    # the engine records every layer's type, weights and tensor formats for its inspector (what ran, and where
+    # the time goes: quant.backends.tensorrt)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if variant.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # on by default: FP32 means FP32
     if configure is not None:

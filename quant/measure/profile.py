@@ -1,7 +1,9 @@
 """Where a model's time goes, from the runtime's own per-kernel profile: ONNX Runtime's profiler
-(:func:`kernel_times`) and OpenVINO's per-layer counters (:func:`openvino_layer_times`), each kernel's median
-time over a few runs, and (:func:`by_precision`) those times summed by what each kernel computes in: INT8 or
-float convolutions, quantize/dequantize, layout and precision reorders, everything else by its precision.
+(:func:`kernel_times`), OpenVINO's per-layer counters (:func:`openvino_layer_times`) and a TensorRT engine's
+per-layer times (its ``IProfiler``, read against the engine inspector's layers: :func:`trt_category`), each
+kernel's median time over a few runs, and (:func:`by_precision`) those times summed by what each kernel computes
+in: INT8 or float convolutions, quantize/dequantize, layout and precision reorders, everything else by its
+precision.
 
 "Why is my INT8 model no faster?" reads from it: a row whose convolutions run INT8 but whose time sits in
 quantize/dequantize nodes, reorders or float element-wise ops is bounded there, not by the convolutions.
@@ -27,6 +29,9 @@ ORT_REORDER = {"ReorderInput", "ReorderOutput"}
 OV_CONVS = {"Convolution", "GroupConvolution", "Deconvolution"}
 OV_PRECISIONS = {"I8": "int8", "U8": "int8", "BF16": "bf16", "FP16": "fp16", "F16": "fp16", "FP32": "fp32",
                  "F32": "fp32"}
+# TensorRT engine inspector (LayerInformationFormat.JSON): data types in weights and tensor formats
+TRT_TYPES = (("BFloat16", "bf16"), ("FP8", "fp8"), ("Int8", "int8"), ("INT8", "int8"), ("Half", "fp16"),
+             ("FP16", "fp16"), ("FP32", "fp32"), ("Float", "fp32"), ("Int32", "int32"), ("INT32", "int32"))
 PROFILE_RUNS, PROFILE_WARMUP = 6, 2  # a row's breakdown: enough for shares, cheap next to its timing
 
 
@@ -116,6 +121,33 @@ def openvino_category(kind: str, exec_type: str) -> str:
     return f"{'conv' if kind in OV_CONVS else 'other'} {precision}"
 
 
+def trt_precision(layer: dict) -> str:
+    """What a layer of the engine inspector's JSON computes in: its weights' type where it has weights (an INT8
+    convolution has ``"Weights": {"Type": "Int8"}``), else its first input's format (``"Thirty-two wide channel
+    vectorized row major Int8 format"``, or just ``"Half"`` in newer TensorRT); ``?`` when neither says."""
+    weights = layer.get("Weights")
+    texts = [weights.get("Type", "")] if isinstance(weights, dict) else []
+    texts += [t.get("Format/Datatype", "") for t in layer.get("Inputs", [])[:1] if isinstance(t, dict)]
+    for text in texts:
+        for word, precision in TRT_TYPES:
+            if word in text.replace(".", "").split():
+                return precision
+    return "?"
+
+
+def trt_is_conv(layer: dict) -> bool:
+    return layer.get("ParameterType") in ("Convolution", "Deconvolution") or "Convolution" in layer.get("LayerType", "")
+
+
+def trt_category(layer: dict | None) -> str:
+    """The category of one engine layer (the inspector's JSON of it; None: a name the inspector does not list)."""
+    if layer is None:
+        return "other ?"
+    if layer.get("LayerType") == "Reformat" or layer.get("ParameterType") == "Reformat":
+        return "quantize/dequantize" if layer.get("Origin") == "QDQ" else "reorder"
+    return f"{'conv' if trt_is_conv(layer) else 'other'} {trt_precision(layer)}"
+
+
 def by_precision(times: dict[str, float], category) -> dict[str, float]:
     """Microseconds per run by category (``category(kernel name) -> str``), largest first."""
     out: dict[str, float] = {}
@@ -142,6 +174,14 @@ def openvino_breakdown(path, feed: dict, threads: int | None = None, config: dic
     times = openvino_layer_times(path, feed, threads, runs, warmup, ops=ops, config=config, kinds=kinds)
     return {"profiler": "OpenVINO PERF_COUNT",
             "us": by_precision(times, lambda k: openvino_category(kinds.get(k, "?"), ops.get(k, "")))}
+
+
+def trt_breakdown(layer_ms: dict[str, list[float]], layers: list[dict], warmup: int = PROFILE_WARMUP) -> dict:
+    """Where an engine's time goes: ``layer_ms`` is what its ``IProfiler`` reported (layer name -> milliseconds,
+    one per call, warm-up calls first), ``layers`` the inspector's layers the names are looked up in."""
+    by_name = {x.get("Name"): x for x in layers if isinstance(x, dict)}
+    times = {k: 1000 * float(np.median(v[warmup:] or v)) for k, v in layer_ms.items()}
+    return {"profiler": "TensorRT IProfiler", "us": by_precision(times, lambda k: trt_category(by_name.get(k)))}
 
 
 def line(breakdown: dict | None) -> str | None:
