@@ -141,6 +141,7 @@ register(Variant("onnx-int8-auto", ONNXRUNTIME, INT8, Format.ONNX, build=auto_qd
 # 120 s, without weight rounding (the costliest lever: about 30 s per candidate on 2 cores); its own row, so
 # onnx-int8-auto stays as it is
 QUICK_SEARCH = replace(SEARCH, images=64, max_evals=12, budget_s=120.0)
+LIGHT_SEARCHES = {"onnx-int8-auto-quick": "onnx-int8-auto"}  # a light search -> the full search it stands in for
 register(Variant("onnx-int8-auto-quick", ONNXRUNTIME, INT8, Format.ONNX, build=auto_qdq.build, search=QUICK_SEARCH,
                  float_scope=DECODE, qdq=replace(ORT_INT8, **{**LEVERS, "weight_rounding": 0}), source=BASELINE,
                  description="onnx-int8-auto's search made light for the quick preset (64 search images, at most 12 "

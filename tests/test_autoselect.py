@@ -191,6 +191,25 @@ def test_report_lists_the_searched_recipe():
     (line,) = auto_lines([many])
     assert "/model.7/conv/Conv, and 12 more (auto.json)" in line and "/model.8/" not in line
     assert auto_section([Row("onnx-fp32")]) == ""
+    assert "made light" not in auto_lines([row])[0]
+
+
+def test_a_light_search_that_misses_its_target_points_to_the_full_one():
+    from quant.report.tables import auto_lines
+
+    auto = {"calibration": "percentile", "float_layers": [], "drop": 18.58, "met": False,
+            "stop": "time budget spent (120 s); target not met", "seconds": 153.0, "evaluations": 3,
+            "search_metric": "m", "search_images": 32}
+    quick = Row.from_dict({"variant": "onnx-int8-auto-quick", "int8_share": "63/63", "auto": auto})
+    (line,) = auto_lines([quick])
+    assert line.endswith("target not met); it is onnx-int8-auto's search made light for a first look (no weight "
+                         "rounding, fewer images, evaluations and seconds): onnx-int8-auto, in the standard and "
+                         "full presets, searches with all of them")
+    assert "made light" not in auto_lines([replace(quick, auto={**auto, "met": True})])[0]
+    assert "made light" not in auto_lines([replace(quick, variant="onnx-int8-auto")])[0]
+    from quant.registry import LIGHT_SEARCHES
+
+    assert all(REGISTRY[k].search and REGISTRY[v].search for k, v in LIGHT_SEARCHES.items())
 
 
 def test_report_lists_the_float_set_a_target_picked():

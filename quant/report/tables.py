@@ -11,7 +11,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from quant.measure.row import Row
-from quant.registry import BASELINE
+from quant.registry import BASELINE, LIGHT_SEARCHES
 from quant.util.hardware import describe
 
 COLUMNS = [  # (key in a row, header)
@@ -135,10 +135,14 @@ def auto_lines(rows: list[Row]) -> list[str]:
         macs = f" ({100 * a['int8_macs_share']:.0f} % of their compute)" if a.get("int8_macs_share") is not None else ""
         images = f" on {a['search_images']} search images" if a.get("search_images") else ""
         confirm = (f", measured drop on val {-r.delta_points:.2f}" if r.delta_points is not None else "")
+        full = LIGHT_SEARCHES.get(r.variant) if not a["met"] else None
+        hint = (f"; it is {full}'s search made light for a first look (no weight rounding, fewer images, "
+                f"evaluations and seconds): {full}, in the standard and full presets, searches with all of them"
+                if full else "")
         out.append(f"{r.variant}: {a['calibration']} calibration, INT8 convs {r.int8_share}{macs}, "
                    f"{len(a['float_layers'])} layers float ({names}); estimated drop {a['drop']:.2f} points"
                    f"{images} ({a['search_metric']}){confirm}; target {'met' if a['met'] else 'NOT met'}, "
-                   f"{a['evaluations']} evaluations in {a['seconds']:.0f} s ({a['stop']})")
+                   f"{a['evaluations']} evaluations in {a['seconds']:.0f} s ({a['stop']}){hint}")
     return out
 
 
