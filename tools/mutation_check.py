@@ -183,6 +183,15 @@ MUTANTS = [
     Mutant("ab-reference-always-first", "quant/measure/latency.py",
            "            r, n = list(time_ref(calls)), list(time_new(calls))",
            "            n, r = list(time_new(calls)), list(time_ref(calls))", ("tests/test_ab.py",)),
+    # what a TensorRT engine runs and where its time goes: its inspector's layers, its per-layer profiler
+    Mutant("trt-names-only-engine", "quant/build/trt_engine.py",
+           "    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED\n", "",
+           ("tests/test_tensorrt_engine_layer.py",)),
+    Mutant("trt-int8-read-as-float", "quant/measure/profile.py", '("Int8", "int8"), ("INT8", "int8"), ', "",
+           ("tests/test_tensorrt_engine_layer.py",)),
+    Mutant("trt-qdq-reformat-as-reorder", "quant/measure/profile.py",
+           'return "quantize/dequantize" if layer.get("Origin") == "QDQ" else "reorder"', 'return "reorder"',
+           ("tests/test_tensorrt_engine_layer.py",)),
 ]
 
 
