@@ -149,7 +149,8 @@ def engine_profile(trt, engine, layers: list, x: np.ndarray, cuda, engine_path: 
         def report_layer_time(self, layer_name, ms):
             layer_ms.setdefault(layer_name, []).append(float(ms))
 
-    context.profiler = Profiler()
+    profiler = Profiler()  # held here while the context reports to it
+    context.profiler = profiler
     stream = cuda.stream()
     with cuda.on(stream):
         cuda.upload(buffers[inputs[0]], x)
