@@ -128,14 +128,11 @@ def engine_runner(engine_path: Path, cuda=None):
     return run
 
 
-def engine_profile(trt, engine, layers: list, x: np.ndarray, cuda, engine_path: Path, runs: int | None = None,
-                   warmup: int | None = None) -> dict:
-    """Where the engine's time goes by precision (:func:`quant.measure.profile.trt_breakdown`): ``warmup + runs``
-    synchronous calls (``execute_v2``, which reports each layer's time to the context's profiler) of a context of
-    its own."""
+def engine_profile(trt, engine, layers: list, x: np.ndarray, cuda, engine_path: Path) -> dict:
+    """Where the engine's time goes by precision (:func:`quant.measure.profile.trt_breakdown`): a few synchronous
+    calls (``execute_v2``, which reports each layer's time to the context's profiler) of a context of its own."""
     from quant.measure.profile import PROFILE_RUNS, PROFILE_WARMUP, trt_breakdown
 
-    runs, warmup = runs or PROFILE_RUNS, PROFILE_WARMUP if warmup is None else warmup
     context = engine.create_execution_context()
     if context is None:
         raise QuantError(f"TensorRT could not create a profiling context for '{engine_path}' (out of GPU memory?)")
@@ -156,10 +153,10 @@ def engine_profile(trt, engine, layers: list, x: np.ndarray, cuda, engine_path: 
         cuda.upload(buffers[inputs[0]], x)
     stream.synchronize()  # the input is on the device before the synchronous calls read it
     addresses = [buffers[engine.get_tensor_name(i)].data_ptr() for i in range(engine.num_io_tensors)]
-    for _ in range(warmup + runs):
+    for _ in range(PROFILE_WARMUP + PROFILE_RUNS):
         if not context.execute_v2(addresses):
             raise QuantError(f"TensorRT failed to run '{engine_path}' for its profile (execute_v2 returned False)")
-    return trt_breakdown(layer_ms, layers, warmup)
+    return trt_breakdown(layer_ms, layers, PROFILE_WARMUP)
 
 
 class TensorRT(Backend):

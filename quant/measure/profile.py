@@ -129,8 +129,9 @@ def trt_precision(layer: dict) -> str:
     texts = [weights.get("Type", "")] if isinstance(weights, dict) else []
     texts += [t.get("Format/Datatype", "") for t in layer.get("Inputs", [])[:1] if isinstance(t, dict)]
     for text in texts:
+        words = set(text.replace(".", "").split())
         for word, precision in TRT_TYPES:
-            if word in text.replace(".", "").split():
+            if word in words:
                 return precision
     return "?"
 
