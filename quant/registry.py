@@ -159,9 +159,11 @@ register(Variant("trt-int8-nncf", TENSORRT, INT8, Format.ENGINE, build=nncf_qdq.
                  "ranking, with or without SmoothQuant, whichever is closer to FP32 (run in FP16)"))
 register(Variant("ov-int8-auto", OPENVINO, INT8, Format.OPENVINO, build=nncf_ir.build, tool=Tool.NNCF,
                  float_scope=DECODE, source=BASELINE,
-                 nncf=replace(NNCF, float_set_from="onnx-int8-auto", choose_float_set=True, smooth_quant_alpha=0.5),
+                 nncf=replace(NNCF, float_set_from="onnx-int8-auto", choose_float_set=True, smooth_quant_alpha=0.5,
+                              weight_rounding=True),
                  description="OpenVINO NNCF INT8: onnx-int8-auto's float set or a prefix of its ranking, with or "
-                 "without SmoothQuant, whichever NNCF keeps closer to FP32"))
+                 "without SmoothQuant, whichever NNCF keeps closer to FP32; then with its weights rounded by output "
+                 "reconstruction, kept where closer still"))
 # the yardstick from the field: NNCF's own accuracy control on the search's images, target and bounds
 register(Variant("ov-int8-nncf-ac", OPENVINO, INT8, Format.OPENVINO, build=nncf_ac.build, tool=Tool.NNCF,
                  float_scope=DECODE, source=BASELINE, nncf=NNCF, search=SEARCH,

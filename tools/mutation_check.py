@@ -183,6 +183,15 @@ MUTANTS = [
     Mutant("ab-reference-always-first", "quant/measure/latency.py",
            "            r, n = list(time_ref(calls)), list(time_new(calls))",
            "            n, r = list(time_new(calls)), list(time_ref(calls))", ("tests/test_ab.py",)),
+    # weight rounding on NNCF's grid: the weights NNCF's values stand for, and the build kept only where closer
+    Mutant("ir-rounding-ignores-smoothquant", "quant/calibration/ir_rounding.py",
+           "self.w = (w / m[None, :, None, None] if m is not None else w)", "self.w = (w if m is not None else w)",
+           ("tests/test_ir_rounding.py",)),
+    Mutant("ir-rounding-no-bias-shift", "quant/calibration/ir_rounding.py",
+           "        if bias is None or bias.get_type_name() != \"Constant\":", "        if True:",
+           ("tests/test_ir_rounding.py",)),
+    Mutant("refined-build-always-kept", "quant/search/float_choice.py", "    if score < kept[\"score\"]:", "    if True:",
+           ("tests/test_ir_rounding.py",)),
     # what a TensorRT engine runs and where its time goes: its inspector's layers, its per-layer profiler
     Mutant("trt-names-only-engine", "quant/build/trt_engine.py",
            "    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED\n", "",

@@ -25,6 +25,7 @@ from quant.build.nncf_ir import smooth_quant
 from quant.calibration.readers import reader_for
 from quant.model.graph import int8_conv_counts, load_onnx, qdq_int8_convs
 from quant.search import float_choice
+from quant.util.errors import QuantError
 
 MODEL = "model.onnx"
 
@@ -33,6 +34,9 @@ MODEL = "model.onnx"
 def build(variant, ctx: BuildContext, out_dir: Path):
     import onnx
 
+    if variant.nncf.weight_rounding:
+        raise QuantError(f"variant '{variant.name}': weight_rounding re-rounds an OpenVINO IR's INT8 weights "
+                         "(quant.build.nncf_ir); NNCF's Q/DQ ONNX has no such step")
     src = ctx.artifact(variant.source)
     graph = onnx.load(str(src))
     float_nodes = ctx.float_nodes(variant, graph)

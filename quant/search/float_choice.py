@@ -62,14 +62,18 @@ def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
 
 
 def pick(choice, scope, ctx, src: Path, graph, reused: list[str], out_dir: Path, final: Path,
-         build: Callable[[list[str], float | None, Path], Path], error: Callable[[Path, object], tuple[float, float]]):
+         build: Callable[[list[str], float | None, Path], Path], error: Callable[[Path, object], tuple[float, float]],
+         refine: tuple[str, Callable[[list[str], float | None, Path], Path]] | None = None):
     """A target's pick (``choice``: its ``float_set_from``, ``choose_float_set`` and ``smooth_quant_alpha``, e.g.
     :class:`quant.build.nncf_ir.NncfConfig`; ``scope``: the variant's own float scope): the reused set and
     the ranking's prefixes (:func:`candidates`), each also with SmoothQuant when ``smooth_quant_alpha`` is set,
     built by ``build(float nodes, SmoothQuant alpha or None, folder) -> artifact inside folder`` and measured
     by ``error(artifact, OutputError on the search images)``; the closest to FP32 ends up at ``final``
     (``out_dir/float_choice.json`` records the candidates). Returns (its float nodes, info for the manifest).
-    Without ``choose_float_set`` it builds ``reused`` alone, with ``smooth_quant_alpha`` if set."""
+    ``refine``: (label, builder like ``build``): the kept candidate is built once more by that builder and measured
+    the same way; the closer of the two is kept (its label "<kept>, <label>").
+    Without ``choose_float_set`` it builds ``reused`` alone, with ``smooth_quant_alpha`` if set (and no refinement:
+    nothing is measured there)."""
     from quant.calibration.readers import reader_for
     from quant.search.sensitivity import OutputError
 
@@ -96,6 +100,8 @@ def pick(choice, scope, ctx, src: Path, graph, reused: list[str], out_dir: Path,
         return build(nodes, alpha if label in smooth else None, folder)
 
     best, built, record = choose(sets, build_one, lambda artifact: error(artifact, oe))
+    if refine is not None:
+        best = _refined(best, sets, smooth, built, record, refine, out_dir, alpha, lambda artifact: error(artifact, oe))
     built[best].rename(final)
     for artifact in built.values():
         shutil.rmtree(artifact.parent, ignore_errors=True)
@@ -104,6 +110,29 @@ def pick(choice, scope, ctx, src: Path, graph, reused: list[str], out_dir: Path,
     (out_dir / "float_choice.json").write_text(json.dumps(record, indent=1))
     return sets[best], {"float_choice": {k: record[k] for k in ("chosen", "candidates", "images", "smooth_quant")},
                         "reports": ["float_choice.json"]}
+
+
+def _refined(best: str, sets: dict, smooth: dict, built: dict, record: dict, refine, out_dir: Path, alpha,
+             error: Callable[[Path], tuple[float, float]]) -> str:
+    """Build ``best`` once more with ``refine``'s builder, add it to ``sets``, ``built`` and ``record`` (scored
+    like :func:`choose`: relative to the first candidate); the label of the closer of the two."""
+    label, builder = refine
+    name = f"{best}, {label}"
+    sets[name] = sets[best]
+    if best in smooth:
+        smooth[name] = sets[best]
+    folder = out_dir / f".candidate-{len(built)}"
+    folder.mkdir()
+    built[name] = builder(sets[best], alpha if best in smooth else None, folder)
+    box, cls = (float(e) for e in error(built[name]))
+    ref = record["candidates"][0]
+    score = box / max(ref["box_nsr"], 1e-30) + cls / max(ref["class_nsr"], 1e-30)
+    record["candidates"].append({"label": name, "float_nodes": len(sets[name]), "box_nsr": box, "class_nsr": cls,
+                                 "score": score})
+    kept = next(c for c in record["candidates"] if c["label"] == best)
+    if score < kept["score"]:
+        record["chosen"] = best = name
+    return best
 
 
 def source_search(folder: Path):
