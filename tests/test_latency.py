@@ -204,7 +204,12 @@ def identical_trials(spin_n):
 
 
 def test_paired_identical_models_do_not_fire(identical_trials):
-    assert sum(r.ratio > 1.10 for r in identical_trials) == 0, [round(r.ratio, 3) for r in identical_trials]
+    """No trial of two identical functions reads a 10 % slowdown that a run would trust: a trial the A/A
+    control flags (its interval misses 1.00 or spreads too wide) is one the product reports as a noisy machine,
+    not as a regression (a shared 2-core machine read 1.14x once in three full runs even after a re-measure);
+    the next test bounds how often that may happen."""
+    fired = [r for r in identical_trials if r.ratio > 1.10 and r.aa_noise() is None]
+    assert not fired, [(round(r.ratio, 3), round(r.ci[0], 3), round(r.ci[1], 3)) for r in identical_trials]
 
 
 def test_paired_identical_models_pass_the_aa_check(identical_trials):
