@@ -51,10 +51,9 @@ def _smooth_factors(conv) -> np.ndarray | None:
 class _Job:
     """One INT8 convolution of the quantized model, with what rounding it needs."""
 
-    def __init__(self, conv, onnx_node, fp32_weight: np.ndarray):
-        mul = conv.input_value(1).get_node()
-        self.conv, self.values = conv, _const(mul.input_value(0).get_node())
-        self.scale = mul.input_value(1).get_node().get_data().astype(np.float64).reshape(-1)
+    def __init__(self, conv, values, scale, onnx_node, fp32_weight: np.ndarray):
+        self.conv, self.values = conv, values
+        self.scale = scale.get_data().astype(np.float64).reshape(-1)
         stored = self.values.get_data()
         self.shape, self.dtype = stored.shape, stored.dtype
         # each channel's largest weight sits at +-127 (8 bits) or +-63.5 (7 bits, NNCF's overflow fix: stored 63 or 64)
@@ -81,10 +80,12 @@ def _jobs(model, fp32) -> list[_Job]:
             continue  # GroupConvolution (depthwise) keeps NNCF's rounding
         mul = op.input_value(1).get_node()
         name = op.get_friendly_name().removesuffix("/WithoutBiases")
-        if (mul.get_type_name() != "Multiply" or name not in nodes or _const(mul.input_value(0).get_node()) is None
-                or mul.input_value(1).get_node().get_type_name() != "Constant"):
-            continue  # a float convolution, or weights stored some other way
-        job = _Job(op, nodes[name], numpy_helper.to_array(inits[nodes[name].input[1]]))
+        if mul.get_type_name() != "Multiply" or name not in nodes:
+            continue  # a float convolution
+        values, scale = _const(mul.input_value(0).get_node()), mul.input_value(1).get_node()
+        if values is None or scale.get_type_name() != "Constant":
+            continue  # weights stored some other way
+        job = _Job(op, values, scale, nodes[name], numpy_helper.to_array(inits[nodes[name].input[1]]))
         if job.understood:  # else the weights were transformed some way not known here: NNCF's rounding stays
             jobs.append(job)
     return jobs

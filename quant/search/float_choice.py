@@ -44,6 +44,16 @@ def candidates(reused: list[str], base: list[str], sens, bound: float, steps=STE
     return out
 
 
+def _score(errors: tuple[float, float], ref: tuple[float, float]) -> float:
+    """(box, class) output error as the sum of both relative to the first candidate's ``ref``."""
+    return sum(e / max(r, 1e-30) for e, r in zip(errors, ref))
+
+
+def _candidate(label: str, nodes: list[str], errors: tuple[float, float], score: float) -> dict:
+    """One candidate's entry in ``float_choice.json``."""
+    return {"label": label, "float_nodes": len(nodes), "box_nsr": errors[0], "class_nsr": errors[1], "score": score}
+
+
 def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
            error: Callable[[Path], tuple[float, float]]) -> tuple[str, dict[str, Path], dict]:
     """Build every set, measure each one's (box, class) output error; the label of the closest to FP32
@@ -53,11 +63,9 @@ def choose(sets: dict[str, list[str]], build: Callable[[str, list[str]], Path],
         built[label] = build(label, nodes)
         errors[label] = tuple(float(e) for e in error(built[label]))
     ref = errors[next(iter(sets))]
-    score = {k: sum(e / max(r, 1e-30) for e, r in zip(v, ref)) for k, v in errors.items()}
+    score = {k: _score(v, ref) for k, v in errors.items()}
     best = min(score, key=score.get)  # ties keep the earlier (the reused set first)
-    record = {"chosen": best, "candidates": [
-        {"label": k, "float_nodes": len(sets[k]), "box_nsr": errors[k][0], "class_nsr": errors[k][1],
-         "score": score[k]} for k in sets]}
+    record = {"chosen": best, "candidates": [_candidate(k, sets[k], errors[k], score[k]) for k in sets]}
     return best, built, record
 
 
@@ -124,11 +132,10 @@ def _refined(best: str, sets: dict, smooth: dict, built: dict, record: dict, ref
     folder = out_dir / f".candidate-{len(built)}"
     folder.mkdir()
     built[name] = builder(sets[best], alpha if best in smooth else None, folder)
-    box, cls = (float(e) for e in error(built[name]))
+    errors = tuple(float(e) for e in error(built[name]))
     ref = record["candidates"][0]
-    score = box / max(ref["box_nsr"], 1e-30) + cls / max(ref["class_nsr"], 1e-30)
-    record["candidates"].append({"label": name, "float_nodes": len(sets[name]), "box_nsr": box, "class_nsr": cls,
-                                 "score": score})
+    score = _score(errors, (ref["box_nsr"], ref["class_nsr"]))
+    record["candidates"].append(_candidate(name, sets[name], errors, score))
     kept = next(c for c in record["candidates"] if c["label"] == best)
     if score < kept["score"]:
         record["chosen"] = best = name
